@@ -1,0 +1,267 @@
+//! Building a segment's header (creator) and checking it (opener).
+//!
+//! The creator sizes the segment, writes its own identity, then every parameter, then
+//! `init_state = READY` with Release. An opener Acquires `init_state`; until it reads READY it
+//! waits (bounded), and if the recorded creator is dead it says so instead of waiting.
+
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::config::{Config, OpenOptions};
+use crate::error::{Error, Result};
+use crate::layout::{
+    CONTROL_SIZE, FINGERPRINT, LAYOUT_VERSION, MAGIC, RingKind, header_flags, init_state,
+};
+use crate::memory::control_of;
+use crate::os::{self, ProcessId};
+use crate::segment::{Location, Segment, TrustPolicy};
+use crate::spsc::ring::{Geometry, max_message_limit};
+use crate::sync::Ordering::{Acquire, Relaxed, Release};
+use crate::wait::WaitStrategy;
+
+/// A mapped segment whose header has been checked.
+pub(crate) struct Attached {
+    pub segment: Arc<Segment>,
+    pub geometry: Geometry,
+    pub wait: WaitStrategy,
+    /// Whether this call created the segment.
+    pub created: bool,
+}
+
+/// How often an opener re-checks a segment that is still being initialised.
+const INIT_POLL: Duration = Duration::from_millis(1);
+/// How many times `create_or_open` retries when the name vanishes between its create and
+/// its open (someone unlinked it in between).
+const CREATE_OR_OPEN_ATTEMPTS: u32 = 16;
+
+/// Creates a new segment at `location` holding an empty ring of `kind`.
+pub(crate) fn create(location: &Location, config: &Config, kind: RingKind) -> Result<Attached> {
+    let capacity = config.capacity;
+    let max_message = match config.max_message {
+        Some(max) => max,
+        None if capacity.is_power_of_two() && capacity >= crate::layout::MIN_CAPACITY => {
+            max_message_limit(capacity)
+        }
+        None => 1,
+    };
+    let geometry = Geometry::new(capacity, max_message)?;
+    let size = CONTROL_SIZE + capacity;
+    let segment = Segment::create(
+        location,
+        size,
+        config.mode(),
+        config.populate,
+        config.lock_memory,
+    )?;
+    let ctl = control_of(&segment);
+    let me = os::current_process();
+    let h = &ctl.header;
+    // Identity first: an opener that finds the header unfinished can tell a dead creator.
+    h.creator_pid.store(me.pid, Relaxed);
+    h.creator_start_time.store(me.start_time, Relaxed);
+    h.magic.store(MAGIC, Relaxed);
+    h.layout_version.store(LAYOUT_VERSION, Relaxed);
+    h.ring_kind.store(kind as u32, Relaxed);
+    h.fingerprint.store(FINGERPRINT, Relaxed);
+    h.wait_strategy.store(config.wait as u32, Relaxed);
+    h.capacity.store(capacity, Relaxed);
+    h.max_message.store(max_message, Relaxed);
+    h.segment_size.store(size, Relaxed);
+    h.data_offset.store(CONTROL_SIZE, Relaxed);
+    let flags = if config.group_access {
+        header_flags::GROUP_ACCESS
+    } else {
+        0
+    };
+    h.flags.store(flags, Relaxed);
+    let now_ns = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    h.created_unix_ns.store(now_ns, Relaxed);
+    h.initial_position.store(config.initial_position, Relaxed);
+    ctl.producer.tail.store(config.initial_position, Relaxed);
+    ctl.consumer.head.store(config.initial_position, Relaxed);
+    // ORDERING H1 (pairs with H2): Release publishes every field above to an opener that
+    // Acquires READY.
+    h.init_state.store(init_state::READY, Release);
+    Ok(Attached {
+        segment: Arc::new(segment),
+        geometry,
+        wait: config.wait,
+        created: true,
+    })
+}
+
+/// Opens the existing segment at `location` and checks it holds a ring of `kind`.
+pub(crate) fn open(location: &Location, options: &OpenOptions, kind: RingKind) -> Result<Attached> {
+    if let Location::Shm(name) = location {
+        crate::segment::validate_name(name)?;
+    }
+    let fd = Segment::open_fd(location)?;
+    let trust = TrustPolicy {
+        any_owner: options.any_owner,
+        writable_by_others: options.writable_by_others,
+    };
+    let deadline = Instant::now() + options.init_timeout;
+    // The creator sizes the segment in one ftruncate; until then it is empty.
+    let size = loop {
+        let size = Segment::check_file(&fd, location, trust)?;
+        if size >= CONTROL_SIZE {
+            break size;
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::Uninitialized {
+                creator_pid: None,
+                creator_alive: false,
+            });
+        }
+        thread::sleep(INIT_POLL);
+    };
+    let segment = Segment::map(&fd, location, size, options.populate, options.lock_memory)?;
+    let h = &control_of(&segment).header;
+    loop {
+        // ORDERING H2 (pairs with H1): Acquire, so the fields read below are the creator's.
+        let state = h.init_state.load(Acquire);
+        if state == init_state::READY {
+            break;
+        }
+        if state != init_state::CREATING {
+            return Err(Error::corrupted(format!("unknown init state {state}")));
+        }
+        let creator = ProcessId {
+            pid: h.creator_pid.load(Relaxed),
+            start_time: h.creator_start_time.load(Relaxed),
+        };
+        let recorded = creator.pid != 0;
+        let alive = recorded && os::process_alive(creator);
+        if (recorded && !alive) || Instant::now() >= deadline {
+            return Err(Error::Uninitialized {
+                creator_pid: recorded.then_some(creator.pid),
+                creator_alive: alive,
+            });
+        }
+        thread::sleep(INIT_POLL);
+    }
+    let checked = validate(&segment, kind, options)?;
+    Ok(Attached {
+        segment: Arc::new(segment),
+        geometry: checked.0,
+        wait: checked.1,
+        created: false,
+    })
+}
+
+/// Every header field read once into a local and checked.
+fn validate(
+    segment: &Segment,
+    kind: RingKind,
+    options: &OpenOptions,
+) -> Result<(Geometry, WaitStrategy)> {
+    let h = &control_of(segment).header;
+    let magic = h.magic.load(Relaxed);
+    if magic != MAGIC {
+        if magic.swap_bytes() == MAGIC {
+            return Err(Error::incompatible(
+                "the ring was made on a machine of the other byte order",
+            ));
+        }
+        return Err(Error::incompatible(format!(
+            "not a shmring segment (magic {magic:#018x})"
+        )));
+    }
+    let version = h.layout_version.load(Relaxed);
+    if version != LAYOUT_VERSION {
+        return Err(Error::incompatible(format!(
+            "layout version {version}, this build reads version {LAYOUT_VERSION}"
+        )));
+    }
+    let fingerprint = h.fingerprint.load(Relaxed);
+    if fingerprint != FINGERPRINT {
+        return Err(Error::incompatible(format!(
+            "layout fingerprint {fingerprint:#018x}, this build has {FINGERPRINT:#018x} \
+             (built for another architecture or layout)"
+        )));
+    }
+    let raw_kind = h.ring_kind.load(Relaxed);
+    match RingKind::from_u32(raw_kind) {
+        Some(found) if found == kind => {}
+        Some(found) => {
+            return Err(Error::incompatible(format!(
+                "the segment holds a {found:?} ring, not a {kind:?} ring"
+            )));
+        }
+        None => return Err(Error::incompatible(format!("unknown ring kind {raw_kind}"))),
+    }
+    let raw_wait = h.wait_strategy.load(Relaxed);
+    let wait = WaitStrategy::from_u32(raw_wait)
+        .ok_or_else(|| Error::incompatible(format!("unknown wait strategy {raw_wait}")))?;
+    if let Some(expected) = options.expect_wait {
+        if expected != wait {
+            return Err(Error::incompatible(format!(
+                "the ring waits with {wait:?}, the caller insists on {expected:?}"
+            )));
+        }
+    }
+    let capacity = h.capacity.load(Relaxed);
+    let max_message = h.max_message.load(Relaxed);
+    let geometry = Geometry::new(capacity, max_message)
+        .map_err(|e| Error::corrupted(format!("header parameters: {e}")))?;
+    let data_offset = h.data_offset.load(Relaxed);
+    if data_offset != CONTROL_SIZE {
+        return Err(Error::corrupted(format!("data offset {data_offset}")));
+    }
+    let size = h.segment_size.load(Relaxed);
+    if size != CONTROL_SIZE + capacity {
+        return Err(Error::corrupted(format!(
+            "segment size {size} does not match capacity {capacity}"
+        )));
+    }
+    if segment.len() < size {
+        return Err(Error::corrupted(format!(
+            "the segment is {} bytes but its header describes {size}",
+            segment.len()
+        )));
+    }
+    Ok((geometry, wait))
+}
+
+/// Creates the ring, or opens it if it exists; exactly one racing caller creates it.
+/// An existing ring must match `config`'s capacity, maximum message and wait strategy.
+pub(crate) fn create_or_open(
+    location: &Location,
+    config: &Config,
+    kind: RingKind,
+) -> Result<Attached> {
+    let mut last = None;
+    for _ in 0..CREATE_OR_OPEN_ATTEMPTS {
+        match create(location, config, kind) {
+            Err(Error::AlreadyExists { .. }) => {}
+            done => return done,
+        }
+        let options = config.open.clone().expect_wait_strategy(config.wait);
+        match open(location, &options, kind) {
+            Ok(found) => {
+                let want_max = config
+                    .max_message
+                    .unwrap_or_else(|| max_message_limit(config.capacity));
+                if found.geometry.capacity != config.capacity
+                    || found.geometry.max_message != want_max
+                {
+                    return Err(Error::incompatible(format!(
+                        "the existing ring has capacity {} and max_message {}, asked for {} and {}",
+                        found.geometry.capacity,
+                        found.geometry.max_message,
+                        config.capacity,
+                        want_max
+                    )));
+                }
+                return Ok(found);
+            }
+            // Unlinked between our create and our open: try again.
+            Err(err @ Error::NotFound { .. }) => last = Some(err),
+            Err(err) => return Err(err),
+        }
+    }
+    Err(last.unwrap_or(Error::Timeout))
+}

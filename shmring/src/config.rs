@@ -1,0 +1,188 @@
+//! Creation parameters and open options.
+
+use std::time::Duration;
+
+use crate::wait::WaitStrategy;
+
+/// Parameters for creating a ring.
+///
+/// ```
+/// use shmring::{Config, WaitStrategy};
+/// let config = Config::new()
+///     .capacity(1 << 16)
+///     .max_message(4096)
+///     .wait_strategy(WaitStrategy::SpinYield);
+/// assert_eq!(config.get_capacity(), 65536);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub(crate) capacity: u64,
+    pub(crate) max_message: Option<u64>,
+    pub(crate) wait: WaitStrategy,
+    pub(crate) group_access: bool,
+    pub(crate) populate: bool,
+    pub(crate) lock_memory: bool,
+    pub(crate) initial_position: u64,
+    pub(crate) open: OpenOptions,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            capacity: 1 << 20,
+            max_message: None,
+            wait: WaitStrategy::default(),
+            group_access: false,
+            populate: true,
+            lock_memory: false,
+            initial_position: 0,
+            open: OpenOptions::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Defaults: 1 MiB data region, largest possible messages, spin-then-yield waits,
+    /// mode 0600, pages pre-faulted, not locked.
+    pub fn new() -> Self {
+        Config::default()
+    }
+
+    /// Bytes in the data region: a power of two from 256 to 2^40.
+    pub fn capacity(mut self, bytes: u64) -> Self {
+        self.capacity = bytes;
+        self
+    }
+
+    /// Largest message payload, at most `capacity / 2 - 8` (the default).
+    pub fn max_message(mut self, bytes: u64) -> Self {
+        self.max_message = Some(bytes);
+        self
+    }
+
+    /// How blocking calls wait (both ends use the creator's choice).
+    pub fn wait_strategy(mut self, strategy: WaitStrategy) -> Self {
+        self.wait = strategy;
+        self
+    }
+
+    /// Create with mode 0660 instead of 0600 so the owner's group may open the ring.
+    pub fn group_access(mut self, allow: bool) -> Self {
+        self.group_access = allow;
+        self
+    }
+
+    /// Fault in every page at creation and open (default on), so no page fault lands on
+    /// the message path.
+    pub fn populate(mut self, populate: bool) -> Self {
+        self.populate = populate;
+        self
+    }
+
+    /// Lock the mapping into RAM (`mlock`); fails if RLIMIT_MEMLOCK is too small.
+    pub fn lock_memory(mut self, lock: bool) -> Self {
+        self.lock_memory = lock;
+        self
+    }
+
+    /// Options used when `create_or_open` finds the ring already made.
+    pub fn open_options(mut self, options: OpenOptions) -> Self {
+        self.open = options;
+        self
+    }
+
+    /// Stream position of the first record. Only for tests of position wrap-around.
+    #[doc(hidden)]
+    pub fn initial_position(mut self, position: u64) -> Self {
+        self.initial_position = position & !7;
+        self
+    }
+
+    /// The configured capacity.
+    pub fn get_capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// The configured wait strategy.
+    pub fn get_wait_strategy(&self) -> WaitStrategy {
+        self.wait
+    }
+
+    pub(crate) fn mode(&self) -> u32 {
+        if self.group_access { 0o660 } else { 0o600 }
+    }
+}
+
+/// How much to trust an existing segment when opening it.
+///
+/// ```
+/// use std::time::Duration;
+/// let options = shmring::OpenOptions::new().init_timeout(Duration::from_millis(100));
+/// # let _ = options;
+/// ```
+#[derive(Clone, Debug)]
+pub struct OpenOptions {
+    pub(crate) any_owner: bool,
+    pub(crate) writable_by_others: bool,
+    pub(crate) init_timeout: Duration,
+    pub(crate) expect_wait: Option<WaitStrategy>,
+    pub(crate) populate: bool,
+    pub(crate) lock_memory: bool,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            any_owner: false,
+            writable_by_others: false,
+            init_timeout: Duration::from_secs(2),
+            expect_wait: None,
+            populate: true,
+            lock_memory: false,
+        }
+    }
+}
+
+impl OpenOptions {
+    /// Defaults: the segment must be owned by this process's effective user and writable by
+    /// nobody else; wait up to 2 s for a creator still initialising it.
+    pub fn new() -> Self {
+        OpenOptions::default()
+    }
+
+    /// Accept a segment owned by another user.
+    pub fn any_owner(mut self, allow: bool) -> Self {
+        self.any_owner = allow;
+        self
+    }
+
+    /// Accept a segment that group or other users may write (e.g. made with `group_access`).
+    pub fn writable_by_others(mut self, allow: bool) -> Self {
+        self.writable_by_others = allow;
+        self
+    }
+
+    /// How long to wait for a creator that has not finished initialising the segment.
+    pub fn init_timeout(mut self, timeout: Duration) -> Self {
+        self.init_timeout = timeout;
+        self
+    }
+
+    /// Refuse (`Incompatible`) a ring created with another wait strategy.
+    pub fn expect_wait_strategy(mut self, strategy: WaitStrategy) -> Self {
+        self.expect_wait = Some(strategy);
+        self
+    }
+
+    /// Fault in every page when mapping (default on).
+    pub fn populate(mut self, populate: bool) -> Self {
+        self.populate = populate;
+        self
+    }
+
+    /// Lock the mapping into RAM (`mlock`).
+    pub fn lock_memory(mut self, lock: bool) -> Self {
+        self.lock_memory = lock;
+        self
+    }
+}

@@ -1,0 +1,232 @@
+//! The one error type of the crate.
+
+use std::fmt;
+use std::io;
+
+/// Which end of a ring a handle is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The writing end.
+    Producer,
+    /// The reading end.
+    Consumer,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Producer => "producer",
+            Role::Consumer => "consumer",
+        })
+    }
+}
+
+/// Everything that can go wrong, each with what to do about it.
+///
+/// `WouldBlock`, `Timeout` and `Closed` are the ordinary outcomes of a non-blocking call, a
+/// timed call and the end of a stream; the others mean a call could not do what was asked,
+/// and nothing was sent, received or lost.
+///
+/// ```
+/// use shmring::Error;
+/// let err = shmring::spsc::Ring::open("no slash").unwrap_err();
+/// assert!(matches!(err, Error::InvalidName { .. }));
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// No segment has this name (or path).
+    NotFound {
+        /// The name or path asked for.
+        name: String,
+    },
+    /// A segment with this name already exists, so `create` refused to adopt it.
+    AlreadyExists {
+        /// The name or path asked for.
+        name: String,
+    },
+    /// The OS refused access, or the segment's owner or mode is not one we trust.
+    PermissionDenied {
+        /// Why.
+        detail: String,
+    },
+    /// The name is not `/` followed by 1..=250 of `[A-Za-z0-9._-]`.
+    InvalidName {
+        /// The rejected name.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A creation parameter or argument is out of range.
+    InvalidArgument {
+        /// Which one and why.
+        detail: String,
+    },
+    /// The segment was made by an incompatible build or for another purpose: layout version,
+    /// fingerprint, ring kind or wait strategy differ.
+    Incompatible {
+        /// What differs.
+        detail: String,
+    },
+    /// The shared memory holds something this build never writes: a damaged segment or a
+    /// misbehaving peer. The ring cannot be trusted further.
+    Corrupted {
+        /// What was found.
+        detail: String,
+    },
+    /// The segment's creator did not finish initialising it.
+    Uninitialized {
+        /// The creator's pid, when it got as far as writing it.
+        creator_pid: Option<u32>,
+        /// Whether that process still runs (it may be slow rather than dead).
+        creator_alive: bool,
+    },
+    /// Another handle already holds this role (SPSC rings have one producer and one consumer).
+    AlreadyAttached {
+        /// The role asked for.
+        role: Role,
+        /// The holder's process id.
+        pid: u32,
+    },
+    /// The message is longer than the ring's maximum message size.
+    MessageTooLarge {
+        /// Length asked for.
+        len: usize,
+        /// The ring's limit.
+        max: usize,
+    },
+    /// The caller's buffer cannot hold the next message; the message stays in the ring.
+    BufferTooSmall {
+        /// Bytes the next message needs.
+        needed: usize,
+    },
+    /// The ring is full (send) or empty (receive) and the call does not block.
+    WouldBlock,
+    /// The ring stayed full or empty for the whole timeout.
+    Timeout,
+    /// The other side closed: a consumer has drained everything that was sent, or a
+    /// producer's consumer is gone.
+    Closed,
+    /// An operating-system call failed in a way not covered above.
+    Io {
+        /// The operation that failed.
+        op: &'static str,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn corrupted(detail: impl Into<String>) -> Self {
+        Error::Corrupted {
+            detail: detail.into(),
+        }
+    }
+
+    pub(crate) fn incompatible(detail: impl Into<String>) -> Self {
+        Error::Incompatible {
+            detail: detail.into(),
+        }
+    }
+
+    pub(crate) fn invalid_argument(detail: impl Into<String>) -> Self {
+        Error::InvalidArgument {
+            detail: detail.into(),
+        }
+    }
+
+    pub(crate) fn permission(detail: impl Into<String>) -> Self {
+        Error::PermissionDenied {
+            detail: detail.into(),
+        }
+    }
+
+    /// Maps an OS error for an operation on `name` to the variant a caller can act on.
+    pub(crate) fn from_os(op: &'static str, name: &str, err: io::Error) -> Self {
+        match err.kind() {
+            io::ErrorKind::NotFound => Error::NotFound { name: name.into() },
+            io::ErrorKind::AlreadyExists => Error::AlreadyExists { name: name.into() },
+            io::ErrorKind::PermissionDenied => Error::permission(format!("{op} {name}: {err}")),
+            _ if err.raw_os_error() == Some(libc::ELOOP) => Error::permission(format!(
+                "{op} {name}: is a symbolic link, which is never followed"
+            )),
+            _ => Error::Io { op, source: err },
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::NotFound { name } => write!(
+                f,
+                "no ring named {name}: create it first, or check the name"
+            ),
+            Error::AlreadyExists { name } => write!(
+                f,
+                "{name} already exists: open it, use create_or_open, or unlink it first"
+            ),
+            Error::PermissionDenied { detail } => write!(f, "permission denied: {detail}"),
+            Error::InvalidName { name, reason } => write!(
+                f,
+                "invalid ring name {name:?}: {reason} (expected '/' then 1..=250 of A-Z a-z 0-9 . _ -)"
+            ),
+            Error::InvalidArgument { detail } => write!(f, "invalid argument: {detail}"),
+            Error::Incompatible { detail } => write!(
+                f,
+                "incompatible ring: {detail}; both ends must use the same shmring layout and settings"
+            ),
+            Error::Corrupted { detail } => {
+                write!(f, "corrupted ring: {detail}; stop using it and recreate it")
+            }
+            Error::Uninitialized {
+                creator_pid: Some(pid),
+                creator_alive: false,
+            } => write!(
+                f,
+                "the ring's creator (pid {pid}) died before finishing it: unlink and create it again"
+            ),
+            Error::Uninitialized {
+                creator_pid: Some(pid),
+                creator_alive: true,
+            } => write!(
+                f,
+                "the ring's creator (pid {pid}) is still initialising it: retry later"
+            ),
+            Error::Uninitialized {
+                creator_pid: None, ..
+            } => write!(
+                f,
+                "the ring was never initialised (no creator recorded): unlink and create it again"
+            ),
+            Error::AlreadyAttached { role, pid } => write!(
+                f,
+                "the ring already has a {role} (pid {pid}); an SPSC ring allows one of each"
+            ),
+            Error::MessageTooLarge { len, max } => write!(
+                f,
+                "message of {len} bytes exceeds the ring's maximum of {max}: split it or create the ring with a larger max_message"
+            ),
+            Error::BufferTooSmall { needed } => write!(
+                f,
+                "buffer too small: the next message needs {needed} bytes (it stays in the ring)"
+            ),
+            Error::WouldBlock => f.write_str("the ring is full or empty; try again later"),
+            Error::Timeout => f.write_str("timed out waiting for the ring"),
+            Error::Closed => f.write_str("the other end closed the ring"),
+            Error::Io { op, source } => write!(f, "{op} failed: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! # shmring
+//!
+//! Lock-free message rings in POSIX shared memory: separate processes pass variable-length
+//! messages with no system call, no lock and no allocation on the message path.
+//!
+//! - [`spsc::Ring`]: a named segment holding a single-producer single-consumer ring;
+//!   [`spsc::Producer`] and [`spsc::Consumer`] are its two ends.
+//! - Copy (`try_send` / `recv`), zero-copy (`try_reserve` → commit, `try_read` → release)
+//!   and batch forms; non-blocking (`try_*` → [`Error::WouldBlock`]), blocking, and
+//!   `*_timeout` calls.
+//! - End of stream like a pipe: a closed producer lets the consumer drain, then
+//!   [`Error::Closed`]; a closed consumer makes sends fail with `Closed`.
+//! - Shared memory is untrusted: every header field, position and length read from it is
+//!   checked, and a damaged ring yields [`Error::Corrupted`], never undefined behaviour.
+//!
+//! ```
+//! use shmring::{Config, spsc::Ring};
+//! # let name = format!("/doc-lib-{}", std::process::id());
+//! // Process A
+//! let ring = Ring::create(&name, &Config::new().capacity(1 << 16))?;
+//! let mut tx = ring.producer()?;
+//! tx.send(b"tick 1")?;
+//!
+//! // Process B (here the same process, for the example)
+//! let mut rx = Ring::open(&name)?.consumer()?;
+//! let mut msg = Vec::new();
+//! rx.recv_vec(&mut msg)?;
+//! assert_eq!(msg, b"tick 1");
+//! shmring::spsc::unlink(&name)?;
+//! # Ok::<(), shmring::Error>(())
+//! ```
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+mod attach;
+mod config;
+mod error;
+mod memory;
+mod os;
+mod segment;
+mod stats;
+mod wait;
+
+#[doc(hidden)]
+pub mod layout;
+pub mod spsc;
+mod sync;
+
+pub use config::{Config, OpenOptions};
+pub use error::{Error, Result, Role};
+pub use stats::{PeerState, Stats};
+pub use wait::WaitStrategy;
+
+/// Model-checking and test access to the ring algorithms on heap memory. Not a stable API.
+#[doc(hidden)]
+pub mod testing;

@@ -1,0 +1,190 @@
+//! The memory a ring runs on: a control block plus a power-of-two data region.
+//!
+//! The ring algorithms are generic over [`RingMemory`], so the same code runs on a mapped
+//! segment ([`ShmMemory`]) and on the heap ([`HeapMemory`], used by unit tests and by the
+//! loom models, whose atomics cannot live in mapped bytes).
+
+use std::sync::Arc;
+
+use crate::layout::{CONTROL_SIZE, ControlBlock, RECORD_HEADER};
+use crate::segment::Segment;
+use crate::sync::{AccessTracker, AtomicU64, RawCell};
+
+/// A control block and a data region of `capacity()` bytes.
+///
+/// # Safety
+/// Implementors guarantee, for the lifetime of `self`:
+/// - `data_ptr()` is 8-byte aligned and valid for reads and writes of `capacity()` bytes,
+///   which is a power of two and a multiple of 8;
+/// - `word(offset)`, for every 8-aligned `offset < capacity()`, is the atomic header word of
+///   the record slot at `offset` (on real memory: the 8 bytes at `data_ptr() + offset`);
+/// - `control()` is the control block that belongs with this data region.
+pub(crate) unsafe trait RingMemory {
+    /// The control block (header, peers, positions).
+    fn control(&self) -> &ControlBlock;
+    /// Bytes in the data region.
+    fn capacity(&self) -> u64;
+    /// First byte of the data region.
+    fn data_ptr(&self) -> *mut u8;
+    /// The record header word at `offset` (8-aligned, `< capacity()`).
+    fn word(&self, offset: u64) -> &AtomicU64;
+    /// Tells a model checker that `len` payload bytes at `offset` are being read.
+    #[inline]
+    fn track_read(&self, _offset: u64, _len: u64) {}
+    /// Tells a model checker that `len` payload bytes at `offset` are being written.
+    #[inline]
+    fn track_write(&self, _offset: u64, _len: u64) {}
+}
+
+/// A ring inside a mapped segment. Clones share the mapping.
+#[derive(Clone)]
+pub(crate) struct ShmMemory {
+    segment: Arc<Segment>,
+    /// Validated once at attach and never re-read from shared memory.
+    capacity: u64,
+}
+
+impl ShmMemory {
+    /// Wraps a segment whose header has been validated: the mapping is at least
+    /// `CONTROL_SIZE + capacity` bytes and `capacity` is a power of two `>= 256`.
+    pub(crate) fn new(segment: Arc<Segment>, capacity: u64) -> Self {
+        assert!(capacity.is_power_of_two() && capacity >= 2 * RECORD_HEADER);
+        assert!(
+            segment.len() >= CONTROL_SIZE + capacity,
+            "mapping too small"
+        );
+        ShmMemory { segment, capacity }
+    }
+
+    pub(crate) fn segment(&self) -> &Arc<Segment> {
+        &self.segment
+    }
+}
+
+/// The control block at the start of a mapping.
+pub(crate) fn control_of(segment: &Segment) -> &ControlBlock {
+    assert!(segment.len() >= CONTROL_SIZE);
+    // SAFETY: the mapping is page-aligned (so 128-aligned), at least CONTROL_SIZE bytes long
+    // (checked above) and lives as long as `segment`. `ControlBlock` consists only of
+    // atomics, which may be read and written concurrently by other processes without UB;
+    // any bit pattern is a valid value for them.
+    unsafe { &*segment.base().cast::<ControlBlock>() }
+}
+
+// SAFETY: `new` checked that the mapping covers CONTROL_SIZE + capacity bytes; the data
+// region starts at CONTROL_SIZE, a multiple of 128 from a page-aligned base; `capacity` is a
+// power of two >= 16, so every 8-aligned offset below it leaves 8 bytes for a header word.
+unsafe impl RingMemory for ShmMemory {
+    #[inline]
+    fn control(&self) -> &ControlBlock {
+        control_of(&self.segment)
+    }
+
+    #[inline]
+    fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    #[inline]
+    fn data_ptr(&self) -> *mut u8 {
+        // SAFETY: CONTROL_SIZE is within the mapping (checked in `new`).
+        unsafe { self.segment.base().add(CONTROL_SIZE as usize) }
+    }
+
+    #[inline]
+    fn word(&self, offset: u64) -> &AtomicU64 {
+        debug_assert!(offset % RECORD_HEADER == 0 && offset < self.capacity);
+        // SAFETY: the ring passes only 8-aligned offsets below capacity (positions masked
+        // with capacity - 1, records 8-aligned), so the 8 bytes lie inside the data region and
+        // are 8-aligned. Other processes access these bytes only atomically or after
+        // synchronising through such an atomic.
+        unsafe { &*self.data_ptr().add(offset as usize).cast::<AtomicU64>() }
+    }
+}
+
+/// A ring on the heap: unit tests, loom models, benchmarks of the algorithm alone.
+pub(crate) struct HeapMemory {
+    control: Box<ControlBlock>,
+    /// Data bytes as `u64`s for alignment.
+    bytes: Box<[RawCell<u64>]>,
+    /// Under loom, header words live apart from the bytes (loom atomics are not plain memory).
+    #[cfg(shmring_loom)]
+    headers: Box<[AtomicU64]>,
+    tracker: AccessTracker,
+    capacity: u64,
+}
+
+// SAFETY: every shared access goes through atomics or through the ring protocol, which
+// orders each byte's writes before its reads with Release/Acquire pairs (the same argument
+// as for shared memory, where the "threads" are processes).
+unsafe impl Sync for HeapMemory {}
+// SAFETY: the owned buffers have no thread affinity.
+unsafe impl Send for HeapMemory {}
+
+impl HeapMemory {
+    /// A zeroed ring of `capacity` bytes (a power of two >= 16) whose positions start at
+    /// `initial_position`.
+    pub(crate) fn new(capacity: u64, initial_position: u64) -> Self {
+        assert!(capacity.is_power_of_two() && capacity >= 2 * RECORD_HEADER);
+        let words = (capacity / 8) as usize;
+        let control = ControlBlock::new_zeroed();
+        control
+            .producer
+            .tail
+            .store(initial_position, crate::sync::Ordering::Relaxed);
+        control
+            .consumer
+            .head
+            .store(initial_position, crate::sync::Ordering::Relaxed);
+        HeapMemory {
+            control,
+            bytes: (0..words).map(|_| RawCell::new(0)).collect(),
+            #[cfg(shmring_loom)]
+            headers: (0..words).map(|_| AtomicU64::new(0)).collect(),
+            tracker: AccessTracker::new(words),
+            capacity,
+        }
+    }
+}
+
+fn word_range(offset: u64, len: u64) -> core::ops::Range<usize> {
+    (offset / 8) as usize..offset.saturating_add(len).div_ceil(8) as usize
+}
+
+// SAFETY: `bytes` holds capacity / 8 `u64`s (8-aligned, capacity bytes); header words are
+// either those bytes viewed as atomics (real builds, same as shared memory) or a separate
+// array of the same length (loom builds).
+unsafe impl RingMemory for HeapMemory {
+    fn control(&self) -> &ControlBlock {
+        &self.control
+    }
+
+    fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    fn data_ptr(&self) -> *mut u8 {
+        RawCell::raw_get(self.bytes.as_ptr()).cast()
+    }
+
+    #[cfg(not(shmring_loom))]
+    fn word(&self, offset: u64) -> &AtomicU64 {
+        debug_assert!(offset % 8 == 0 && offset < self.capacity);
+        // SAFETY: in bounds and 8-aligned (see trait contract); `RawCell<u64>` has the layout
+        // of `u64`, which `AtomicU64` shares; concurrent access is atomic or ordered.
+        unsafe { &*self.data_ptr().add(offset as usize).cast::<AtomicU64>() }
+    }
+
+    #[cfg(shmring_loom)]
+    fn word(&self, offset: u64) -> &AtomicU64 {
+        &self.headers[(offset / 8) as usize]
+    }
+
+    fn track_read(&self, offset: u64, len: u64) {
+        self.tracker.read(word_range(offset, len));
+    }
+
+    fn track_write(&self, offset: u64, len: u64) {
+        self.tracker.write(word_range(offset, len));
+    }
+}

@@ -1,0 +1,238 @@
+//! Named shared-memory segments and file-backed segments: create, open, map, unlink.
+//!
+//! Knows nothing of rings: it hands out a mapped, size-checked, permission-checked region.
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use memmap2::{MmapOptions, MmapRaw};
+
+use crate::error::{Error, Result};
+use crate::os;
+
+/// Longest name after the leading `/` (NAME_MAX is 255 on Linux; leave room for prefixes).
+const MAX_NAME_LEN: usize = 250;
+
+/// Where a segment lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Location {
+    /// A POSIX shared-memory name such as `/orders` (`/dev/shm/orders` on Linux).
+    Shm(String),
+    /// A file (for persistence, hugetlbfs, or another filesystem).
+    Path(PathBuf),
+}
+
+impl Location {
+    pub(crate) fn display(&self) -> String {
+        match self {
+            Location::Shm(name) => name.clone(),
+            Location::Path(path) => path.display().to_string(),
+        }
+    }
+}
+
+/// Checks a shared-memory name: `/` then 1..=250 of `[A-Za-z0-9._-]`, not only dots.
+pub(crate) fn validate_name(name: &str) -> Result<()> {
+    let invalid = |reason| {
+        Err(Error::InvalidName {
+            name: name.into(),
+            reason,
+        })
+    };
+    let Some(rest) = name.strip_prefix('/') else {
+        return invalid("must start with '/'");
+    };
+    if rest.is_empty() {
+        return invalid("is empty after '/'");
+    }
+    if rest.len() > MAX_NAME_LEN {
+        return invalid("is longer than 250 characters after '/'");
+    }
+    if !rest
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return invalid("contains a character other than A-Z a-z 0-9 . _ -");
+    }
+    if rest.bytes().all(|b| b == b'.') {
+        return invalid("consists only of dots");
+    }
+    Ok(())
+}
+
+/// Who may open a segment, beyond its owner.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct TrustPolicy {
+    /// Accept a segment owned by another user.
+    pub any_owner: bool,
+    /// Accept a segment that users other than the owner may write.
+    pub writable_by_others: bool,
+}
+
+/// An open, mapped segment. The mapping lives as long as this value.
+pub(crate) struct Segment {
+    map: MmapRaw,
+    location: Location,
+}
+
+impl Segment {
+    /// Creates the name exclusively with `mode`, sizes it to `len` bytes (zero-filled), and
+    /// maps it. On failure after the name was created, the name is removed again.
+    pub(crate) fn create(
+        location: &Location,
+        len: u64,
+        mode: u32,
+        populate: bool,
+        lock: bool,
+    ) -> Result<Segment> {
+        let shown = location.display();
+        let fd = match location {
+            Location::Shm(name) => os::shm_create(name, mode),
+            Location::Path(path) => os::file_create(path, mode),
+        }
+        .map_err(|e| Error::from_os("create", &shown, e))?;
+        let mapped = (|| {
+            // Size before mapping: a mapping of a zero-length object "succeeds" and then faults.
+            os::set_len(&fd, len).map_err(|e| Error::from_os("ftruncate", &shown, e))?;
+            Segment::map(&fd, location, len, populate, lock)
+        })();
+        if mapped.is_err() {
+            // We made the name; do not leave a half-built segment behind.
+            let _ = unlink(location);
+        }
+        mapped
+    }
+
+    /// Opens an existing segment's file descriptor (no mapping yet).
+    pub(crate) fn open_fd(location: &Location) -> Result<OwnedFd> {
+        match location {
+            Location::Shm(name) => os::shm_open(name),
+            Location::Path(path) => os::file_open(path),
+        }
+        .map_err(|e| Error::from_os("open", &location.display(), e))
+    }
+
+    /// Checks type, owner and mode of an open segment and returns its size.
+    pub(crate) fn check_file(fd: &OwnedFd, location: &Location, trust: TrustPolicy) -> Result<u64> {
+        let shown = location.display();
+        let info = os::fstat(fd).map_err(|e| Error::from_os("fstat", &shown, e))?;
+        if !info.is_regular {
+            return Err(Error::permission(format!("{shown} is not a regular file")));
+        }
+        let me = os::euid();
+        if !trust.any_owner && info.uid != me {
+            return Err(Error::permission(format!(
+                "{shown} is owned by uid {} and this process runs as uid {me}; \
+                 open it with OpenOptions::any_owner if that user is trusted",
+                info.uid
+            )));
+        }
+        if !trust.writable_by_others && info.mode & 0o022 != 0 {
+            return Err(Error::permission(format!(
+                "{shown} has mode {:03o}, writable by users other than its owner; \
+                 open it with OpenOptions::writable_by_others if they are trusted",
+                info.mode
+            )));
+        }
+        Ok(info.size)
+    }
+
+    /// Maps `len` bytes of `fd` shared and read-write.
+    pub(crate) fn map(
+        fd: &OwnedFd,
+        location: &Location,
+        len: u64,
+        populate: bool,
+        lock: bool,
+    ) -> Result<Segment> {
+        let shown = location.display();
+        let len_usize = usize::try_from(len).map_err(|_| {
+            Error::invalid_argument(format!("segment of {len} bytes cannot be mapped"))
+        })?;
+        let mut options = MmapOptions::new();
+        options.len(len_usize);
+        if populate {
+            options.populate();
+        }
+        let map = options
+            .map_raw(fd)
+            .map_err(|e| Error::from_os("mmap", &shown, e))?;
+        if lock {
+            // SAFETY: `map` is a live mapping of exactly `map.len()` bytes owned by this value.
+            unsafe { os::mlock(map.as_mut_ptr(), map.len()) }
+                .map_err(|e| Error::from_os("mlock", &shown, e))?;
+        }
+        Ok(Segment {
+            map,
+            location: location.clone(),
+        })
+    }
+
+    /// First byte of the mapping (page-aligned).
+    pub(crate) fn base(&self) -> *mut u8 {
+        self.map.as_mut_ptr()
+    }
+
+    /// Mapped length in bytes.
+    pub(crate) fn len(&self) -> u64 {
+        self.map.len() as u64
+    }
+
+    /// Where the segment lives.
+    pub(crate) fn location(&self) -> &Location {
+        &self.location
+    }
+}
+
+/// Removes a segment's name or path. Existing mappings stay valid until dropped.
+pub(crate) fn unlink(location: &Location) -> Result<()> {
+    let shown = location.display();
+    match location {
+        Location::Shm(name) => {
+            validate_name(name)?;
+            os::shm_unlink(name)
+        }
+        Location::Path(path) => os::file_unlink(path),
+    }
+    .map_err(|e| Error::from_os("unlink", &shown, e))
+}
+
+/// A path, for messages.
+pub(crate) fn path_location(path: &Path) -> Location {
+    Location::Path(path.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_validated() {
+        for good in [
+            "/a",
+            "/orders.v1",
+            "/A-b_c.9",
+            &format!("/{}", "x".repeat(250)),
+        ] {
+            assert!(validate_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "/",
+            "a",
+            "//a",
+            "/a/b",
+            "/a b",
+            "/é",
+            "/.",
+            "/..",
+            "/a\0",
+            &format!("/{}", "x".repeat(251)),
+        ] {
+            assert!(
+                matches!(validate_name(bad), Err(Error::InvalidName { .. })),
+                "{bad:?}"
+            );
+        }
+    }
+}

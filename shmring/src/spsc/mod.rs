@@ -1,0 +1,731 @@
+//! Single-producer single-consumer rings of variable-length messages.
+//!
+//! A [`Ring`] is a mapped segment; [`Ring::producer`] and [`Ring::consumer`] attach the two
+//! ends (one of each, in any processes). Sending and receiving make no system call and
+//! allocate nothing.
+//!
+//! ```
+//! use shmring::{Config, spsc::Ring};
+//! let name = format!("/doc-spsc-{}", std::process::id());
+//! let ring = Ring::create(&name, &Config::new().capacity(4096))?;
+//! let mut tx = ring.producer()?;
+//! let mut rx = Ring::open(&name)?.consumer()?;
+//!
+//! tx.try_send(b"hello")?;
+//! let mut buf = [0u8; 64];
+//! let n = rx.try_recv(&mut buf)?;
+//! assert_eq!(&buf[..n], b"hello");
+//! ring.unlink()?;
+//! # Ok::<(), shmring::Error>(())
+//! ```
+
+pub(crate) mod ring;
+
+use std::ops::{Deref, DerefMut};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::attach::{self, Attached};
+use crate::config::{Config, OpenOptions};
+use crate::error::{Error, Result, Role};
+use crate::layout::{ControlBlock, RingKind, peer_state};
+use crate::memory::{RingMemory, ShmMemory};
+use crate::os;
+use crate::segment::{self, Location};
+use crate::stats::{Stats, stats_of};
+use crate::sync::Ordering::{AcqRel, Acquire, Relaxed};
+use crate::wait::{Event, WaitStrategy, Waiter};
+use ring::{Claim, ConsumerCore, Geometry, Message, ProducerCore};
+
+/// A mapped SPSC ring segment. Attach the ends with [`producer`](Ring::producer) and
+/// [`consumer`](Ring::consumer); the segment persists until [`unlink`](Ring::unlink)ed.
+///
+/// ```
+/// use shmring::{Config, spsc::Ring};
+/// let name = format!("/doc-ring-{}", std::process::id());
+/// let ring = Ring::create_or_open(&name, &Config::new().capacity(1 << 12))?;
+/// assert_eq!(ring.capacity(), 4096);
+/// assert_eq!(ring.max_message(), 2040);
+/// ring.unlink()?;
+/// # Ok::<(), shmring::Error>(())
+/// ```
+pub struct Ring {
+    memory: ShmMemory,
+    geometry: Geometry,
+    wait: WaitStrategy,
+    created: bool,
+}
+
+impl Ring {
+    /// Creates a new ring named `name` (`/` then 1..=250 of `[A-Za-z0-9._-]`), mode 0600
+    /// (0660 with [`Config::group_access`]). Fails with `AlreadyExists` if the name is taken.
+    pub fn create(name: &str, config: &Config) -> Result<Ring> {
+        segment::validate_name(name)?;
+        Ring::from_attached(attach::create(
+            &Location::Shm(name.into()),
+            config,
+            RingKind::Spsc,
+        )?)
+    }
+
+    /// Opens the ring `name` with default [`OpenOptions`].
+    pub fn open(name: &str) -> Result<Ring> {
+        Ring::open_with(name, &OpenOptions::default())
+    }
+
+    /// Opens the ring `name`, checking owner, mode, layout and kind as `options` say.
+    pub fn open_with(name: &str, options: &OpenOptions) -> Result<Ring> {
+        segment::validate_name(name)?;
+        Ring::from_attached(attach::open(
+            &Location::Shm(name.into()),
+            options,
+            RingKind::Spsc,
+        )?)
+    }
+
+    /// Creates the ring, or opens it if another process got there first (it must then have
+    /// the same capacity, maximum message and wait strategy). Exactly one racer creates it.
+    pub fn create_or_open(name: &str, config: &Config) -> Result<Ring> {
+        segment::validate_name(name)?;
+        Ring::from_attached(attach::create_or_open(
+            &Location::Shm(name.into()),
+            config,
+            RingKind::Spsc,
+        )?)
+    }
+
+    /// Creates a ring in a file at `path` (persistent storage, hugetlbfs, another tmpfs).
+    pub fn create_at(path: impl AsRef<Path>, config: &Config) -> Result<Ring> {
+        let location = segment::path_location(path.as_ref());
+        Ring::from_attached(attach::create(&location, config, RingKind::Spsc)?)
+    }
+
+    /// Opens a ring stored in a file at `path`.
+    pub fn open_at(path: impl AsRef<Path>, options: &OpenOptions) -> Result<Ring> {
+        let location = segment::path_location(path.as_ref());
+        Ring::from_attached(attach::open(&location, options, RingKind::Spsc)?)
+    }
+
+    fn from_attached(attached: Attached) -> Result<Ring> {
+        Ok(Ring {
+            memory: ShmMemory::new(attached.segment, attached.geometry.capacity),
+            geometry: attached.geometry,
+            wait: attached.wait,
+            created: attached.created,
+        })
+    }
+
+    /// Attaches the producing end. Fails with `AlreadyAttached` if a producer holds the
+    /// role, or `Closed` if this ring's producer has already closed.
+    pub fn producer(&self) -> Result<Producer> {
+        attach_role(self.memory.control(), Role::Producer)?;
+        let core = match ProducerCore::new(self.memory.clone(), self.geometry) {
+            Ok(core) => core,
+            Err(err) => {
+                detach_failed(self.memory.control(), Role::Producer);
+                return Err(err);
+            }
+        };
+        Ok(Producer {
+            core,
+            waiter: Waiter::new(self.wait),
+        })
+    }
+
+    /// Attaches the consuming end. Fails with `AlreadyAttached` if a consumer holds the
+    /// role, or `Closed` if this ring's consumer has already closed.
+    pub fn consumer(&self) -> Result<Consumer> {
+        attach_role(self.memory.control(), Role::Consumer)?;
+        let core = match ConsumerCore::new(self.memory.clone(), self.geometry) {
+            Ok(core) => core,
+            Err(err) => {
+                detach_failed(self.memory.control(), Role::Consumer);
+                return Err(err);
+            }
+        };
+        Ok(Consumer {
+            core,
+            waiter: Waiter::new(self.wait),
+        })
+    }
+
+    /// Bytes in the data region.
+    pub fn capacity(&self) -> u64 {
+        self.geometry.capacity
+    }
+
+    /// Largest message payload in bytes.
+    pub fn max_message(&self) -> usize {
+        self.geometry.max_message as usize
+    }
+
+    /// The wait strategy both ends use.
+    pub fn wait_strategy(&self) -> WaitStrategy {
+        self.wait
+    }
+
+    /// Whether this handle created the segment (useful after `create_or_open`).
+    pub fn was_created(&self) -> bool {
+        self.created
+    }
+
+    /// Counters and occupancy, read from the segment.
+    pub fn stats(&self) -> Stats {
+        stats_of(self.memory.control(), self.geometry)
+    }
+
+    /// Removes the ring's name (or path). Attached handles keep working; new opens fail.
+    pub fn unlink(&self) -> Result<()> {
+        segment::unlink(self.memory.segment().location())
+    }
+}
+
+impl std::fmt::Debug for Ring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ring")
+            .field("location", &self.memory.segment().location().display())
+            .field("capacity", &self.geometry.capacity)
+            .field("max_message", &self.geometry.max_message)
+            .field("wait", &self.wait)
+            .finish()
+    }
+}
+
+fn peer_record(ctl: &ControlBlock, role: Role) -> &crate::layout::PeerRecord {
+    match role {
+        Role::Producer => &ctl.peers.producer,
+        Role::Consumer => &ctl.peers.consumer,
+    }
+}
+
+/// Takes `role`: FREE → ATTACHED, recording this process.
+fn attach_role(ctl: &ControlBlock, role: Role) -> Result<()> {
+    let record = peer_record(ctl, role);
+    // AcqRel: one winner among racing attachers; nothing else is published by it.
+    match record
+        .state
+        .compare_exchange(peer_state::FREE, peer_state::ATTACHED, AcqRel, Acquire)
+    {
+        Ok(_) => {
+            let me = os::current_process();
+            record.pid.store(me.pid, Relaxed);
+            record.start_time.store(me.start_time, Relaxed);
+            Ok(())
+        }
+        Err(peer_state::ATTACHED) => Err(Error::AlreadyAttached {
+            role,
+            pid: record.pid.load(Relaxed),
+        }),
+        Err(peer_state::CLOSED) => Err(Error::Closed),
+        Err(other) => Err(Error::corrupted(format!("{role} state {other}"))),
+    }
+}
+
+/// Gives a role back after attach found the ring unusable.
+fn detach_failed(ctl: &ControlBlock, role: Role) {
+    peer_record(ctl, role)
+        .state
+        .store(peer_state::CLOSED, crate::sync::Ordering::Release);
+}
+
+fn deadline_after(timeout: Duration) -> Option<Instant> {
+    // A timeout too large to represent waits forever.
+    Instant::now().checked_add(timeout)
+}
+
+/// The writing end of an SPSC ring. Dropping it (or [`close`](Producer::close)) publishes
+/// anything pending and gives the consumer end-of-stream after it drains.
+///
+/// `Send` but not `Sync`: move it to the thread that writes.
+pub struct Producer {
+    core: ProducerCore<ShmMemory>,
+    waiter: Waiter,
+}
+
+impl Producer {
+    /// Copies `msg` into the ring as one message, or returns `WouldBlock` if it is full,
+    /// `MessageTooLarge`, or `Closed` if the consumer has gone.
+    #[inline]
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<()> {
+        self.core.try_write(msg)?;
+        self.waiter.notify(Event::DataAvailable);
+        Ok(())
+    }
+
+    /// Like [`try_send`](Producer::try_send), waiting while the ring is full.
+    pub fn send(&mut self, msg: &[u8]) -> Result<()> {
+        self.send_until(msg, None)
+    }
+
+    /// Like [`send`](Producer::send), giving up with `Timeout` after `timeout`.
+    pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
+        self.send_until(msg, deadline_after(timeout))
+    }
+
+    fn send_until(&mut self, msg: &[u8], deadline: Option<Instant>) -> Result<()> {
+        let core = &mut self.core;
+        self.waiter
+            .wait_for(Event::SpaceAvailable, deadline, || core.try_write(msg))?;
+        self.waiter.notify(Event::DataAvailable);
+        Ok(())
+    }
+
+    /// Reserves `len` bytes for a message written in place; [`WriteGrant::commit`]
+    /// publishes it, dropping the grant publishes nothing.
+    ///
+    /// ```
+    /// # use shmring::{Config, spsc::Ring};
+    /// # let name = format!("/doc-reserve-{}", std::process::id());
+    /// # let ring = Ring::create(&name, &Config::new().capacity(4096))?;
+    /// let mut tx = ring.producer()?;
+    /// let mut grant = tx.try_reserve(5)?;
+    /// grant.copy_from_slice(b"hello");
+    /// grant.commit();
+    /// # ring.unlink()?;
+    /// # Ok::<(), shmring::Error>(())
+    /// ```
+    pub fn try_reserve(&mut self, len: usize) -> Result<WriteGrant<'_>> {
+        let claim = self.core.try_claim(len)?;
+        Ok(WriteGrant::new(self, claim))
+    }
+
+    /// Like [`try_reserve`](Producer::try_reserve), waiting while the ring is full.
+    pub fn reserve(&mut self, len: usize) -> Result<WriteGrant<'_>> {
+        self.reserve_until(len, None)
+    }
+
+    /// Like [`reserve`](Producer::reserve), giving up with `Timeout` after `timeout`.
+    pub fn reserve_timeout(&mut self, len: usize, timeout: Duration) -> Result<WriteGrant<'_>> {
+        self.reserve_until(len, deadline_after(timeout))
+    }
+
+    fn reserve_until(&mut self, len: usize, deadline: Option<Instant>) -> Result<WriteGrant<'_>> {
+        let core = &mut self.core;
+        let claim = self
+            .waiter
+            .wait_for(Event::SpaceAvailable, deadline, || core.try_claim(len))?;
+        Ok(WriteGrant::new(self, claim))
+    }
+
+    /// Starts a batch: messages pushed to it are published together, with one store, when
+    /// it is [`publish`](SendBatch::publish)ed or dropped.
+    pub fn batch(&mut self) -> SendBatch<'_> {
+        self.core.begin_batch();
+        SendBatch {
+            producer: self,
+            pushed: 0,
+        }
+    }
+
+    /// Largest message payload in bytes.
+    pub fn max_message(&self) -> usize {
+        self.core.geometry().max_message as usize
+    }
+
+    /// Bytes in the data region.
+    pub fn capacity(&self) -> u64 {
+        self.core.geometry().capacity
+    }
+
+    /// Counters and occupancy, read from the segment.
+    pub fn stats(&self) -> Stats {
+        stats_of(self.core.memory().control(), self.core.geometry())
+    }
+
+    /// Publishes what is pending and ends the stream: the consumer receives everything sent,
+    /// then `Closed`. Same as dropping the producer.
+    pub fn close(self) {}
+
+    fn published(&self) {
+        self.waiter.notify(Event::DataAvailable);
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        self.core.close();
+        self.waiter.notify(Event::DataAvailable);
+    }
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("capacity", &self.capacity())
+            .field("max_message", &self.max_message())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Room for one message inside the ring, from [`Producer::try_reserve`]. Derefs to the
+/// reserved bytes (their contents are unspecified until written).
+pub struct WriteGrant<'a> {
+    producer: &'a mut Producer,
+    claim: Claim,
+    payload: *mut u8,
+}
+
+impl<'a> WriteGrant<'a> {
+    fn new(producer: &'a mut Producer, claim: Claim) -> Self {
+        let payload = producer.core.payload_ptr(&claim);
+        WriteGrant {
+            producer,
+            claim,
+            payload,
+        }
+    }
+
+    /// Publishes the whole reserved length as one message (unless inside a batch, which
+    /// publishes on its own).
+    pub fn commit(self) {
+        let len = self.claim.len();
+        self.commit_prefix(len);
+    }
+
+    /// Publishes only the first `len` bytes (`len` is clamped to the reserved length).
+    pub fn commit_prefix(self, len: usize) {
+        let batching = self.producer.core_batching();
+        self.producer.core.commit(self.claim, len);
+        if !batching {
+            self.producer.published();
+        }
+    }
+}
+
+impl Producer {
+    fn core_batching(&self) -> bool {
+        self.core.is_batching()
+    }
+}
+
+impl Deref for WriteGrant<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `payload` points at `claim.len()` bytes inside the data region that only
+        // this producer may touch until the claim is committed (the consumer cannot see
+        // them; the producer is borrowed mutably by the grant).
+        unsafe { std::slice::from_raw_parts(self.payload, self.claim.len()) }
+    }
+}
+
+impl DerefMut for WriteGrant<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `deref`; `&mut self` makes this the only live view.
+        unsafe { std::slice::from_raw_parts_mut(self.payload, self.claim.len()) }
+    }
+}
+
+/// Messages published together with one store, from [`Producer::batch`]. Dropping the batch
+/// publishes what was pushed.
+///
+/// ```
+/// # use shmring::{Config, spsc::Ring};
+/// # let name = format!("/doc-batch-{}", std::process::id());
+/// # let ring = Ring::create(&name, &Config::new().capacity(4096))?;
+/// let mut tx = ring.producer()?;
+/// let mut batch = tx.batch();
+/// for msg in [&b"a"[..], b"bb", b"ccc"] {
+///     batch.try_push(msg)?;
+/// }
+/// assert_eq!(batch.publish(), 3);
+/// # ring.unlink()?;
+/// # Ok::<(), shmring::Error>(())
+/// ```
+pub struct SendBatch<'a> {
+    producer: &'a mut Producer,
+    pushed: usize,
+}
+
+impl SendBatch<'_> {
+    /// Copies `msg` into the batch; `WouldBlock` if the ring has no room (what was pushed
+    /// before stays in the batch).
+    #[inline]
+    pub fn try_push(&mut self, msg: &[u8]) -> Result<()> {
+        self.producer.core.try_write(msg)?;
+        self.pushed += 1;
+        Ok(())
+    }
+
+    /// Reserves room for a message written in place; its commit joins the batch.
+    pub fn try_reserve(&mut self, len: usize) -> Result<WriteGrant<'_>> {
+        let claim = self.producer.core.try_claim(len)?;
+        Ok(WriteGrant::new(self.producer, claim))
+    }
+
+    /// Messages copied in with [`try_push`](SendBatch::try_push) so far.
+    pub fn len(&self) -> usize {
+        self.pushed
+    }
+
+    /// Whether nothing was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.pushed == 0
+    }
+
+    /// Publishes every message of the batch with one store; returns how many were pushed.
+    pub fn publish(self) -> usize {
+        self.pushed
+    }
+}
+
+impl Drop for SendBatch<'_> {
+    fn drop(&mut self) {
+        self.producer.core.flush();
+        self.producer.published();
+    }
+}
+
+/// The reading end of an SPSC ring. Dropping it (or [`close`](Consumer::close)) tells the
+/// producer, whose next send returns `Closed`.
+pub struct Consumer {
+    core: ConsumerCore<ShmMemory>,
+    waiter: Waiter,
+}
+
+impl Consumer {
+    fn next_until(&mut self, deadline: Option<Instant>) -> Result<Message> {
+        let core = &self.core;
+        self.waiter
+            .wait_for(Event::DataAvailable, deadline, || core.try_next())
+    }
+
+    fn copy_out(&mut self, msg: Message, buf: &mut [u8]) -> Result<usize> {
+        let len = msg.len();
+        if buf.len() < len {
+            return Err(Error::BufferTooSmall { needed: len });
+        }
+        let src = self.core.payload(&msg);
+        // SAFETY: `src` points at `len` bytes inside the data region that the producer will
+        // not touch until we consume the record; `buf` is private and at least `len` long.
+        unsafe { std::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), len) };
+        self.consume(msg);
+        Ok(len)
+    }
+
+    fn copy_out_vec(&mut self, msg: Message, out: &mut Vec<u8>) -> usize {
+        let len = msg.len();
+        out.clear();
+        out.reserve(len);
+        let src = self.core.payload(&msg);
+        // SAFETY: as in `copy_out`; `out` has capacity for `len` bytes, which are all
+        // initialised by the copy before `set_len`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(src, out.as_mut_ptr(), len);
+            out.set_len(len);
+        }
+        self.consume(msg);
+        len
+    }
+
+    fn consume(&mut self, msg: Message) {
+        let batching = self.core.is_batching();
+        self.core.consume(msg);
+        if !batching {
+            self.waiter.notify(Event::SpaceAvailable);
+        }
+    }
+
+    /// Copies the next message into `buf` and returns its length; `WouldBlock` if the ring
+    /// is empty, `Closed` once the producer has closed and everything is received,
+    /// `BufferTooSmall` (the message stays) if `buf` is short.
+    #[inline]
+    pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<usize> {
+        let msg = self.core.try_next()?;
+        self.copy_out(msg, buf)
+    }
+
+    /// Like [`try_recv`](Consumer::try_recv), waiting while the ring is empty.
+    pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize> {
+        let msg = self.next_until(None)?;
+        self.copy_out(msg, buf)
+    }
+
+    /// Like [`recv`](Consumer::recv), giving up with `Timeout` after `timeout`.
+    pub fn recv_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
+        let msg = self.next_until(deadline_after(timeout))?;
+        self.copy_out(msg, buf)
+    }
+
+    /// Replaces `out`'s contents with the next message (reusing its allocation).
+    pub fn try_recv_vec(&mut self, out: &mut Vec<u8>) -> Result<usize> {
+        let msg = self.core.try_next()?;
+        Ok(self.copy_out_vec(msg, out))
+    }
+
+    /// Like [`try_recv_vec`](Consumer::try_recv_vec), waiting while the ring is empty.
+    pub fn recv_vec(&mut self, out: &mut Vec<u8>) -> Result<usize> {
+        let msg = self.next_until(None)?;
+        Ok(self.copy_out_vec(msg, out))
+    }
+
+    /// Like [`recv_vec`](Consumer::recv_vec), giving up with `Timeout` after `timeout`.
+    pub fn recv_vec_timeout(&mut self, out: &mut Vec<u8>, timeout: Duration) -> Result<usize> {
+        let msg = self.next_until(deadline_after(timeout))?;
+        Ok(self.copy_out_vec(msg, out))
+    }
+
+    /// Borrows the next message in place; [`ReadGrant::release`] frees its space, dropping
+    /// the grant leaves the message to be read again.
+    ///
+    /// ```
+    /// # use shmring::{Config, spsc::Ring};
+    /// # let name = format!("/doc-read-{}", std::process::id());
+    /// # let ring = Ring::create(&name, &Config::new().capacity(4096))?;
+    /// # let mut tx = ring.producer()?;
+    /// let mut rx = ring.consumer()?;
+    /// tx.try_send(b"in place")?;
+    /// let msg = rx.try_read()?;
+    /// assert_eq!(&*msg, b"in place");
+    /// msg.release();
+    /// # ring.unlink()?;
+    /// # Ok::<(), shmring::Error>(())
+    /// ```
+    pub fn try_read(&mut self) -> Result<ReadGrant<'_>> {
+        let msg = self.core.try_next()?;
+        Ok(ReadGrant::new(self, msg))
+    }
+
+    /// Like [`try_read`](Consumer::try_read), waiting while the ring is empty.
+    pub fn read(&mut self) -> Result<ReadGrant<'_>> {
+        let msg = self.next_until(None)?;
+        Ok(ReadGrant::new(self, msg))
+    }
+
+    /// Like [`read`](Consumer::read), giving up with `Timeout` after `timeout`.
+    pub fn read_timeout(&mut self, timeout: Duration) -> Result<ReadGrant<'_>> {
+        let msg = self.next_until(deadline_after(timeout))?;
+        Ok(ReadGrant::new(self, msg))
+    }
+
+    /// Hands up to `max` waiting messages to `f` in place, then releases them all with one
+    /// store. Returns how many; `WouldBlock` / `Closed` if there were none.
+    ///
+    /// ```
+    /// # use shmring::{Config, spsc::Ring};
+    /// # let name = format!("/doc-recv-batch-{}", std::process::id());
+    /// # let ring = Ring::create(&name, &Config::new().capacity(4096))?;
+    /// # let mut tx = ring.producer()?;
+    /// let mut rx = ring.consumer()?;
+    /// tx.try_send(b"a")?;
+    /// tx.try_send(b"b")?;
+    /// let mut seen = Vec::new();
+    /// assert_eq!(rx.try_recv_batch(32, |m| seen.extend_from_slice(m))?, 2);
+    /// assert_eq!(seen, b"ab");
+    /// # ring.unlink()?;
+    /// # Ok::<(), shmring::Error>(())
+    /// ```
+    pub fn try_recv_batch(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> Result<usize> {
+        if max == 0 {
+            return Ok(0);
+        }
+        let first = self.core.try_next()?;
+        self.core.begin_batch();
+        let mut msg = first;
+        let mut count = 0;
+        let outcome = loop {
+            let src = self.core.payload(&msg);
+            // SAFETY: the record's payload lies inside the data region (checked by `peek`)
+            // and stays untouched by the producer until we release it.
+            f(unsafe { std::slice::from_raw_parts(src, msg.len()) });
+            self.core.consume(msg);
+            count += 1;
+            if count == max {
+                break Ok(count);
+            }
+            match self.core.peek() {
+                Ok(Some(next)) => msg = next,
+                Ok(None) => break Ok(count),
+                // Deliver what was good; the next call reports the corruption.
+                Err(_) => break Ok(count),
+            }
+        };
+        self.core.flush();
+        self.waiter.notify(Event::SpaceAvailable);
+        outcome
+    }
+
+    /// Largest message payload in bytes.
+    pub fn max_message(&self) -> usize {
+        self.core.geometry().max_message as usize
+    }
+
+    /// Bytes in the data region.
+    pub fn capacity(&self) -> u64 {
+        self.core.geometry().capacity
+    }
+
+    /// Counters and occupancy, read from the segment.
+    pub fn stats(&self) -> Stats {
+        stats_of(self.core.memory().control(), self.core.geometry())
+    }
+
+    /// Stops consuming: the producer's next send returns `Closed`. Same as dropping.
+    pub fn close(self) {}
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        self.core.close();
+        self.waiter.notify(Event::SpaceAvailable);
+    }
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("capacity", &self.capacity())
+            .field("max_message", &self.max_message())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A message borrowed in place, from [`Consumer::try_read`]. Derefs to its bytes.
+pub struct ReadGrant<'a> {
+    consumer: &'a mut Consumer,
+    msg: Message,
+    payload: *const u8,
+}
+
+impl<'a> ReadGrant<'a> {
+    fn new(consumer: &'a mut Consumer, msg: Message) -> Self {
+        let payload = consumer.core.payload(&msg);
+        ReadGrant {
+            consumer,
+            msg,
+            payload,
+        }
+    }
+
+    /// Frees the message's space for the producer.
+    pub fn release(self) {
+        self.consumer.consume(self.msg);
+    }
+}
+
+impl Deref for ReadGrant<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the payload lies inside the data region (checked by `peek`) and the
+        // producer does not write it until the consumer releases it, which needs this
+        // grant's mutable borrow of the consumer to end.
+        unsafe { std::slice::from_raw_parts(self.payload, self.msg.len()) }
+    }
+}
+
+/// Removes the ring named `name`. Handles already attached keep working.
+///
+/// ```
+/// let err = shmring::spsc::unlink("/shmring-doc-never-created").unwrap_err();
+/// assert!(matches!(err, shmring::Error::NotFound { .. }));
+/// ```
+pub fn unlink(name: &str) -> Result<()> {
+    segment::unlink(&Location::Shm(name.into()))
+}
+
+/// Removes a ring stored at `path`.
+pub fn unlink_at(path: impl AsRef<Path>) -> Result<()> {
+    segment::unlink(&segment::path_location(path.as_ref()))
+}
+
+#[cfg(all(test, not(shmring_loom)))]
+mod tests;

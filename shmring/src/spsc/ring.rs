@@ -1,0 +1,467 @@
+//! The SPSC record ring: the lock-free algorithm, on any [`RingMemory`].
+//!
+//! Positions are free-running `u64` byte counts, masked with `capacity - 1` on access.
+//! The producer owns `[tail, head + capacity)`, the consumer `[head, tail)`.
+//!
+//! Publication: the producer writes a record's payload, then the header word of the record
+//! *after* it as 0 (the terminator), then the record's own header word with Release. The
+//! consumer polls the header word at its head with Acquire: 0 means "nothing yet", a
+//! COMMITTED word is a record whose bytes are visible. A batch stores every header but the
+//! first with Relaxed and the first last with Release, so one store publishes the batch.
+//! `docs/ordering.md` lists the edges (P1/C1, C2/P2, P3/C3) named in the comments below.
+
+use crate::error::{Error, Result};
+use crate::layout::{RECORD_HEADER, peer_state, record};
+use crate::memory::RingMemory;
+use crate::sync::Ordering::{Acquire, Relaxed, Release};
+
+/// Where a claimed record goes. Plain data: a claim dropped unused publishes nothing.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Claim {
+    /// Position of the first header this claim writes (a padding record, or the record).
+    start: u64,
+    /// Position of the record itself (`start`, or the next lap's beginning after padding).
+    record_pos: u64,
+    /// Payload bytes reserved.
+    len: u64,
+}
+
+impl Claim {
+    pub(crate) fn len(&self) -> usize {
+        self.len as usize
+    }
+}
+
+/// A record found at the consumer's head. Plain data: dropping it consumes nothing.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Message {
+    /// Position of the record (after any padding record at the head).
+    record_pos: u64,
+    /// Payload bytes.
+    len: u64,
+}
+
+impl Message {
+    pub(crate) fn len(&self) -> usize {
+        self.len as usize
+    }
+}
+
+/// Geometry shared by both ends, validated at attach.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Geometry {
+    pub capacity: u64,
+    pub max_message: u64,
+}
+
+impl Geometry {
+    /// Checks what a header claims: a power-of-two capacity and a maximum message that an
+    /// empty ring can always accept (its record at most half the ring, so padding plus
+    /// record plus terminator fit whatever the offset).
+    pub(crate) fn new(capacity: u64, max_message: u64) -> Result<Self> {
+        use crate::layout::{MAX_CAPACITY, MAX_MESSAGE_LIMIT, MIN_CAPACITY};
+        if !capacity.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) {
+            return Err(Error::invalid_argument(format!(
+                "capacity {capacity} must be a power of two in {MIN_CAPACITY}..={MAX_CAPACITY}"
+            )));
+        }
+        let limit = max_message_limit(capacity);
+        if max_message == 0 || max_message > limit || max_message > MAX_MESSAGE_LIMIT {
+            return Err(Error::invalid_argument(format!(
+                "max_message {max_message} must be in 1..={limit} for capacity {capacity}"
+            )));
+        }
+        Ok(Geometry {
+            capacity,
+            max_message,
+        })
+    }
+
+    fn mask(&self) -> u64 {
+        self.capacity - 1
+    }
+}
+
+/// The largest `max_message` a ring of `capacity` bytes supports: half the ring, less the
+/// record header.
+pub(crate) fn max_message_limit(capacity: u64) -> u64 {
+    (capacity / 2 - RECORD_HEADER).min(crate::layout::MAX_MESSAGE_LIMIT)
+}
+
+/// The writing end's algorithm state.
+pub(crate) struct ProducerCore<M: RingMemory> {
+    mem: M,
+    geo: Geometry,
+    /// Next write position (local; published through record headers and `tail`).
+    tail: u64,
+    /// Last consumer head seen: free space is `[tail, cached_head + capacity)`.
+    cached_head: u64,
+    /// Header word (offset, value) of the first unpublished record, stored last.
+    deferred: Option<(u64, u64)>,
+    /// True while a batch is open: `commit` leaves publication to `flush`.
+    batching: bool,
+    messages: u64,
+    bytes: u64,
+}
+
+impl<M: RingMemory> ProducerCore<M> {
+    /// Takes over the producer side at the published tail.
+    pub(crate) fn new(mem: M, geo: Geometry) -> Result<Self> {
+        debug_assert_eq!(mem.capacity(), geo.capacity);
+        let ctl = mem.control();
+        let tail = ctl.producer.tail.load(Acquire);
+        // ORDERING P2 (pairs with C2): see `refresh_head`.
+        let head = ctl.consumer.head.load(Acquire);
+        if tail.wrapping_sub(head) > geo.capacity || tail % RECORD_HEADER != 0 {
+            return Err(Error::corrupted(format!(
+                "tail {tail} and head {head} are not a valid ring state"
+            )));
+        }
+        let messages = ctl.producer.messages.load(Relaxed);
+        let bytes = ctl.producer.bytes.load(Relaxed);
+        Ok(ProducerCore {
+            mem,
+            geo,
+            tail,
+            cached_head: head,
+            deferred: None,
+            batching: false,
+            messages,
+            bytes,
+        })
+    }
+
+    pub(crate) fn memory(&self) -> &M {
+        &self.mem
+    }
+
+    pub(crate) fn geometry(&self) -> Geometry {
+        self.geo
+    }
+
+    /// Reserves room for a record of `len` payload bytes, or says why not.
+    #[inline]
+    pub(crate) fn try_claim(&mut self, len: usize) -> Result<Claim> {
+        let len = len as u64;
+        if len > self.geo.max_message {
+            return Err(Error::MessageTooLarge {
+                len: len as usize,
+                max: self.geo.max_message as usize,
+            });
+        }
+        // Relaxed: only a yes/no; no data is read on the strength of it.
+        if self.mem.control().peers.consumer.state.load(Relaxed) == peer_state::CLOSED {
+            return Err(Error::Closed);
+        }
+        let size = record::size(len);
+        let room_to_end = self.geo.capacity - (self.tail & self.geo.mask());
+        let record_pos = if size > room_to_end {
+            // Pad to the end of the lap so the record is never split.
+            self.tail.wrapping_add(room_to_end)
+        } else {
+            self.tail
+        };
+        // Record, plus the terminator word after it.
+        let end = record_pos.wrapping_add(size).wrapping_add(RECORD_HEADER);
+        if end.wrapping_sub(self.cached_head) > self.geo.capacity {
+            self.refresh_head()?;
+            if end.wrapping_sub(self.cached_head) > self.geo.capacity {
+                return Err(Error::WouldBlock);
+            }
+        }
+        Ok(Claim {
+            start: self.tail,
+            record_pos,
+            len,
+        })
+    }
+
+    /// Re-reads the consumer's head (only when the cached one says "full").
+    #[cold]
+    fn refresh_head(&mut self) -> Result<()> {
+        // ORDERING P2 (pairs with C2): Acquire, so the consumer's reads of the bytes it
+        // released happen before we overwrite them.
+        let head = self.mem.control().consumer.head.load(Acquire);
+        let used = self.tail.wrapping_sub(head);
+        let advance = head.wrapping_sub(self.cached_head);
+        if used > self.geo.capacity || advance > self.geo.capacity || head % RECORD_HEADER != 0 {
+            return Err(Error::corrupted(format!(
+                "consumer head {head} is outside [{}, {}]",
+                self.cached_head, self.tail
+            )));
+        }
+        self.cached_head = head;
+        Ok(())
+    }
+
+    /// The payload bytes of a claim: valid until the claim is committed or dropped.
+    #[inline]
+    pub(crate) fn payload_ptr(&self, claim: &Claim) -> *mut u8 {
+        let offset = (claim.record_pos & self.geo.mask()) + RECORD_HEADER;
+        self.mem.track_write(offset, claim.len);
+        // SAFETY: `try_claim` placed the whole record inside the data region
+        // (offset + size <= capacity), so the payload is in bounds.
+        unsafe { self.mem.data_ptr().add(offset as usize) }
+    }
+
+    /// Makes a claimed record of `len <= claim.len` bytes part of the stream. Publishes it
+    /// at once unless a batch is open.
+    #[inline]
+    pub(crate) fn commit(&mut self, claim: Claim, len: usize) {
+        let len = (len as u64).min(claim.len);
+        let mask = self.geo.mask();
+        let end = claim.record_pos.wrapping_add(record::size(len));
+        // The next record's slot reads "empty" until it is published. Relaxed: it is ordered
+        // before the consumer's view by the Release store that publishes this record (P1).
+        self.mem.word(end & mask).store(record::EMPTY, Relaxed);
+        if claim.start != claim.record_pos {
+            self.write_header(claim.start & mask, record::padding(claim.start, 0));
+        }
+        self.write_header(
+            claim.record_pos & mask,
+            record::message(claim.record_pos, len),
+        );
+        self.tail = end;
+        self.messages += 1;
+        self.bytes += len;
+        if !self.batching {
+            self.flush();
+        }
+    }
+
+    /// Headers in stream order: the first unpublished one is deferred, the others stored
+    /// Relaxed (they become visible with the first, see P1).
+    #[inline]
+    fn write_header(&mut self, offset: u64, word: u64) {
+        if self.deferred.is_none() {
+            self.deferred = Some((offset, word));
+        } else {
+            self.mem.word(offset).store(word, Relaxed);
+        }
+    }
+
+    /// Copies `msg` into a new record (no publication if a batch is open).
+    #[inline]
+    pub(crate) fn try_write(&mut self, msg: &[u8]) -> Result<()> {
+        let claim = self.try_claim(msg.len())?;
+        let dst = self.payload_ptr(&claim);
+        // SAFETY: `dst` has room for `claim.len == msg.len()` bytes (see `payload_ptr`); the
+        // claimed range belongs to the producer until published, and `msg` is private memory.
+        unsafe { core::ptr::copy_nonoverlapping(msg.as_ptr(), dst, msg.len()) };
+        self.commit(claim, msg.len());
+        Ok(())
+    }
+
+    pub(crate) fn is_batching(&self) -> bool {
+        self.batching
+    }
+
+    /// Opens a batch: commits stay unpublished until `flush`.
+    pub(crate) fn begin_batch(&mut self) {
+        self.batching = true;
+    }
+
+    /// Publishes everything committed since the last flush with one Release store, and
+    /// closes any open batch.
+    #[inline]
+    pub(crate) fn flush(&mut self) {
+        self.batching = false;
+        if let Some((offset, word)) = self.deferred.take() {
+            // ORDERING P1 (pairs with C1): Release makes the payloads, the later headers and
+            // the terminator written before it visible to the consumer that Acquires it.
+            self.mem.word(offset).store(word, Release);
+            let line = &self.mem.control().producer;
+            // Informational (stats, a later recovery): Release so a reader of `tail` also
+            // sees the records before it.
+            line.tail.store(self.tail, Release);
+            line.messages.store(self.messages, Relaxed);
+            line.bytes.store(self.bytes, Relaxed);
+        }
+    }
+
+    /// Publishes what is pending and marks the producer closed: after draining, the consumer
+    /// gets `Closed`.
+    pub(crate) fn close(&mut self) {
+        self.flush();
+        // ORDERING P3 (pairs with C3): Release, after the last publish, so a consumer that
+        // Acquires CLOSED and then finds the ring empty knows nothing more is coming.
+        self.mem
+            .control()
+            .peers
+            .producer
+            .state
+            .store(peer_state::CLOSED, Release);
+    }
+}
+
+/// The reading end's algorithm state.
+pub(crate) struct ConsumerCore<M: RingMemory> {
+    mem: M,
+    geo: Geometry,
+    /// Next read position (local; published through `head` on release).
+    head: u64,
+    /// True while a batch is open: `consume` leaves the head store to `flush`.
+    batching: bool,
+    /// A consumed record not yet released to the producer.
+    unpublished: bool,
+    messages: u64,
+    bytes: u64,
+}
+
+impl<M: RingMemory> ConsumerCore<M> {
+    /// Takes over the consumer side at the published head.
+    pub(crate) fn new(mem: M, geo: Geometry) -> Result<Self> {
+        debug_assert_eq!(mem.capacity(), geo.capacity);
+        let ctl = mem.control();
+        let head = ctl.consumer.head.load(Acquire);
+        if head % RECORD_HEADER != 0 {
+            return Err(Error::corrupted(format!("head {head} is not 8-aligned")));
+        }
+        let messages = ctl.consumer.messages.load(Relaxed);
+        let bytes = ctl.consumer.bytes.load(Relaxed);
+        Ok(ConsumerCore {
+            mem,
+            geo,
+            head,
+            batching: false,
+            unpublished: false,
+            messages,
+            bytes,
+        })
+    }
+
+    pub(crate) fn memory(&self) -> &M {
+        &self.mem
+    }
+
+    pub(crate) fn geometry(&self) -> Geometry {
+        self.geo
+    }
+
+    /// The record at the head, if one is published. Every field of the header word is
+    /// checked before use: a bad word is `Corrupted`, never an out-of-bounds read.
+    #[inline]
+    pub(crate) fn peek(&self) -> Result<Option<Message>> {
+        let mask = self.geo.mask();
+        let mut pos = self.head;
+        // At most one padding record precedes a message.
+        for _ in 0..2 {
+            let offset = pos & mask;
+            // ORDERING C1 (pairs with P1): Acquire, so the payload (and any later records of
+            // the same batch) written before the producer's Release are visible.
+            let word = self.mem.word(offset).load(Acquire);
+            let found = record::decode(word);
+            if !found.committed {
+                if word != record::EMPTY {
+                    return Err(self.corrupt(pos, word, "an uncommitted header that is not empty"));
+                }
+                if pos != self.head {
+                    return Err(self.corrupt(pos, word, "padding not followed by a record"));
+                }
+                return Ok(None);
+            }
+            if found.tag != record::tag(pos) {
+                return Err(self.corrupt(pos, word, "a header tagged for another position"));
+            }
+            if found.padding {
+                if found.len != 0 || offset == 0 || pos != self.head {
+                    return Err(self.corrupt(pos, word, "a malformed padding record"));
+                }
+                pos = pos.wrapping_add(self.geo.capacity - offset);
+                continue;
+            }
+            if found.len > self.geo.max_message
+                || offset + record::size(found.len) > self.geo.capacity
+            {
+                return Err(self.corrupt(pos, word, "a length beyond the ring's limits"));
+            }
+            return Ok(Some(Message {
+                record_pos: pos,
+                len: found.len,
+            }));
+        }
+        unreachable!("the loop returns on its second iteration")
+    }
+
+    #[cold]
+    fn corrupt(&self, pos: u64, word: u64, what: &str) -> Error {
+        Error::corrupted(format!(
+            "record header {word:#018x} at position {pos} (head {}): {what}",
+            self.head
+        ))
+    }
+
+    /// Like `peek`, but an empty ring whose producer has closed is `Closed`, and an empty
+    /// ring otherwise is `WouldBlock`.
+    #[inline]
+    pub(crate) fn try_next(&self) -> Result<Message> {
+        if let Some(msg) = self.peek()? {
+            return Ok(msg);
+        }
+        // ORDERING C3 (pairs with P3): Acquire the close, then look once more: anything
+        // published before the close is visible now.
+        let state = self.mem.control().peers.producer.state.load(Acquire);
+        if state == peer_state::CLOSED {
+            return self.peek()?.ok_or(Error::Closed);
+        }
+        Err(Error::WouldBlock)
+    }
+
+    /// The payload of `msg`: valid until it is consumed.
+    #[inline]
+    pub(crate) fn payload(&self, msg: &Message) -> *const u8 {
+        let offset = (msg.record_pos & self.geo.mask()) + RECORD_HEADER;
+        self.mem.track_read(offset, msg.len);
+        // SAFETY: `peek` checked offset + record size <= capacity.
+        unsafe { self.mem.data_ptr().add(offset as usize) }
+    }
+
+    /// Moves past `msg`; the space is released now unless a batch is open.
+    #[inline]
+    pub(crate) fn consume(&mut self, msg: Message) {
+        self.head = msg.record_pos.wrapping_add(record::size(msg.len));
+        self.messages += 1;
+        self.bytes += msg.len;
+        self.unpublished = true;
+        if !self.batching {
+            self.flush();
+        }
+    }
+
+    pub(crate) fn is_batching(&self) -> bool {
+        self.batching
+    }
+
+    /// Opens a batch: consumed records are released together by `flush`.
+    pub(crate) fn begin_batch(&mut self) {
+        self.batching = true;
+    }
+
+    /// Releases every consumed record to the producer with one store; closes any batch.
+    #[inline]
+    pub(crate) fn flush(&mut self) {
+        self.batching = false;
+        if self.unpublished {
+            self.unpublished = false;
+            let line = &self.mem.control().consumer;
+            // ORDERING C2 (pairs with P2): Release, so our reads of the released records
+            // happen before the producer, having Acquired the new head, overwrites them.
+            line.head.store(self.head, Release);
+            line.messages.store(self.messages, Relaxed);
+            line.bytes.store(self.bytes, Relaxed);
+        }
+    }
+
+    /// Releases what is pending and marks the consumer closed: the producer gets `Closed`.
+    pub(crate) fn close(&mut self) {
+        self.flush();
+        // Release: pairs with any Acquire reader of the state; the producer itself only needs
+        // the yes/no.
+        self.mem
+            .control()
+            .peers
+            .consumer
+            .state
+            .store(peer_state::CLOSED, Release);
+    }
+}

@@ -1,0 +1,127 @@
+//! The SPSC algorithm on heap memory, for loom models and tests that need no segment.
+//! Not a stable API: it exists so `loom-tests` checks the exact code that ships.
+
+use std::sync::Arc;
+
+use crate::error::Result;
+use crate::memory::{HeapMemory, RingMemory};
+use crate::spsc::ring::{ConsumerCore, Geometry, ProducerCore};
+
+// SAFETY: forwards to the shared `M`, which upholds the contract.
+unsafe impl<M: RingMemory> RingMemory for Arc<M> {
+    fn control(&self) -> &crate::layout::ControlBlock {
+        (**self).control()
+    }
+    fn capacity(&self) -> u64 {
+        (**self).capacity()
+    }
+    fn data_ptr(&self) -> *mut u8 {
+        (**self).data_ptr()
+    }
+    fn word(&self, offset: u64) -> &crate::sync::AtomicU64 {
+        (**self).word(offset)
+    }
+    fn track_read(&self, offset: u64, len: u64) {
+        (**self).track_read(offset, len)
+    }
+    fn track_write(&self, offset: u64, len: u64) {
+        (**self).track_write(offset, len)
+    }
+}
+
+/// Both ends of an SPSC ring of `capacity` bytes on the heap, positions starting at
+/// `initial_position` (rounded down to a multiple of 8).
+pub fn heap_pair(
+    capacity: u64,
+    max_message: u64,
+    initial_position: u64,
+) -> Result<(HeapProducer, HeapConsumer)> {
+    let geometry = Geometry::new(capacity, max_message)?;
+    let memory = Arc::new(HeapMemory::new(capacity, initial_position & !7));
+    Ok((
+        HeapProducer {
+            core: ProducerCore::new(memory.clone(), geometry)?,
+        },
+        HeapConsumer {
+            core: ConsumerCore::new(memory, geometry)?,
+        },
+    ))
+}
+
+/// The writing end of a heap ring.
+pub struct HeapProducer {
+    core: ProducerCore<Arc<HeapMemory>>,
+}
+
+impl HeapProducer {
+    /// Copies `msg` in and publishes it (or adds it to the open batch).
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<()> {
+        self.core.try_write(msg)
+    }
+
+    /// Reserves `len` bytes, lets `fill` write them in place, commits `fill`'s returned
+    /// length (the zero-copy path).
+    pub fn try_send_with(
+        &mut self,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]) -> usize,
+    ) -> Result<()> {
+        let claim = self.core.try_claim(len)?;
+        let ptr = self.core.payload_ptr(&claim);
+        // SAFETY: the claim's payload is `len` bytes inside the data region, owned by the
+        // producer until committed.
+        let written = fill(unsafe { std::slice::from_raw_parts_mut(ptr, len) });
+        self.core.commit(claim, written);
+        Ok(())
+    }
+
+    /// Opens a batch (publication deferred to `flush`).
+    pub fn begin_batch(&mut self) {
+        self.core.begin_batch();
+    }
+
+    /// Publishes everything committed.
+    pub fn flush(&mut self) {
+        self.core.flush();
+    }
+
+    /// Publishes and marks the producer closed.
+    pub fn close(&mut self) {
+        self.core.close();
+    }
+}
+
+/// The reading end of a heap ring.
+pub struct HeapConsumer {
+    core: ConsumerCore<Arc<HeapMemory>>,
+}
+
+impl HeapConsumer {
+    /// Copies the next message into `out` (`WouldBlock` when empty, `Closed` at the end).
+    pub fn try_recv(&mut self, out: &mut Vec<u8>) -> Result<usize> {
+        let msg = self.core.try_next()?;
+        let src = self.core.payload(&msg);
+        out.clear();
+        // SAFETY: the payload lies in the data region (checked by `peek`) and is not
+        // written by the producer until consumed.
+        out.extend_from_slice(unsafe { std::slice::from_raw_parts(src, msg.len()) });
+        self.core.consume(msg);
+        Ok(msg.len())
+    }
+
+    /// Opens a batch (release deferred to `flush`).
+    pub fn begin_batch(&mut self) {
+        self.core.begin_batch();
+    }
+
+    /// Releases everything consumed.
+    pub fn flush(&mut self) {
+        self.core.flush();
+    }
+
+    /// Raw access for corruption tests: the 8-byte header word at data offset `offset`.
+    pub fn poke_word(&self, offset: u64, value: u64) {
+        use crate::sync::Ordering::Relaxed;
+        self.core.memory().word(offset).store(value, Relaxed);
+    }
+}
