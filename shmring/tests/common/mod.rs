@@ -1,0 +1,104 @@
+//! Helpers shared by the integration tests: unique names that are unlinked even when a test
+//! fails, deterministic message contents, and child processes of the test binary itself.
+#![allow(dead_code)]
+
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// Environment variable naming the role a child test process plays.
+pub const ROLE_VAR: &str = "SHMRING_TEST_ROLE";
+/// Environment variable carrying the ring name to a child.
+pub const RING_VAR: &str = "SHMRING_TEST_RING";
+
+/// A unique shared-memory name, unlinked when dropped (even on panic).
+pub struct ShmName(pub String);
+
+impl ShmName {
+    pub fn new(tag: &str) -> Self {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        ShmName(format!(
+            "/shmring-test-{tag}-{}-{n}-{nanos}",
+            std::process::id()
+        ))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The file behind the name (Linux: /dev/shm).
+    pub fn path(&self) -> String {
+        format!("/dev/shm{}", self.0)
+    }
+}
+
+impl Drop for ShmName {
+    fn drop(&mut self) {
+        let _ = shmring::spsc::unlink(&self.0);
+    }
+}
+
+/// Deterministic contents of message `seq` of `len` bytes: the sequence number first (when
+/// it fits), then bytes from a generator seeded by `seq`. A receiver that knows which
+/// sequence it expects can check every byte: lost, duplicated, reordered and torn messages
+/// all show up as a mismatch.
+pub fn message(seq: u64, len: usize, out: &mut Vec<u8>) {
+    out.clear();
+    let mut state = seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let head = seq.to_le_bytes();
+    for i in 0..len {
+        if i < 8 {
+            out.push(head[i]);
+        } else {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            out.push(state as u8);
+        }
+    }
+}
+
+/// Length of message `seq` in 1..=max, spread over the whole range.
+pub fn length(seq: u64, max: usize) -> usize {
+    let mixed = seq.wrapping_mul(0xD6E8_FEB8_6659_FD93).rotate_left(29);
+    1 + (mixed % max as u64) as usize
+}
+
+/// Runs this test binary again, executing only test `entry` with `role` and `ring` in its
+/// environment.
+pub fn spawn_role(entry: &str, role: &str, ring: &str) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", entry, "--nocapture", "--test-threads=1"])
+        .env(ROLE_VAR, role)
+        .env(RING_VAR, ring)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn child test process")
+}
+
+/// Waits for `child` at most `limit`, killing it if it overruns.
+pub fn wait_bounded(child: &mut Child, limit: Duration) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("child process overran {limit:?} and was killed");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The role this process was started for, if it is a child.
+pub fn role() -> Option<(String, String)> {
+    Some((std::env::var(ROLE_VAR).ok()?, std::env::var(RING_VAR).ok()?))
+}
