@@ -153,6 +153,9 @@ impl Error {
             _ if err.raw_os_error() == Some(libc::ELOOP) => Error::permission(format!(
                 "{op} {name}: is a symbolic link, which is never followed"
             )),
+            _ if err.raw_os_error() == Some(libc::EISDIR) => {
+                Error::permission(format!("{op} {name}: is a directory, not a segment"))
+            }
             _ => Error::Io { op, source: err },
         }
     }

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: unique names that are unlinked even when a test
 //! fails, deterministic message contents, and child processes of the test binary itself.
 #![allow(dead_code)]
+// A process-local name counter, not ring code: the sync facade rule does not apply.
+#![allow(clippy::disallowed_types)]
 
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -51,16 +53,12 @@ impl Drop for ShmName {
 pub fn message(seq: u64, len: usize, out: &mut Vec<u8>) {
     out.clear();
     let mut state = seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let head = seq.to_le_bytes();
-    for i in 0..len {
-        if i < 8 {
-            out.push(head[i]);
-        } else {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            out.push(state as u8);
-        }
+    out.extend(seq.to_le_bytes().iter().take(len));
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.push(state as u8);
     }
 }
 
