@@ -51,6 +51,11 @@ pub use error::{Error, Result, Role};
 pub use stats::{PeerState, Stats};
 pub use wait::WaitStrategy;
 
+/// The README's code blocks, compiled (and where not `no_run`, run) as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
+
 /// Model-checking and test access to the ring algorithms on heap memory. Not a stable API.
 #[doc(hidden)]
 pub mod testing;
