@@ -15,6 +15,13 @@ use crate::layout::{RECORD_HEADER, peer_state, record};
 use crate::memory::RingMemory;
 use crate::sync::Ordering::{Acquire, Relaxed, Release};
 
+/// The ordering of P1. Only the loom negative control (`--cfg shmring_weaken_publish`)
+/// weakens it, to show that the loom model catches a Relaxed publish.
+#[cfg(not(shmring_weaken_publish))]
+const PUBLISH: crate::sync::Ordering = Release;
+#[cfg(shmring_weaken_publish)]
+const PUBLISH: crate::sync::Ordering = Relaxed;
+
 /// Where a claimed record goes. Plain data: a claim dropped unused publishes nothing.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Claim {
@@ -269,7 +276,7 @@ impl<M: RingMemory> ProducerCore<M> {
         if let Some((offset, word)) = self.deferred.take() {
             // ORDERING P1 (pairs with C1): Release makes the payloads, the later headers and
             // the terminator written before it visible to the consumer that Acquires it.
-            self.mem.word(offset).store(word, Release);
+            self.mem.word(offset).store(word, PUBLISH);
             let line = &self.mem.control().producer;
             // Informational (stats, a later recovery): Release so a reader of `tail` also
             // sees the records before it.
