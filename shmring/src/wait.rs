@@ -1,9 +1,9 @@
 //! How a blocking call waits for the other side. The ring algorithms know nothing of this:
 //! they answer `WouldBlock`, and a [`Waiter`] decides how to pass the time until a retry.
 //!
-//! Today: busy-spin and spin-then-yield. The futex and process-shared condvar strategies
-//! (which need the other side to `notify`) plug in at [`Waiter::wait_for`] and
-//! [`Waiter::notify`].
+//! Today: busy-spin and spin-then-yield ([`Polling`]). The futex and process-shared condvar
+//! strategies, which need the other side to `notify`, become further [`Waiter`] variants
+//! implementing [`Wait`].
 
 use std::time::Instant;
 
@@ -54,21 +54,37 @@ const SPINS_BEFORE_YIELD: u32 = 64;
 /// Polls between clock reads while busy-spinning (a clock read costs ~20 ns).
 const SPINS_PER_CLOCK_READ: u32 = 32;
 
-/// One end's waiting state.
-#[derive(Debug)]
-pub(crate) struct Waiter {
-    strategy: WaitStrategy,
+/// A way of passing the time while a ring is full or empty.
+///
+/// `wait_for` owns the whole retry loop because a sleeping strategy must re-check the ring
+/// *after* announcing itself and before sleeping (the Dekker pair of the futex strategy);
+/// `notify` is the other half, called by the side that made progress.
+pub(crate) trait Wait {
+    /// Retries `attempt` while it says `WouldBlock`, until it succeeds, fails otherwise, or
+    /// `deadline` passes (`Timeout`). `attempt` runs at least once, and once more at the
+    /// deadline, so a deadline never hides a message that arrived.
+    fn wait_for<T>(
+        &mut self,
+        event: Event,
+        deadline: Option<Instant>,
+        attempt: impl FnMut() -> Result<T>,
+    ) -> Result<T>;
+
+    /// Tells waiters on `event` that it may have happened.
+    fn notify(&self, event: Event);
 }
 
-impl Waiter {
-    pub(crate) fn new(strategy: WaitStrategy) -> Self {
-        Waiter { strategy }
-    }
+/// Busy-polling, optionally yielding the CPU after a number of polls. Nobody sleeps, so
+/// `notify` has nobody to wake.
+#[derive(Debug)]
+pub(crate) struct Polling {
+    /// Polls before yielding between polls; `None` never yields.
+    yield_after: Option<u32>,
+}
 
-    /// Retries `attempt` while it says `WouldBlock`, until it succeeds, fails otherwise, or
-    /// `deadline` passes (`Timeout`). `attempt` runs at least once.
+impl Wait for Polling {
     #[inline]
-    pub(crate) fn wait_for<T>(
+    fn wait_for<T>(
         &mut self,
         _event: Event,
         deadline: Option<Instant>,
@@ -81,10 +97,9 @@ impl Waiter {
                 done => return done,
             }
             polls = polls.wrapping_add(1);
-            let yielding = self.strategy == WaitStrategy::SpinYield && polls > SPINS_BEFORE_YIELD;
+            let yielding = self.yield_after.is_some_and(|after| polls > after);
             if let Some(deadline) = deadline {
                 if (yielding || polls % SPINS_PER_CLOCK_READ == 0) && Instant::now() >= deadline {
-                    // One last look, so a deadline never hides a message that arrived.
                     return match attempt() {
                         Err(Error::WouldBlock) => Err(Error::Timeout),
                         done => done,
@@ -99,8 +114,45 @@ impl Waiter {
         }
     }
 
-    /// Tells waiters on `event` that it may have happened. Spinning strategies poll, so
-    /// there is nobody to wake.
     #[inline]
-    pub(crate) fn notify(&self, _event: Event) {}
+    fn notify(&self, _event: Event) {}
+}
+
+/// The strategy a handle uses, chosen from the segment header at attach.
+#[derive(Debug)]
+pub(crate) enum Waiter {
+    /// Spin or spin-then-yield.
+    Polling(Polling),
+}
+
+impl Waiter {
+    pub(crate) fn new(strategy: WaitStrategy) -> Self {
+        match strategy {
+            WaitStrategy::Spin => Waiter::Polling(Polling { yield_after: None }),
+            WaitStrategy::SpinYield => Waiter::Polling(Polling {
+                yield_after: Some(SPINS_BEFORE_YIELD),
+            }),
+        }
+    }
+}
+
+impl Wait for Waiter {
+    #[inline]
+    fn wait_for<T>(
+        &mut self,
+        event: Event,
+        deadline: Option<Instant>,
+        attempt: impl FnMut() -> Result<T>,
+    ) -> Result<T> {
+        match self {
+            Waiter::Polling(polling) => polling.wait_for(event, deadline, attempt),
+        }
+    }
+
+    #[inline]
+    fn notify(&self, event: Event) {
+        match self {
+            Waiter::Polling(polling) => polling.notify(event),
+        }
+    }
 }

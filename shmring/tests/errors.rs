@@ -577,6 +577,8 @@ fn stats_count_what_moved() {
     assert_eq!((s.messages_sent, s.bytes_sent), (3, 111));
     assert_eq!((s.messages_received, s.bytes_received), (1, 1));
     assert_eq!(s.messages_in_flight, 2);
+    assert_eq!((ring.len(), tx.len(), rx.len()), (2, 2, 2));
+    assert!(!ring.is_empty());
     assert_eq!(s.used_bytes, 24 + 112);
     assert_eq!((s.capacity, s.max_message), (4096, 2040));
 }

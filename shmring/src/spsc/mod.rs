@@ -34,7 +34,7 @@ use crate::os;
 use crate::segment::{self, Location};
 use crate::stats::{Stats, stats_of};
 use crate::sync::Ordering::{AcqRel, Acquire, Relaxed};
-use crate::wait::{Event, WaitStrategy, Waiter};
+use crate::wait::{Event, Wait, WaitStrategy, Waiter};
 use ring::{Claim, ConsumerCore, Geometry, Message, ProducerCore};
 
 /// A mapped SPSC ring segment. Attach the ends with [`producer`](Ring::producer) and
@@ -172,6 +172,16 @@ impl Ring {
     /// Counters and occupancy, read from the segment.
     pub fn stats(&self) -> Stats {
         stats_of(self.memory.control(), self.geometry)
+    }
+
+    /// Messages published and not yet released, as far as the shared counters know.
+    pub fn len(&self) -> u64 {
+        self.stats().messages_in_flight
+    }
+
+    /// Whether no message is waiting (as far as the shared counters know).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Removes the ring's name (or path). Attached handles keep working; new opens fail.
@@ -330,6 +340,16 @@ impl Producer {
     /// Counters and occupancy, read from the segment.
     pub fn stats(&self) -> Stats {
         stats_of(self.core.memory().control(), self.core.geometry())
+    }
+
+    /// Messages published and not yet released, as far as the shared counters know.
+    pub fn len(&self) -> u64 {
+        self.stats().messages_in_flight
+    }
+
+    /// Whether no message is waiting (as far as the shared counters know).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Publishes what is pending and ends the stream: the consumer receives everything sent,
@@ -657,6 +677,16 @@ impl Consumer {
     /// Counters and occupancy, read from the segment.
     pub fn stats(&self) -> Stats {
         stats_of(self.core.memory().control(), self.core.geometry())
+    }
+
+    /// Messages published and not yet released, as far as the shared counters know.
+    pub fn len(&self) -> u64 {
+        self.stats().messages_in_flight
+    }
+
+    /// Whether no message is waiting (as far as the shared counters know).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Stops consuming: the producer's next send returns `Closed`. Same as dropping.
