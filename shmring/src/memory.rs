@@ -64,10 +64,9 @@ impl ShmMemory {
 /// The control block at the start of a mapping.
 pub(crate) fn control_of(segment: &Segment) -> &ControlBlock {
     assert!(segment.len() >= CONTROL_SIZE);
-    // SAFETY: the mapping is page-aligned (so 128-aligned), at least CONTROL_SIZE bytes long
-    // (checked above) and lives as long as `segment`. `ControlBlock` consists only of
-    // atomics, which may be read and written concurrently by other processes without UB;
-    // any bit pattern is a valid value for them.
+    // `ControlBlock` is only atomics: other processes may write them concurrently, and any
+    // bit pattern is a valid value.
+    // SAFETY: page-aligned, >= CONTROL_SIZE bytes (checked above), lives as long as `segment`.
     unsafe { &*segment.base().cast::<ControlBlock>() }
 }
 
@@ -94,10 +93,9 @@ unsafe impl RingMemory for ShmMemory {
     #[inline]
     fn word(&self, offset: u64) -> &AtomicU64 {
         debug_assert!(offset % RECORD_HEADER == 0 && offset < self.capacity);
-        // SAFETY: the ring passes only 8-aligned offsets below capacity (positions masked
-        // with capacity - 1, records 8-aligned), so the 8 bytes lie inside the data region and
-        // are 8-aligned. Other processes access these bytes only atomically or after
-        // synchronising through such an atomic.
+        // The ring passes only masked, 8-aligned positions; other processes touch these bytes
+        // atomically or after synchronising through such an atomic.
+        // SAFETY: 8-aligned, `offset + 8 <= capacity`, so inside the mapped data region.
         unsafe { &*self.data_ptr().add(offset as usize).cast::<AtomicU64>() }
     }
 }
