@@ -404,17 +404,11 @@ impl<'a> WriteGrant<'a> {
 
     /// Publishes only the first `len` bytes (`len` is clamped to the reserved length).
     pub fn commit_prefix(self, len: usize) {
-        let batching = self.producer.core_batching();
+        let batching = self.producer.core.is_batching();
         self.producer.core.commit(self.claim, len);
         if !batching {
             self.producer.published();
         }
-    }
-}
-
-impl Producer {
-    fn core_batching(&self) -> bool {
-        self.core.is_batching()
     }
 }
 

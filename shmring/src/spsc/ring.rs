@@ -92,7 +92,9 @@ impl Geometry {
 /// The largest `max_message` a ring of `capacity` bytes supports: half the ring, less the
 /// record header.
 pub(crate) fn max_message_limit(capacity: u64) -> u64 {
-    (capacity / 2 - RECORD_HEADER).min(crate::layout::MAX_MESSAGE_LIMIT)
+    (capacity / 2)
+        .saturating_sub(RECORD_HEADER)
+        .min(crate::layout::MAX_MESSAGE_LIMIT)
 }
 
 /// The writing end's algorithm state.
