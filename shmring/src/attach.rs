@@ -82,6 +82,12 @@ pub(crate) fn create(location: &Location, config: &Config, kind: RingKind) -> Re
     h.initial_position.store(config.initial_position, Relaxed);
     ctl.producer.tail.store(config.initial_position, Relaxed);
     ctl.consumer.head.store(config.initial_position, Relaxed);
+    if config.wait == WaitStrategy::Condvar {
+        if let Err(err) = crate::wait::init_condvar(ctl) {
+            let _ = crate::segment::unlink(location);
+            return Err(err);
+        }
+    }
     // ORDERING H1 (pairs with H2): Release publishes every field above to an opener that
     // Acquires READY.
     h.init_state.store(init_state::READY, Release);

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::wait::WaitStrategy;
+use crate::wait::{DEFAULT_SPIN_BEFORE_SLEEP, WaitStrategy};
 
 /// Parameters for creating a ring.
 ///
@@ -23,6 +23,7 @@ pub struct Config {
     pub(crate) populate: bool,
     pub(crate) lock_memory: bool,
     pub(crate) initial_position: u64,
+    pub(crate) spin: Duration,
     pub(crate) open: OpenOptions,
 }
 
@@ -36,6 +37,7 @@ impl Default for Config {
             populate: true,
             lock_memory: false,
             initial_position: 0,
+            spin: DEFAULT_SPIN_BEFORE_SLEEP,
             open: OpenOptions::default(),
         }
     }
@@ -63,6 +65,13 @@ impl Config {
     /// How blocking calls wait (both ends use the creator's choice).
     pub fn wait_strategy(mut self, strategy: WaitStrategy) -> Self {
         self.wait = strategy;
+        self
+    }
+
+    /// How long the futex and condvar strategies poll before sleeping (default 20 µs). Longer
+    /// keeps a busy pipeline from ever paying a wake-up; zero sleeps at once.
+    pub fn spin_before_sleep(mut self, spin: Duration) -> Self {
+        self.spin = spin;
         self
     }
 
@@ -128,6 +137,7 @@ pub struct OpenOptions {
     pub(crate) expect_wait: Option<WaitStrategy>,
     pub(crate) populate: bool,
     pub(crate) lock_memory: bool,
+    pub(crate) spin: Duration,
 }
 
 impl Default for OpenOptions {
@@ -139,6 +149,7 @@ impl Default for OpenOptions {
             expect_wait: None,
             populate: true,
             lock_memory: false,
+            spin: DEFAULT_SPIN_BEFORE_SLEEP,
         }
     }
 }
@@ -177,6 +188,12 @@ impl OpenOptions {
     /// Fault in every page when mapping (default on).
     pub fn populate(mut self, populate: bool) -> Self {
         self.populate = populate;
+        self
+    }
+
+    /// How long the futex and condvar strategies poll before sleeping (default 20 µs).
+    pub fn spin_before_sleep(mut self, spin: Duration) -> Self {
+        self.spin = spin;
         self
     }
 

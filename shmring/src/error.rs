@@ -107,6 +107,12 @@ pub enum Error {
     /// The other side closed: a consumer has drained everything that was sent, or a
     /// producer's consumer is gone.
     Closed,
+    /// A peer process died in a way that affected this call (e.g. holding the condvar
+    /// strategy's mutex). The ring itself is intact; the call can be retried.
+    PeerDead {
+        /// What happened.
+        detail: &'static str,
+    },
     /// An operating-system call failed in a way not covered above.
     Io {
         /// The operation that failed.
@@ -220,6 +226,7 @@ impl fmt::Display for Error {
             Error::WouldBlock => f.write_str("the ring is full or empty; try again later"),
             Error::Timeout => f.write_str("timed out waiting for the ring"),
             Error::Closed => f.write_str("the other end closed the ring"),
+            Error::PeerDead { detail } => write!(f, "peer died: {detail}; retry the call"),
             Error::Io { op, source } => write!(f, "{op} failed: {source}"),
         }
     }

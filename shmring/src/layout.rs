@@ -10,8 +10,9 @@
 //! 128   PeerLine        producer / consumer attach records (written rarely)
 //! 256   ProducerLine    tail + counters      (written only by the producer)
 //! 384   ConsumerLine    head + counters      (written only by the consumer)
-//! 512   WakeLine x2     reserved for the futex / condvar wait strategies
-//! 768   reserved x2
+//! 512   WakeLine        data available: futex word + sleeping consumers
+//! 640   WakeLine        space available: futex word + sleeping producers
+//! 768   CondvarBlock    process-shared robust mutex + two condvars (condvar strategy)
 //! 1024  data region     `capacity` bytes of 8-byte-aligned records
 //! ```
 
@@ -158,11 +159,34 @@ pub struct ConsumerLine {
     pub bytes: AtomicU64,
 }
 
-/// A line reserved for a later use (wake-up words, condvars); zero today.
+/// Where sleepers on one event wait (futex strategy) and announce themselves (futex and
+/// condvar strategies). Written only on the slow path, so the waker's check of `waiters`
+/// after every publish is a cache hit.
 #[repr(C, align(128))]
-pub struct ReservedLine {
-    /// Zero.
-    pub word: AtomicU64,
+pub struct WakeLine {
+    /// Futex word: bumped by a waker that saw `waiters > 0`; sleepers wait on its value.
+    pub seq: AtomicU32,
+    /// Processes asleep, or about to sleep, on this event.
+    pub waiters: AtomicU32,
+}
+
+/// Room for one glibc pthread object (`pthread_mutex_t` is 40 bytes, `pthread_cond_t` 48
+/// on x86_64 and aarch64), accessed only through libc once initialised.
+#[repr(C, align(64))]
+pub struct PthreadSlot {
+    /// Raw storage.
+    pub words: [AtomicU64; 8],
+}
+
+/// The condvar strategy's process-shared objects, initialised by the creator.
+#[repr(C, align(128))]
+pub struct CondvarBlock {
+    /// Robust, process-shared mutex guarding both `waiters` counts' sleepers.
+    pub mutex: PthreadSlot,
+    /// Signalled when data becomes available.
+    pub data_cond: PthreadSlot,
+    /// Signalled when space becomes available.
+    pub space_cond: PthreadSlot,
 }
 
 /// Everything before the data region.
@@ -176,8 +200,12 @@ pub struct ControlBlock {
     pub producer: ProducerLine,
     /// Consumer-owned words.
     pub consumer: ConsumerLine,
-    /// Reserved for the wait strategies (data available, space available) and later use.
-    pub reserved: [ReservedLine; 4],
+    /// Consumers waiting for data.
+    pub data_wake: WakeLine,
+    /// Producers waiting for space.
+    pub space_wake: WakeLine,
+    /// Condvar strategy objects (zero under the other strategies).
+    pub condvar: CondvarBlock,
 }
 
 impl ControlBlock {
@@ -189,6 +217,17 @@ impl ControlBlock {
                 state: AtomicU32::new(0),
                 pid: AtomicU32::new(0),
                 start_time: AtomicU64::new(0),
+            }
+        }
+        fn wake() -> WakeLine {
+            WakeLine {
+                seq: AtomicU32::new(0),
+                waiters: AtomicU32::new(0),
+            }
+        }
+        fn slot() -> PthreadSlot {
+            PthreadSlot {
+                words: core::array::from_fn(|_| AtomicU64::new(0)),
             }
         }
         Box::new(ControlBlock {
@@ -223,9 +262,13 @@ impl ControlBlock {
                 messages: AtomicU64::new(0),
                 bytes: AtomicU64::new(0),
             },
-            reserved: core::array::from_fn(|_| ReservedLine {
-                word: AtomicU64::new(0),
-            }),
+            data_wake: wake(),
+            space_wake: wake(),
+            condvar: CondvarBlock {
+                mutex: slot(),
+                data_cond: slot(),
+                space_cond: slot(),
+            },
         })
     }
 }
@@ -323,7 +366,9 @@ pub const FINGERPRINT: u64 = {
         offset_of!(ControlBlock, peers) as u64,
         offset_of!(ControlBlock, producer) as u64,
         offset_of!(ControlBlock, consumer) as u64,
-        offset_of!(ControlBlock, reserved) as u64,
+        offset_of!(ControlBlock, data_wake) as u64,
+        offset_of!(ControlBlock, space_wake) as u64,
+        offset_of!(ControlBlock, condvar) as u64,
         size_of::<PeerRecord>() as u64,
         offset_of!(PeerLine, consumer) as u64,
         offset_of!(ProducerLine, messages) as u64,
@@ -338,10 +383,8 @@ pub const FINGERPRINT: u64 = {
         size_of::<usize>() as u64,
         core::mem::align_of::<AtomicU64>() as u64,
         LINE as u64,
-        0,
-        0,
-        0,
-        0,
+        size_of::<libc::pthread_mutex_t>() as u64,
+        size_of::<libc::pthread_cond_t>() as u64,
         0,
     ];
     // FNV-1a over the facts' little-endian bytes.
@@ -395,7 +438,15 @@ const _: () = {
     assert!(offset_of!(ControlBlock, peers) == 128);
     assert!(offset_of!(ControlBlock, producer) == 256);
     assert!(offset_of!(ControlBlock, consumer) == 384);
-    assert!(offset_of!(ControlBlock, reserved) == 512);
+    assert!(offset_of!(ControlBlock, data_wake) == 512);
+    assert!(offset_of!(ControlBlock, space_wake) == 640);
+    assert!(offset_of!(ControlBlock, condvar) == 768);
+    assert!(offset_of!(CondvarBlock, data_cond) == 64);
+    assert!(offset_of!(CondvarBlock, space_cond) == 128);
+    assert!(size_of::<libc::pthread_mutex_t>() <= size_of::<PthreadSlot>());
+    assert!(size_of::<libc::pthread_cond_t>() <= size_of::<PthreadSlot>());
+    assert!(core::mem::align_of::<libc::pthread_mutex_t>() <= 64);
+    assert!(core::mem::align_of::<libc::pthread_cond_t>() <= 64);
     assert!(size_of::<ControlBlock>() as u64 == CONTROL_SIZE);
     assert!(align_of::<ControlBlock>() == LINE);
     assert!(CONTROL_SIZE % LINE as u64 == 0);
@@ -417,10 +468,18 @@ mod tests {
             offset_of!(ControlBlock, peers) + offset_of!(PeerLine, consumer),
         ];
         assert_eq!(offsets, [128, 256, 384, 144]);
+        assert_eq!(
+            [
+                offset_of!(ControlBlock, data_wake),
+                offset_of!(ControlBlock, space_wake),
+                offset_of!(ControlBlock, condvar),
+            ],
+            [512, 640, 768]
+        );
         assert_eq!(MAGIC.to_le_bytes(), *b"SHMRING1");
         // Recomputed by hand from the same inputs would be circular; instead pin the value
         // so any layout change is a conscious, visible edit.
-        assert_eq!(FINGERPRINT, 0x7239_8a94_8f3c_779f_u64, "{FINGERPRINT:#x}");
+        assert_eq!(FINGERPRINT, 0x39a6_b8b9_6f55_2900_u64, "{FINGERPRINT:#x}");
     }
 
     #[test]

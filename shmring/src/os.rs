@@ -104,6 +104,178 @@ pub(crate) unsafe fn mlock(ptr: *mut u8, len: usize) -> io::Result<()> {
     unsafe { rustix::mm::mlock(ptr.cast(), len) }.map_err(io_err)
 }
 
+/// `FUTEX_WAIT` (shared, never `FUTEX_PRIVATE_FLAG`: the waker is another process) while
+/// `word == expected`, at most `timeout` (relative, CLOCK_MONOTONIC). `EAGAIN` (value
+/// changed), `EINTR` and `ETIMEDOUT` all return: the caller re-checks its condition.
+#[allow(clippy::disallowed_types)] // the kernel interface takes the std atomic
+pub(crate) fn futex_wait(
+    word: &std::sync::atomic::AtomicU32,
+    expected: u32,
+    timeout: Option<std::time::Duration>,
+) {
+    use rustix::thread::futex;
+    let timeout = timeout.map(|t| futex::Timespec {
+        tv_sec: t.as_secs().min(i64::MAX as u64) as i64,
+        tv_nsec: i64::from(t.subsec_nanos()),
+    });
+    let _ = futex::wait(word, futex::Flags::empty(), expected, timeout.as_ref());
+}
+
+/// `FUTEX_WAKE` of every process sleeping on `word` (shared futex).
+#[allow(clippy::disallowed_types)] // the kernel interface takes the std atomic
+pub(crate) fn futex_wake_all(word: &std::sync::atomic::AtomicU32) {
+    use rustix::thread::futex;
+    let _ = futex::wake(word, futex::Flags::empty(), i32::MAX as u32);
+}
+
+/// How a robust mutex was acquired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Locked {
+    /// Normally.
+    Clean,
+    /// The previous holder died holding it (`EOWNERDEAD`); the caller must decide whether the
+    /// protected state is sound, then call [`mutex_consistent`].
+    OwnerDied,
+}
+
+fn pthread_result(rc: libc::c_int) -> io::Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(rc))
+    }
+}
+
+/// Initialises a process-shared robust mutex and process-shared CLOCK_MONOTONIC condvars in
+/// place.
+///
+/// # Safety
+/// The pointers are valid, suitably aligned, not yet initialised objects nobody else uses.
+pub(crate) unsafe fn pthread_init(
+    mutex: *mut libc::pthread_mutex_t,
+    conds: &[*mut libc::pthread_cond_t],
+) -> io::Result<()> {
+    // SAFETY: the attribute objects are initialised by *_init before any other use and
+    // destroyed after; the targets are valid per the caller's contract.
+    unsafe {
+        let mut mattr = std::mem::MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
+        pthread_result(libc::pthread_mutexattr_init(mattr.as_mut_ptr()))?;
+        let mattr = mattr.as_mut_ptr();
+        let made = pthread_result(libc::pthread_mutexattr_setpshared(
+            mattr,
+            libc::PTHREAD_PROCESS_SHARED,
+        ))
+        .and_then(|()| {
+            pthread_result(libc::pthread_mutexattr_setrobust(
+                mattr,
+                libc::PTHREAD_MUTEX_ROBUST,
+            ))
+        })
+        .and_then(|()| pthread_result(libc::pthread_mutex_init(mutex, mattr)));
+        libc::pthread_mutexattr_destroy(mattr);
+        made?;
+
+        let mut cattr = std::mem::MaybeUninit::<libc::pthread_condattr_t>::uninit();
+        pthread_result(libc::pthread_condattr_init(cattr.as_mut_ptr()))?;
+        let cattr = cattr.as_mut_ptr();
+        let mut made = pthread_result(libc::pthread_condattr_setpshared(
+            cattr,
+            libc::PTHREAD_PROCESS_SHARED,
+        ))
+        .and_then(|()| {
+            pthread_result(libc::pthread_condattr_setclock(
+                cattr,
+                libc::CLOCK_MONOTONIC,
+            ))
+        });
+        for &cond in conds {
+            made = made.and_then(|()| pthread_result(libc::pthread_cond_init(cond, cattr)));
+        }
+        libc::pthread_condattr_destroy(cattr);
+        made
+    }
+}
+
+/// Locks a robust mutex.
+///
+/// # Safety
+/// `mutex` points at a mutex initialised by [`pthread_init`] (possibly by another process).
+pub(crate) unsafe fn mutex_lock(mutex: *mut libc::pthread_mutex_t) -> io::Result<Locked> {
+    // SAFETY: per the caller's contract.
+    match unsafe { libc::pthread_mutex_lock(mutex) } {
+        0 => Ok(Locked::Clean),
+        libc::EOWNERDEAD => Ok(Locked::OwnerDied),
+        rc => Err(io::Error::from_raw_os_error(rc)),
+    }
+}
+
+/// Marks a robust mutex whose owner died as consistent again (we hold it).
+///
+/// # Safety
+/// As [`mutex_lock`], and this thread holds the mutex after an `OwnerDied` lock.
+pub(crate) unsafe fn mutex_consistent(mutex: *mut libc::pthread_mutex_t) -> io::Result<()> {
+    // SAFETY: per the caller's contract.
+    pthread_result(unsafe { libc::pthread_mutex_consistent(mutex) })
+}
+
+/// Unlocks a mutex this thread holds.
+///
+/// # Safety
+/// As [`mutex_lock`], and this thread holds the mutex.
+pub(crate) unsafe fn mutex_unlock(mutex: *mut libc::pthread_mutex_t) {
+    // SAFETY: per the caller's contract.
+    unsafe { libc::pthread_mutex_unlock(mutex) };
+}
+
+/// Waits on a condvar until signalled, spuriously woken, or `deadline` (CLOCK_MONOTONIC)
+/// passes. Returns with the mutex held; `OwnerDied` if it was re-acquired from a dead holder.
+///
+/// # Safety
+/// As [`mutex_lock`] for `mutex`, which this thread holds; `cond` initialised by
+/// [`pthread_init`].
+pub(crate) unsafe fn cond_wait(
+    cond: *mut libc::pthread_cond_t,
+    mutex: *mut libc::pthread_mutex_t,
+    deadline: Option<std::time::Instant>,
+) -> io::Result<Locked> {
+    let rc = match deadline {
+        // SAFETY: per the caller's contract.
+        None => unsafe { libc::pthread_cond_wait(cond, mutex) },
+        Some(deadline) => {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+            let mut sec = now
+                .tv_sec
+                .saturating_add(left.as_secs().min(i64::MAX as u64) as i64);
+            let mut nsec = now.tv_nsec + i64::from(left.subsec_nanos());
+            if nsec >= 1_000_000_000 {
+                sec = sec.saturating_add(1);
+                nsec -= 1_000_000_000;
+            }
+            let abs = libc::timespec {
+                tv_sec: sec as libc::time_t,
+                tv_nsec: nsec as libc::c_long,
+            };
+            // SAFETY: per the caller's contract; `abs` is a valid timespec.
+            unsafe { libc::pthread_cond_timedwait(cond, mutex, &abs) }
+        }
+    };
+    match rc {
+        0 | libc::ETIMEDOUT => Ok(Locked::Clean),
+        libc::EOWNERDEAD => Ok(Locked::OwnerDied),
+        rc => Err(io::Error::from_raw_os_error(rc)),
+    }
+}
+
+/// Wakes every waiter of a condvar.
+///
+/// # Safety
+/// `cond` initialised by [`pthread_init`].
+pub(crate) unsafe fn cond_broadcast(cond: *mut libc::pthread_cond_t) {
+    // SAFETY: per the caller's contract.
+    unsafe { libc::pthread_cond_broadcast(cond) };
+}
+
 /// This process, with its start time (read once).
 pub(crate) fn current_process() -> ProcessId {
     static START: OnceLock<u64> = OnceLock::new();

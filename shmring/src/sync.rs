@@ -40,6 +40,10 @@ mod imp {
                     self.0.fetch_add(value, order)
                 }
                 #[inline(always)]
+                pub fn fetch_sub(&self, value: $int, order: Ordering) -> $int {
+                    self.0.fetch_sub(value, order)
+                }
+                #[inline(always)]
                 pub fn compare_exchange(
                     &self,
                     current: $int,
@@ -54,6 +58,24 @@ mod imp {
     }
     atomic!(AtomicU32, u32);
     atomic!(AtomicU64, u64);
+
+    /// A memory fence.
+    #[inline(always)]
+    pub fn fence(order: Ordering) {
+        core::sync::atomic::fence(order)
+    }
+
+    /// Sleeps while `word` holds `expected`, at most `timeout`. Returns on a wake, a value
+    /// change, a signal or the timeout; the caller re-checks its condition either way.
+    /// Counts as one system call.
+    pub fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<core::time::Duration>) {
+        crate::os::futex_wait(&word.0, expected, timeout);
+    }
+
+    /// Wakes every process sleeping on `word`. One system call.
+    pub fn futex_wake_all(word: &AtomicU32) {
+        crate::os::futex_wake_all(&word.0);
+    }
 
     /// A CPU hint that we are busy-waiting.
     #[inline]
@@ -84,7 +106,29 @@ mod imp {
 #[cfg(shmring_loom)]
 #[allow(unused_imports)]
 mod imp {
-    pub use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+    pub use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+
+    loom::lazy_static! {
+        /// One mutex + condvar stand in for the kernel's futex hash table.
+        static ref FUTEX: (loom::sync::Mutex<()>, loom::sync::Condvar) =
+            (loom::sync::Mutex::new(()), loom::sync::Condvar::new());
+    }
+
+    /// Futex mock: compare and sleep under the mutex, as the kernel compares and queues under
+    /// its hash-bucket lock. Timeouts are not modelled (models never use them), so a lost
+    /// wake-up shows as a loom deadlock.
+    pub fn futex_wait(word: &AtomicU32, expected: u32, _timeout: Option<core::time::Duration>) {
+        let guard = FUTEX.0.lock().unwrap();
+        if word.load(Ordering::SeqCst) == expected {
+            drop(FUTEX.1.wait(guard).unwrap());
+        }
+    }
+
+    /// Futex mock: wake everyone (spurious wake-ups are harmless to the protocol).
+    pub fn futex_wake_all(_word: &AtomicU32) {
+        let _guard = FUTEX.0.lock().unwrap();
+        FUTEX.1.notify_all();
+    }
 
     /// Under loom a spin is a scheduling point, or models hit the branch limit.
     #[inline]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::error::Result;
 use crate::memory::{HeapMemory, RingMemory};
 use crate::spsc::ring::{ConsumerCore, Geometry, ProducerCore};
+use crate::wait::{Event, Wait, WaitStrategy, Waiter};
 
 // SAFETY: forwards to the shared `M`, which upholds the contract.
 unsafe impl<M: RingMemory> RingMemory for Arc<M> {
@@ -30,7 +31,8 @@ unsafe impl<M: RingMemory> RingMemory for Arc<M> {
 }
 
 /// Both ends of an SPSC ring of `capacity` bytes on the heap, positions starting at
-/// `initial_position` (rounded down to a multiple of 8).
+/// `initial_position` (rounded down to a multiple of 8). Blocking calls use the futex
+/// strategy with no spin window (under loom: the futex mock).
 pub fn heap_pair(
     capacity: u64,
     max_message: u64,
@@ -38,11 +40,16 @@ pub fn heap_pair(
 ) -> Result<(HeapProducer, HeapConsumer)> {
     let geometry = Geometry::new(capacity, max_message)?;
     let memory = Arc::new(HeapMemory::new(capacity, initial_position & !7));
+    let waiter = |m: &Arc<HeapMemory>| {
+        Waiter::new(m.clone(), WaitStrategy::Futex, std::time::Duration::ZERO)
+    };
     Ok((
         HeapProducer {
+            waiter: waiter(&memory),
             core: ProducerCore::new(memory.clone(), geometry)?,
         },
         HeapConsumer {
+            waiter: waiter(&memory),
             core: ConsumerCore::new(memory, geometry)?,
         },
     ))
@@ -51,9 +58,31 @@ pub fn heap_pair(
 /// The writing end of a heap ring.
 pub struct HeapProducer {
     core: ProducerCore<Arc<HeapMemory>>,
+    waiter: Waiter<Arc<HeapMemory>>,
 }
 
 impl HeapProducer {
+    /// Sends `msg`, sleeping (futex strategy) while the ring is full, then wakes a sleeping
+    /// consumer.
+    pub fn send(&mut self, msg: &[u8]) -> Result<()> {
+        let core = &mut self.core;
+        self.waiter
+            .wait_for(Event::SpaceAvailable, None, || core.try_write(msg))?;
+        self.waiter.notify(Event::DataAvailable);
+        Ok(())
+    }
+
+    /// Closes, then wakes a sleeping consumer so it sees the end of the stream.
+    pub fn close_and_notify(&mut self) {
+        self.core.close();
+        self.waiter.notify(Event::DataAvailable);
+    }
+
+    /// Sleep and wake system calls made (futex mock calls under loom).
+    pub fn wake_syscalls(&self) -> u64 {
+        self.waiter.syscalls()
+    }
+
     /// Copies `msg` in and publishes it (or adds it to the open batch).
     pub fn try_send(&mut self, msg: &[u8]) -> Result<()> {
         self.core.try_write(msg)
@@ -94,9 +123,27 @@ impl HeapProducer {
 /// The reading end of a heap ring.
 pub struct HeapConsumer {
     core: ConsumerCore<Arc<HeapMemory>>,
+    waiter: Waiter<Arc<HeapMemory>>,
 }
 
 impl HeapConsumer {
+    /// Receives into `out`, sleeping (futex strategy) while the ring is empty, then wakes a
+    /// sleeping producer. `Closed` at the end of the stream.
+    pub fn recv(&mut self, out: &mut Vec<u8>) -> Result<usize> {
+        let core = &self.core;
+        let msg = self
+            .waiter
+            .wait_for(Event::DataAvailable, None, || core.try_next())?;
+        let src = self.core.payload(&msg);
+        out.clear();
+        // SAFETY: the payload lies in the data region (checked by `peek`) and is not
+        // written by the producer until consumed.
+        out.extend_from_slice(unsafe { std::slice::from_raw_parts(src, msg.len()) });
+        self.core.consume(msg);
+        self.waiter.notify(Event::SpaceAvailable);
+        Ok(msg.len())
+    }
+
     /// Copies the next message into `out` (`WouldBlock` when empty, `Closed` at the end).
     pub fn try_recv(&mut self, out: &mut Vec<u8>) -> Result<usize> {
         let msg = self.core.try_next()?;

@@ -53,6 +53,7 @@ pub struct Ring {
     memory: ShmMemory,
     geometry: Geometry,
     wait: WaitStrategy,
+    spin: Duration,
     created: bool,
 }
 
@@ -61,11 +62,10 @@ impl Ring {
     /// (0660 with [`Config::group_access`]). Fails with `AlreadyExists` if the name is taken.
     pub fn create(name: &str, config: &Config) -> Result<Ring> {
         segment::validate_name(name)?;
-        Ring::from_attached(attach::create(
-            &Location::Shm(name.into()),
-            config,
-            RingKind::Spsc,
-        )?)
+        Ring::from_attached(
+            attach::create(&Location::Shm(name.into()), config, RingKind::Spsc)?,
+            config.spin,
+        )
     }
 
     /// Opens the ring `name` with default [`OpenOptions`].
@@ -76,43 +76,59 @@ impl Ring {
     /// Opens the ring `name`, checking owner, mode, layout and kind as `options` say.
     pub fn open_with(name: &str, options: &OpenOptions) -> Result<Ring> {
         segment::validate_name(name)?;
-        Ring::from_attached(attach::open(
-            &Location::Shm(name.into()),
-            options,
-            RingKind::Spsc,
-        )?)
+        Ring::from_attached(
+            attach::open(&Location::Shm(name.into()), options, RingKind::Spsc)?,
+            options.spin,
+        )
     }
 
     /// Creates the ring, or opens it if another process got there first (it must then have
     /// the same capacity, maximum message and wait strategy). Exactly one racer creates it.
     pub fn create_or_open(name: &str, config: &Config) -> Result<Ring> {
         segment::validate_name(name)?;
-        Ring::from_attached(attach::create_or_open(
-            &Location::Shm(name.into()),
-            config,
-            RingKind::Spsc,
-        )?)
+        Ring::from_attached(
+            attach::create_or_open(&Location::Shm(name.into()), config, RingKind::Spsc)?,
+            config.spin,
+        )
     }
 
     /// Creates a ring in a file at `path` (persistent storage, hugetlbfs, another tmpfs).
     pub fn create_at(path: impl AsRef<Path>, config: &Config) -> Result<Ring> {
         let location = segment::path_location(path.as_ref());
-        Ring::from_attached(attach::create(&location, config, RingKind::Spsc)?)
+        Ring::from_attached(
+            attach::create(&location, config, RingKind::Spsc)?,
+            config.spin,
+        )
     }
 
     /// Opens a ring stored in a file at `path`.
     pub fn open_at(path: impl AsRef<Path>, options: &OpenOptions) -> Result<Ring> {
         let location = segment::path_location(path.as_ref());
-        Ring::from_attached(attach::open(&location, options, RingKind::Spsc)?)
+        Ring::from_attached(
+            attach::open(&location, options, RingKind::Spsc)?,
+            options.spin,
+        )
     }
 
-    fn from_attached(attached: Attached) -> Result<Ring> {
+    fn from_attached(attached: Attached, spin: Duration) -> Result<Ring> {
         Ok(Ring {
             memory: ShmMemory::new(attached.segment, attached.geometry.capacity),
             geometry: attached.geometry,
             wait: attached.wait,
+            spin,
             created: attached.created,
         })
+    }
+
+    fn waiter(&self) -> Waiter<ShmMemory> {
+        Waiter::new(self.memory.clone(), self.wait, self.spin)
+    }
+
+    /// Test hook: locks the condvar strategy's mutex and never releases it (a test then
+    /// kills this process to check that peers recover).
+    #[doc(hidden)]
+    pub fn hold_wait_mutex_for_test(&self) -> bool {
+        self.wait == WaitStrategy::Condvar && crate::wait::hold_condvar_mutex(self.memory.control())
     }
 
     /// Attaches the producing end. Fails with `AlreadyAttached` if a producer holds the
@@ -128,7 +144,7 @@ impl Ring {
         };
         Ok(Producer {
             core,
-            waiter: Waiter::new(self.wait),
+            waiter: self.waiter(),
         })
     }
 
@@ -145,7 +161,7 @@ impl Ring {
         };
         Ok(Consumer {
             core,
-            waiter: Waiter::new(self.wait),
+            waiter: self.waiter(),
         })
     }
 
@@ -249,7 +265,7 @@ fn deadline_after(timeout: Duration) -> Option<Instant> {
 /// `Send` but not `Sync`: move it to the thread that writes.
 pub struct Producer {
     core: ProducerCore<ShmMemory>,
-    waiter: Waiter,
+    waiter: Waiter<ShmMemory>,
 }
 
 impl Producer {
@@ -350,6 +366,12 @@ impl Producer {
     /// Whether no message is waiting (as far as the shared counters know).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// System calls this producer made to sleep or to wake the consumer (futex and condvar
+    /// strategies; always 0 for the polling ones).
+    pub fn wake_syscalls(&self) -> u64 {
+        self.waiter.syscalls()
     }
 
     /// Publishes what is pending and ends the stream: the consumer receives everything sent,
@@ -493,7 +515,7 @@ impl Drop for SendBatch<'_> {
 /// producer, whose next send returns `Closed`.
 pub struct Consumer {
     core: ConsumerCore<ShmMemory>,
-    waiter: Waiter,
+    waiter: Waiter<ShmMemory>,
 }
 
 impl Consumer {
@@ -681,6 +703,12 @@ impl Consumer {
     /// Whether no message is waiting (as far as the shared counters know).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// System calls this consumer made to sleep or to wake the producer (futex and condvar
+    /// strategies; always 0 for the polling ones).
+    pub fn wake_syscalls(&self) -> u64 {
+        self.waiter.syscalls()
     }
 
     /// Stops consuming: the producer's next send returns `Closed`. Same as dropping.
