@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-3}"
-models=(wrap_with_padding_then_close full_ring_reuses_released_space batch_published_by_its_first_header mixed_sizes_over_two_laps)
+models=(wrap_with_padding_then_close full_ring_reuses_released_space batch_published_by_its_first_header mixed_sizes_over_two_laps futex_wakeups_are_never_lost)
 
 RUSTFLAGS="--cfg shmring_loom" CARGO_TARGET_DIR=target/loom \
     cargo build --release --locked -p loom-tests --tests --quiet
@@ -37,3 +37,21 @@ if ! grep -q "Causality violation" <<<"$output"; then
     exit 1
 fi
 printf 'loom negative control (P1 weakened to Relaxed): causality violation reported, %s (incl. build)\n' "$(elapsed "$start")"
+
+# Negative control: without the waker's SeqCst fence (N1) the Dekker pair is broken, and loom
+# must find the execution where the consumer sleeps through the last wake-up. A deadlock
+# can abort the test process, so it runs in its own `cargo test` process and only the
+# message is checked.
+start=$(date +%s%N)
+if output=$(RUSTFLAGS="--cfg shmring_loom --cfg shmring_weaken_dekker" \
+    CARGO_TARGET_DIR=target/loom-dekker \
+    cargo test --release --locked -p loom-tests --test spsc --quiet -- --exact futex_wakeups_are_never_lost 2>&1); then
+    echo "negative control FAILED: loom accepted a wake protocol without the waker's fence" >&2
+    exit 1
+fi
+if ! grep -q "deadlock" <<<"$output"; then
+    echo "negative control failed for another reason than the expected deadlock:" >&2
+    echo "$output" | tail -20 >&2
+    exit 1
+fi
+printf 'loom negative control (N1 fence removed): lost wake-up found as a deadlock, %s (incl. build)\n' "$(elapsed "$start")"

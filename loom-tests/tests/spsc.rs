@@ -87,3 +87,34 @@ fn batch_published_by_its_first_header() {
 fn mixed_sizes_over_two_laps() {
     stream(136, &[100, 0, 100, 56, 100, 8], false);
 }
+
+/// The futex wait protocol: both ends block (consumer on empty, producer on full), every
+/// wake-up goes through the futex mock, and the producer closes at the end. A lost wake-up
+/// leaves a thread asleep forever, which loom reports as a deadlock.
+#[test]
+fn futex_wakeups_are_never_lost() {
+    loom::model(|| {
+        let (mut tx, mut rx) = heap_pair(256, 120, 0).unwrap();
+        let producer = thread::spawn(move || {
+            // Two 108-byte records fit; the third waits for space.
+            for i in 0..3u8 {
+                tx.send(&payload(i, 100)).unwrap();
+            }
+            tx.close_and_notify();
+        });
+        let mut out = Vec::new();
+        let mut next = 0u8;
+        loop {
+            match rx.recv(&mut out) {
+                Ok(_) => {
+                    assert_eq!(out, payload(next, 100), "message {next}");
+                    next += 1;
+                }
+                Err(Error::Closed) => break,
+                Err(e) => panic!("recv after {next}: {e}"),
+            }
+        }
+        assert_eq!(next, 3);
+        producer.join().unwrap();
+    });
+}

@@ -240,7 +240,8 @@ impl<M: RingMemory> Waiter<M> {
     fn futex_notify(&self, event: Event) {
         let line = self.line(event);
         // ORDERING N1 (pairs with W1): the publish (or release) before this call is ordered
-        // before the check of `waiters`.
+        // before the check of `waiters`. (Only the loom negative control removes it.)
+        #[cfg(not(shmring_weaken_dekker))]
         fence(SeqCst);
         if line.waiters.load(Relaxed) != 0 {
             // Release: a sleeper that wakes and reads the new value also sees our publish
