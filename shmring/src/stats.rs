@@ -56,6 +56,10 @@ pub struct Stats {
     pub messages_received: u64,
     /// Payload bytes released since creation.
     pub bytes_received: u64,
+    /// Consumers asleep (or about to sleep) waiting for data (futex / condvar strategies).
+    pub consumers_waiting: u32,
+    /// Producers asleep (or about to sleep) waiting for space (futex / condvar strategies).
+    pub producers_waiting: u32,
     /// The producer role.
     pub producer: PeerState,
     /// The consumer role.
@@ -90,6 +94,8 @@ pub(crate) fn stats_of(ctl: &ControlBlock, geometry: Geometry) -> Stats {
         bytes_sent,
         messages_received: received,
         bytes_received,
+        consumers_waiting: ctl.data_wake.waiters.load(Relaxed),
+        producers_waiting: ctl.space_wake.waiters.load(Relaxed),
         producer: peer(&ctl.peers.producer),
         consumer: peer(&ctl.peers.consumer),
     }
