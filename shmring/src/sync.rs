@@ -89,6 +89,19 @@ mod imp {
         std::thread::yield_now();
     }
 
+    /// Asks the CPU to fetch the cache line at `ptr` for writing, without waiting for it
+    /// (x86 PREFETCHW). A hint only: it never faults and changes no value.
+    #[inline(always)]
+    pub fn prefetch_write(ptr: *const u8) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: prefetch instructions never fault, whatever the address.
+        unsafe {
+            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_ET0 }>(ptr.cast())
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = ptr;
+    }
+
     /// Records accesses to the data region of a heap-backed ring; free outside loom.
     pub struct AccessTracker;
 
@@ -141,6 +154,10 @@ mod imp {
     pub fn yield_now() {
         loom::thread::yield_now();
     }
+
+    /// No hardware under loom.
+    #[inline]
+    pub fn prefetch_write(_ptr: *const u8) {}
 
     /// One loom cell per 8-byte data word: loom reports a causality violation when a read
     /// and a write of the same word are not ordered by happens-before.

@@ -64,6 +64,8 @@ pub(crate) enum Event {
     SpaceAvailable,
 }
 
+/// Stands in for a budget too large to represent as an `Instant`.
+const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// Polls before the first yield (spin-then-yield).
 const SPINS_BEFORE_YIELD: u32 = 64;
 /// Polls between clock reads while busy-spinning (a clock read costs ~20 ns).
@@ -79,12 +81,13 @@ pub(crate) const DEFAULT_SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(20)
 /// side that made progress.
 pub(crate) trait Wait {
     /// Retries `attempt` while it says `WouldBlock`, until it succeeds, fails otherwise, or
-    /// `deadline` passes (`Timeout`). `attempt` runs at least once, and once more at the
-    /// deadline, so a deadline never hides a message that arrived.
+    /// `timeout` passes (`Timeout`). `attempt` runs at least once, and once more at the
+    /// deadline, so a deadline never hides a message that arrived. The clock is first read
+    /// only after an attempt failed: a call that succeeds at once costs no clock read.
     fn wait_for<T>(
         &self,
         event: Event,
-        deadline: Option<Instant>,
+        timeout: Option<Duration>,
         attempt: impl FnMut() -> Result<T>,
     ) -> Result<T>;
 
@@ -140,15 +143,19 @@ impl<M: RingMemory> Waiter<M> {
         self.syscalls.set(self.syscalls.get() + 1);
     }
 
-    /// Polls until `attempt` stops saying `WouldBlock` or `until` passes; `None` if it did.
+    /// Polls until `attempt` stops saying `WouldBlock` or `budget` has passed; `None` if it
+    /// has. The clock is first read after [`SPINS_PER_CLOCK_READ`] polls (or the first
+    /// yield), and the budget counts from there: a wait that ends within the first polls
+    /// reads no clock at all, and the budget is never cut short.
     /// `yield_after`: polls before yielding between polls (`None`: never yield).
     #[inline]
     fn poll<T>(
-        until: Option<Instant>,
+        budget: Option<Duration>,
         yield_after: Option<u32>,
         attempt: &mut impl FnMut() -> Result<T>,
     ) -> Option<Result<T>> {
         let mut polls: u32 = 0;
+        let mut end: Option<Instant> = None;
         loop {
             match attempt() {
                 Err(Error::WouldBlock) => {}
@@ -156,9 +163,15 @@ impl<M: RingMemory> Waiter<M> {
             }
             polls = polls.wrapping_add(1);
             let yielding = yield_after.is_some_and(|after| polls > after);
-            if let Some(until) = until {
-                if (yielding || polls % SPINS_PER_CLOCK_READ == 0) && Instant::now() >= until {
-                    return None;
+            if let Some(budget) = budget {
+                if yielding || polls % SPINS_PER_CLOCK_READ == 0 {
+                    let now = Instant::now();
+                    match end {
+                        Some(end) if now >= end => return None,
+                        Some(_) => {}
+                        // A budget too large to represent never ends.
+                        None => end = Some(now.checked_add(budget).unwrap_or(now + FOREVER)),
+                    }
                 }
             }
             if yielding {
@@ -177,14 +190,28 @@ impl<M: RingMemory> Waiter<M> {
         }
     }
 
-    /// The spin window, cut short by `deadline`. Loom models do not spin (no clocks in a
-    /// model: they would make its executions irreproducible).
-    fn spin_until(&self, deadline: Option<Instant>) -> Option<Instant> {
+    /// The sleeping strategies' spin phase: poll for the spin window (or the whole timeout,
+    /// if shorter). `Ok(outcome)` ends the wait; `Err(deadline)` goes on to sleep until
+    /// `deadline`. Loom models do not spin (no clocks in a model: they would make its
+    /// executions irreproducible).
+    fn spin_phase<T>(
+        &self,
+        timeout: Option<Duration>,
+        attempt: &mut impl FnMut() -> Result<T>,
+    ) -> Result<Result<T>, Option<Instant>> {
         if cfg!(shmring_loom) || self.spin.is_zero() {
-            return None;
+            return Err(timeout.and_then(|t| Instant::now().checked_add(t)));
         }
-        let end = Instant::now().checked_add(self.spin)?;
-        Some(deadline.map_or(end, |d| d.min(end)))
+        let window = timeout.map_or(self.spin, |t| t.min(self.spin));
+        if let Some(done) = Self::poll(Some(window), None, attempt) {
+            return Ok(done);
+        }
+        match timeout {
+            Some(t) if t <= self.spin => Ok(Self::last_attempt(attempt)),
+            // The window has passed: what is left of the timeout, from now.
+            Some(t) => Err(Instant::now().checked_add(t - self.spin)),
+            None => Err(None),
+        }
     }
 
     fn futex_wait_for<T>(
@@ -193,11 +220,6 @@ impl<M: RingMemory> Waiter<M> {
         deadline: Option<Instant>,
         mut attempt: impl FnMut() -> Result<T>,
     ) -> Result<T> {
-        if let Some(spin_end) = self.spin_until(deadline) {
-            if let Some(done) = Self::poll(Some(spin_end), None, &mut attempt) {
-                return done;
-            }
-        }
         let line = self.line(event);
         loop {
             // Read the word before announcing: a wake that comes after this read changes it,
@@ -310,11 +332,6 @@ impl<M: RingMemory> Waiter<M> {
         deadline: Option<Instant>,
         mut attempt: impl FnMut() -> Result<T>,
     ) -> Result<T> {
-        if let Some(spin_end) = self.spin_until(deadline) {
-            if let Some(done) = Self::poll(Some(spin_end), None, &mut attempt) {
-                return done;
-            }
-        }
         let line = self.line(event);
         let (mutex, cond) = self.condvar_parts(event);
         self.lock(mutex)?;
@@ -380,20 +397,34 @@ impl<M: RingMemory> Wait for Waiter<M> {
     fn wait_for<T>(
         &self,
         event: Event,
-        deadline: Option<Instant>,
+        timeout: Option<Duration>,
         mut attempt: impl FnMut() -> Result<T>,
     ) -> Result<T> {
+        match attempt() {
+            Err(Error::WouldBlock) => {}
+            done => return done,
+        }
         match self.strategy {
             WaitStrategy::Spin | WaitStrategy::SpinYield => {
                 let yield_after =
                     (self.strategy == WaitStrategy::SpinYield).then_some(SPINS_BEFORE_YIELD);
-                match Self::poll(deadline, yield_after, &mut attempt) {
+                match Self::poll(timeout, yield_after, &mut attempt) {
                     Some(done) => done,
                     None => Self::last_attempt(&mut attempt),
                 }
             }
-            WaitStrategy::Futex => self.futex_wait_for(event, deadline, attempt),
-            WaitStrategy::Condvar => self.condvar_wait_for(event, deadline, attempt),
+            WaitStrategy::Futex | WaitStrategy::Condvar => {
+                // A deadline too large to represent (`None`) waits forever.
+                let deadline = match self.spin_phase(timeout, &mut attempt) {
+                    Ok(done) => return done,
+                    Err(deadline) => deadline,
+                };
+                if self.strategy == WaitStrategy::Futex {
+                    self.futex_wait_for(event, deadline, attempt)
+                } else {
+                    self.condvar_wait_for(event, deadline, attempt)
+                }
+            }
         }
     }
 

@@ -23,7 +23,7 @@ pub(crate) mod ring;
 
 use std::ops::{Deref, DerefMut};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::attach::{self, Attached};
 use crate::config::{Config, OpenOptions};
@@ -254,11 +254,6 @@ fn detach_failed(ctl: &ControlBlock, role: Role) {
         .store(peer_state::CLOSED, crate::sync::Ordering::Release);
 }
 
-fn deadline_after(timeout: Duration) -> Option<Instant> {
-    // A timeout too large to represent waits forever.
-    Instant::now().checked_add(timeout)
-}
-
 /// The writing end of an SPSC ring. Dropping it (or [`close`](Producer::close)) publishes
 /// anything pending and gives the consumer end-of-stream after it drains.
 ///
@@ -285,13 +280,13 @@ impl Producer {
 
     /// Like [`send`](Producer::send), giving up with `Timeout` after `timeout`.
     pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
-        self.send_until(msg, deadline_after(timeout))
+        self.send_until(msg, Some(timeout))
     }
 
-    fn send_until(&mut self, msg: &[u8], deadline: Option<Instant>) -> Result<()> {
+    fn send_until(&mut self, msg: &[u8], timeout: Option<Duration>) -> Result<()> {
         let core = &mut self.core;
         self.waiter
-            .wait_for(Event::SpaceAvailable, deadline, || core.try_write(msg))?;
+            .wait_for(Event::SpaceAvailable, timeout, || core.try_write(msg))?;
         self.waiter.notify(Event::DataAvailable);
         Ok(())
     }
@@ -322,14 +317,14 @@ impl Producer {
 
     /// Like [`reserve`](Producer::reserve), giving up with `Timeout` after `timeout`.
     pub fn reserve_timeout(&mut self, len: usize, timeout: Duration) -> Result<WriteGrant<'_>> {
-        self.reserve_until(len, deadline_after(timeout))
+        self.reserve_until(len, Some(timeout))
     }
 
-    fn reserve_until(&mut self, len: usize, deadline: Option<Instant>) -> Result<WriteGrant<'_>> {
+    fn reserve_until(&mut self, len: usize, timeout: Option<Duration>) -> Result<WriteGrant<'_>> {
         let core = &mut self.core;
         let claim = self
             .waiter
-            .wait_for(Event::SpaceAvailable, deadline, || core.try_claim(len))?;
+            .wait_for(Event::SpaceAvailable, timeout, || core.try_claim(len))?;
         Ok(WriteGrant::new(self, claim))
     }
 
@@ -519,10 +514,10 @@ pub struct Consumer {
 }
 
 impl Consumer {
-    fn next_until(&mut self, deadline: Option<Instant>) -> Result<Message> {
+    fn next_until(&mut self, timeout: Option<Duration>) -> Result<Message> {
         let core = &self.core;
         self.waiter
-            .wait_for(Event::DataAvailable, deadline, || core.try_next())
+            .wait_for(Event::DataAvailable, timeout, || core.try_next())
     }
 
     fn copy_out(&mut self, msg: Message, buf: &mut [u8]) -> Result<usize> {
@@ -578,7 +573,7 @@ impl Consumer {
 
     /// Like [`recv`](Consumer::recv), giving up with `Timeout` after `timeout`.
     pub fn recv_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
-        let msg = self.next_until(deadline_after(timeout))?;
+        let msg = self.next_until(Some(timeout))?;
         self.copy_out(msg, buf)
     }
 
@@ -596,7 +591,7 @@ impl Consumer {
 
     /// Like [`recv_vec`](Consumer::recv_vec), giving up with `Timeout` after `timeout`.
     pub fn recv_vec_timeout(&mut self, out: &mut Vec<u8>, timeout: Duration) -> Result<usize> {
-        let msg = self.next_until(deadline_after(timeout))?;
+        let msg = self.next_until(Some(timeout))?;
         Ok(self.copy_out_vec(msg, out))
     }
 
@@ -629,7 +624,7 @@ impl Consumer {
 
     /// Like [`read`](Consumer::read), giving up with `Timeout` after `timeout`.
     pub fn read_timeout(&mut self, timeout: Duration) -> Result<ReadGrant<'_>> {
-        let msg = self.next_until(deadline_after(timeout))?;
+        let msg = self.next_until(Some(timeout))?;
         Ok(ReadGrant::new(self, msg))
     }
 

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::layout::{RECORD_HEADER, peer_state, record};
 use crate::memory::RingMemory;
 use crate::sync::Ordering::{Acquire, Relaxed, Release};
+use crate::sync::prefetch_write;
 
 /// The ordering of P1. Only the loom negative control (`--cfg shmring_weaken_publish`)
 /// weakens it, to show that the loom model catches a Relaxed publish.
@@ -223,6 +224,15 @@ impl<M: RingMemory> ProducerCore<M> {
         // The next record's slot reads "empty" until it is published. Relaxed: it is ordered
         // before the consumer's view by the Release store that publishes this record (P1).
         self.mem.word(end & mask).store(record::EMPTY, Relaxed);
+        // Own the following line before a terminator lands there: otherwise that store's
+        // cache miss would hold back the publishing store behind it (stores become visible
+        // in order on x86).
+        // SAFETY: masked offset, inside the data region.
+        prefetch_write(unsafe {
+            self.mem
+                .data_ptr()
+                .add((end.wrapping_add(64) & mask) as usize)
+        });
         if claim.start != claim.record_pos {
             self.write_header(claim.start & mask, record::padding(claim.start, 0));
         }
