@@ -1,0 +1,557 @@
+//! Every transport behind one interface: the parent sets a transport up, hands the child a
+//! description (inherited file descriptors, names, a port), and both ends get an
+//! [`Endpoint`]. Messages within one measurement all have the same size, so byte-stream
+//! transports read exactly that many bytes per message.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::{FromRawFd, RawFd};
+use std::time::Duration;
+
+use shmring::{Config, Error, OpenOptions, WaitStrategy, spsc};
+
+/// First byte of the message that ends a throughput stream.
+pub(crate) const END: u8 = 0xFF;
+/// First byte of an ordinary message.
+pub(crate) const DATA: u8 = 0x00;
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Names as the issue and the JSON use them.
+pub(crate) const ALL: &[&str] = &[
+    "shmring-spsc-spin",
+    "shmring-spsc-futex",
+    "shmring-spsc-condvar",
+    "pipe",
+    "fifo",
+    "uds-stream",
+    "uds-seqpacket",
+    "posix-mq",
+    "sysv-mq",
+    "tcp-loopback",
+    "floor-spin",
+    "memcpy",
+];
+
+/// How a shmring endpoint moves bytes (kernel transports have one way only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Api {
+    /// `try_send` / `recv` into a buffer.
+    Copy,
+    /// `reserve` → write → `commit`; `read` → read every byte → `release`.
+    ZeroCopy,
+    /// Batches of 32 on both sides (copy in, in-place read out).
+    Batch32,
+}
+
+impl Api {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Api::Copy => "copy",
+            Api::ZeroCopy => "zero-copy",
+            Api::Batch32 => "batch32",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Api {
+        match s {
+            "zero-copy" => Api::ZeroCopy,
+            "batch32" => Api::Batch32,
+            _ => Api::Copy,
+        }
+    }
+}
+
+/// One end of a transport.
+pub(crate) trait Endpoint {
+    /// Sends one message.
+    fn send(&mut self, msg: &[u8]) -> io::Result<()>;
+    /// Receives one message into `buf`, returning its length.
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Sends `count` copies of `msg` (batched where the transport and API allow).
+    fn send_burst(&mut self, msg: &[u8], count: usize) -> io::Result<()> {
+        for _ in 0..count {
+            self.send(msg)?;
+        }
+        Ok(())
+    }
+    /// Receives until a message starting with [`END`]; returns how many came before it.
+    fn recv_until_end(&mut self, buf: &mut [u8]) -> io::Result<u64> {
+        let mut count = 0;
+        loop {
+            let n = self.recv(buf)?;
+            if n > 0 && buf[0] == END {
+                return Ok(count);
+            }
+            count += 1;
+        }
+    }
+    /// Sleep/wake system calls made by this end (shmring's own counter; 0 elsewhere).
+    fn wake_syscalls(&self) -> u64 {
+        0
+    }
+}
+
+fn to_io(e: Error) -> io::Error {
+    io::Error::other(e)
+}
+
+/// A shmring SPSC pair: one ring each way.
+pub(crate) struct Shmring {
+    tx: spsc::Producer,
+    rx: spsc::Consumer,
+    api: Api,
+}
+
+impl Shmring {
+    /// Ring names for a run, and the strategy a transport name selects.
+    pub(crate) fn strategy(transport: &str) -> WaitStrategy {
+        match transport {
+            "shmring-spsc-futex" => WaitStrategy::Futex,
+            "shmring-spsc-condvar" => WaitStrategy::Condvar,
+            _ => WaitStrategy::Spin,
+        }
+    }
+
+    /// Creates both rings (parent side). `spin`: sleep strategies' spin window.
+    pub(crate) fn create(
+        names: (&str, &str),
+        strategy: WaitStrategy,
+        spin: Duration,
+        size: usize,
+        api: Api,
+    ) -> shmring::Result<Shmring> {
+        let config = Config::new()
+            .capacity(ring_capacity(size))
+            .wait_strategy(strategy)
+            .spin_before_sleep(spin);
+        let out = spsc::Ring::create(names.0, &config)?;
+        let back = spsc::Ring::create(names.1, &config)?;
+        Ok(Shmring {
+            tx: out.producer()?,
+            rx: back.consumer()?,
+            api,
+        })
+    }
+
+    /// Opens both rings (child side), crossed over.
+    pub(crate) fn open(
+        names: (&str, &str),
+        spin: Duration,
+        size: usize,
+        api: Api,
+    ) -> shmring::Result<Shmring> {
+        let options = OpenOptions::new().spin_before_sleep(spin);
+        let inbound = spsc::Ring::open_with(names.0, &options)?;
+        let outbound = spsc::Ring::open_with(names.1, &options)?;
+        let _ = size;
+        Ok(Shmring {
+            tx: outbound.producer()?,
+            rx: inbound.consumer()?,
+            api,
+        })
+    }
+}
+
+/// Ring size for a message size: room for many messages, at least 1 MiB.
+pub(crate) fn ring_capacity(size: usize) -> u64 {
+    ((size as u64 + 8) * 64).next_power_of_two().max(1 << 20)
+}
+
+/// Reads every byte of a received message (what a consumer does with data).
+#[inline]
+fn touch(bytes: &[u8]) -> u64 {
+    let mut sum = 0u64;
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        sum = sum.wrapping_add(u64::from_le_bytes(c.try_into().unwrap()));
+    }
+    for &b in chunks.remainder() {
+        sum = sum.wrapping_add(u64::from(b));
+    }
+    sum
+}
+
+impl Endpoint for Shmring {
+    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        match self.api {
+            Api::Copy | Api::Batch32 => self.tx.send_timeout(msg, CALL_TIMEOUT).map_err(to_io),
+            Api::ZeroCopy => {
+                let mut grant = self
+                    .tx
+                    .reserve_timeout(msg.len(), CALL_TIMEOUT)
+                    .map_err(to_io)?;
+                grant.copy_from_slice(msg);
+                grant.commit();
+                Ok(())
+            }
+        }
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.api {
+            Api::Copy => self.rx.recv_timeout(buf, CALL_TIMEOUT).map_err(to_io),
+            Api::ZeroCopy | Api::Batch32 => {
+                let grant = self.rx.read_timeout(CALL_TIMEOUT).map_err(to_io)?;
+                let n = grant.len();
+                buf[..n.min(8)].copy_from_slice(&grant[..n.min(8)]);
+                std::hint::black_box(touch(&grant));
+                grant.release();
+                Ok(n)
+            }
+        }
+    }
+
+    fn send_burst(&mut self, msg: &[u8], count: usize) -> io::Result<()> {
+        if self.api != Api::Batch32 {
+            for _ in 0..count {
+                self.send(msg)?;
+            }
+            return Ok(());
+        }
+        let mut left = count;
+        while left > 0 {
+            let mut batch = self.tx.batch();
+            while batch.len() < 32.min(left) {
+                match batch.try_push(msg) {
+                    Ok(()) => {}
+                    Err(Error::WouldBlock) => break,
+                    Err(e) => return Err(to_io(e)),
+                }
+            }
+            let pushed = batch.publish();
+            if pushed == 0 {
+                // Full: wait for room the ordinary way (one message).
+                self.tx.send_timeout(msg, CALL_TIMEOUT).map_err(to_io)?;
+                left -= 1;
+            } else {
+                left -= pushed;
+            }
+        }
+        Ok(())
+    }
+
+    fn recv_until_end(&mut self, buf: &mut [u8]) -> io::Result<u64> {
+        if self.api != Api::Batch32 {
+            let mut count = 0;
+            loop {
+                let n = self.recv(buf)?;
+                if n > 0 && buf[0] == END {
+                    return Ok(count);
+                }
+                count += 1;
+            }
+        }
+        let mut count = 0u64;
+        let mut ended = false;
+        while !ended {
+            match self.rx.try_recv_batch(32, |m| {
+                std::hint::black_box(touch(m));
+                if m.first() == Some(&END) {
+                    ended = true;
+                } else {
+                    count += 1;
+                }
+            }) {
+                Ok(_) => {}
+                Err(Error::WouldBlock) => {
+                    // Wait with the ring's strategy for the next message, then batch again.
+                    let grant = self.rx.read_timeout(CALL_TIMEOUT).map_err(to_io)?;
+                    std::hint::black_box(touch(&grant));
+                    if grant.first() == Some(&END) {
+                        ended = true;
+                    } else {
+                        count += 1;
+                    }
+                    grant.release();
+                }
+                Err(e) => return Err(to_io(e)),
+            }
+        }
+        Ok(count)
+    }
+
+    fn wake_syscalls(&self) -> u64 {
+        self.tx.wake_syscalls() + self.rx.wake_syscalls()
+    }
+}
+
+/// A byte-stream transport over two file descriptors (pipe, FIFO, stream socket, TCP):
+/// messages are `size` bytes, read exactly.
+pub(crate) struct Stream<R: Read, W: Write> {
+    rd: R,
+    wr: W,
+    size: usize,
+}
+
+impl<R: Read, W: Write> Stream<R, W> {
+    pub(crate) fn new(rd: R, wr: W, size: usize) -> Self {
+        Stream { rd, wr, size }
+    }
+}
+
+impl<R: Read, W: Write> Endpoint for Stream<R, W> {
+    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        self.wr.write_all(msg)
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.rd.read_exact(&mut buf[..self.size])?;
+        Ok(self.size)
+    }
+}
+
+/// A file from an inherited descriptor number.
+///
+/// # Safety
+/// `fd` is an open descriptor this process owns and nothing else closes.
+pub(crate) unsafe fn inherited(fd: RawFd) -> File {
+    // SAFETY: per the caller's contract.
+    unsafe { File::from_raw_fd(fd) }
+}
+
+/// Two pipes or socket pairs: (parent's fds, child's fds) as (read, write).
+pub(crate) fn fd_pairs(kind: &str) -> io::Result<((RawFd, RawFd), (RawFd, RawFd))> {
+    let pair = |seqpacket: bool, socket: bool| -> io::Result<(RawFd, RawFd)> {
+        let mut fds = [0 as RawFd; 2];
+        // SAFETY: `fds` has room for the two descriptors these calls write. No CLOEXEC: the
+        // child inherits them.
+        let rc = unsafe {
+            if socket {
+                let ty = if seqpacket {
+                    libc::SOCK_SEQPACKET
+                } else {
+                    libc::SOCK_STREAM
+                };
+                libc::socketpair(libc::AF_UNIX, ty, 0, fds.as_mut_ptr())
+            } else {
+                libc::pipe(fds.as_mut_ptr())
+            }
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok((fds[0], fds[1]))
+    };
+    match kind {
+        "pipe" => {
+            // a→b: parent writes a.1, child reads a.0; b→a: child writes b.1, parent reads b.0.
+            let a = pair(false, false)?;
+            let b = pair(false, false)?;
+            Ok(((b.0, a.1), (a.0, b.1)))
+        }
+        "uds-stream" | "uds-seqpacket" => {
+            let s = pair(kind == "uds-seqpacket", true)?;
+            Ok(((s.0, s.0), (s.1, s.1)))
+        }
+        _ => Err(io::Error::other(format!("{kind} has no fd pair"))),
+    }
+}
+
+/// A message-preserving socket (seqpacket): one `recv` is one message.
+pub(crate) struct Packet {
+    fd: RawFd,
+}
+
+impl Packet {
+    pub(crate) fn new(fd: RawFd) -> Self {
+        Packet { fd }
+    }
+}
+
+impl Endpoint for Packet {
+    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        // SAFETY: `msg` is valid for `msg.len()` bytes; `fd` is an open socket.
+        let n = unsafe { libc::send(self.fd, msg.as_ptr().cast(), msg.len(), 0) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // SAFETY: `buf` is valid for `buf.len()` bytes.
+        let n = unsafe { libc::recv(self.fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+}
+
+/// Two POSIX message queues, one each way.
+pub(crate) struct PosixMq {
+    tx: libc::mqd_t,
+    rx: libc::mqd_t,
+}
+
+fn cstring(s: &str) -> std::ffi::CString {
+    std::ffi::CString::new(s).unwrap()
+}
+
+impl PosixMq {
+    /// Creates (parent) or opens (child) the queues `out` (we send) and `back` (we receive).
+    pub(crate) fn open(out: &str, back: &str, size: usize, create: bool) -> io::Result<PosixMq> {
+        let open = |name: &str| -> io::Result<libc::mqd_t> {
+            // SAFETY: a zeroed mq_attr is valid; the fields set are the documented ones.
+            let mut attr: libc::mq_attr = unsafe { std::mem::zeroed() };
+            attr.mq_maxmsg = posix_mq_depth(size);
+            attr.mq_msgsize = size as libc::c_long;
+            let flags = if create {
+                libc::O_CREAT | libc::O_EXCL | libc::O_RDWR
+            } else {
+                libc::O_RDWR
+            };
+            let name = cstring(name);
+            // SAFETY: `name` is NUL-terminated, `attr` valid for the call.
+            let q = unsafe { libc::mq_open(name.as_ptr(), flags, 0o600, &attr as *const _) };
+            if q < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(q)
+        };
+        Ok(PosixMq {
+            tx: open(out)?,
+            rx: open(back)?,
+        })
+    }
+
+    pub(crate) fn unlink(name: &str) {
+        let name = cstring(name);
+        // SAFETY: NUL-terminated name.
+        unsafe { libc::mq_unlink(name.as_ptr()) };
+    }
+}
+
+/// Queue depth: 10 (Linux's default `msg_max`), fewer if two queues of `size`-byte messages
+/// would exceed RLIMIT_MSGQUEUE (each queue is charged about depth * (size + 64) bytes).
+pub(crate) fn posix_mq_depth(size: usize) -> libc::c_long {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `rl` is a valid out-parameter.
+    let limit = if unsafe { libc::getrlimit(libc::RLIMIT_MSGQUEUE, &mut rl) } == 0 {
+        rl.rlim_cur
+    } else {
+        800 * 1024
+    };
+    let per_message = size as u64 + 64;
+    (limit / (2 * per_message)).clamp(1, 10) as libc::c_long
+}
+
+impl Drop for PosixMq {
+    fn drop(&mut self) {
+        // SAFETY: both descriptors are open queues owned by this value.
+        unsafe {
+            libc::mq_close(self.tx);
+            libc::mq_close(self.rx);
+        }
+    }
+}
+
+impl Endpoint for PosixMq {
+    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        // SAFETY: `msg` valid for its length; `tx` an open queue.
+        if unsafe { libc::mq_send(self.tx, msg.as_ptr().cast(), msg.len(), 0) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // SAFETY: `buf` valid for its length (>= the queue's message size).
+        let n = unsafe {
+            libc::mq_receive(
+                self.rx,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+}
+
+/// One System V queue; message type 1 flows parent→child, type 2 child→parent.
+pub(crate) struct SysvMq {
+    id: libc::c_int,
+    send_type: libc::c_long,
+    recv_type: libc::c_long,
+    buf: Vec<u8>,
+}
+
+impl SysvMq {
+    pub(crate) fn create() -> io::Result<libc::c_int> {
+        // SAFETY: plain system call.
+        let id = unsafe { libc::msgget(libc::IPC_PRIVATE, libc::IPC_CREAT | 0o600) };
+        if id < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(id)
+    }
+
+    pub(crate) fn remove(id: libc::c_int) {
+        // SAFETY: plain system call; a null buffer is allowed for IPC_RMID.
+        unsafe { libc::msgctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
+    }
+
+    pub(crate) fn new(id: libc::c_int, parent: bool, size: usize) -> SysvMq {
+        let (send_type, recv_type) = if parent { (1, 2) } else { (2, 1) };
+        SysvMq {
+            id,
+            send_type,
+            recv_type,
+            buf: vec![0; 8 + size.max(8)],
+        }
+    }
+}
+
+impl Endpoint for SysvMq {
+    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        self.buf[..8].copy_from_slice(&self.send_type.to_ne_bytes());
+        self.buf[8..8 + msg.len()].copy_from_slice(msg);
+        // SAFETY: `buf` holds the mtype then `msg.len()` bytes of text.
+        if unsafe { libc::msgsnd(self.id, self.buf.as_ptr().cast(), msg.len(), 0) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let cap = self.buf.len() - 8;
+        // SAFETY: `self.buf` has room for the mtype and `cap` bytes.
+        let n = unsafe {
+            libc::msgrcv(
+                self.id,
+                self.buf.as_mut_ptr().cast(),
+                cap,
+                self.recv_type,
+                0,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let n = n as usize;
+        buf[..n].copy_from_slice(&self.buf[8..8 + n]);
+        Ok(n)
+    }
+}
+
+/// TCP over loopback with Nagle off.
+pub(crate) fn tcp_pair_parent() -> io::Result<TcpListener> {
+    TcpListener::bind("127.0.0.1:0")
+}
+
+pub(crate) fn tcp_stream(
+    stream: TcpStream,
+    size: usize,
+) -> io::Result<Stream<TcpStream, TcpStream>> {
+    stream.set_nodelay(true)?;
+    let rd = stream.try_clone()?;
+    Ok(Stream::new(rd, stream, size))
+}
