@@ -274,15 +274,18 @@ impl Producer {
     }
 
     /// Like [`try_send`](Producer::try_send), waiting while the ring is full.
+    #[inline]
     pub fn send(&mut self, msg: &[u8]) -> Result<()> {
         self.send_until(msg, None)
     }
 
     /// Like [`send`](Producer::send), giving up with `Timeout` after `timeout`.
+    #[inline]
     pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
         self.send_until(msg, Some(timeout))
     }
 
+    #[inline]
     fn send_until(&mut self, msg: &[u8], timeout: Option<Duration>) -> Result<()> {
         let core = &mut self.core;
         self.waiter
@@ -305,21 +308,25 @@ impl Producer {
     /// # ring.unlink()?;
     /// # Ok::<(), shmring::Error>(())
     /// ```
+    #[inline]
     pub fn try_reserve(&mut self, len: usize) -> Result<WriteGrant<'_>> {
         let claim = self.core.try_claim(len)?;
         Ok(WriteGrant::new(self, claim))
     }
 
     /// Like [`try_reserve`](Producer::try_reserve), waiting while the ring is full.
+    #[inline]
     pub fn reserve(&mut self, len: usize) -> Result<WriteGrant<'_>> {
         self.reserve_until(len, None)
     }
 
     /// Like [`reserve`](Producer::reserve), giving up with `Timeout` after `timeout`.
+    #[inline]
     pub fn reserve_timeout(&mut self, len: usize, timeout: Duration) -> Result<WriteGrant<'_>> {
         self.reserve_until(len, Some(timeout))
     }
 
+    #[inline]
     fn reserve_until(&mut self, len: usize, timeout: Option<Duration>) -> Result<WriteGrant<'_>> {
         let core = &mut self.core;
         let claim = self
@@ -330,6 +337,7 @@ impl Producer {
 
     /// Starts a batch: messages pushed to it are published together, with one store, when
     /// it is [`publish`](SendBatch::publish)ed or dropped.
+    #[inline]
     pub fn batch(&mut self) -> SendBatch<'_> {
         self.core.begin_batch();
         SendBatch {
@@ -373,6 +381,7 @@ impl Producer {
     /// then `Closed`. Same as dropping the producer.
     pub fn close(self) {}
 
+    #[inline]
     fn published(&self) {
         self.waiter.notify(Event::DataAvailable);
     }
@@ -403,6 +412,7 @@ pub struct WriteGrant<'a> {
 }
 
 impl<'a> WriteGrant<'a> {
+    #[inline]
     fn new(producer: &'a mut Producer, claim: Claim) -> Self {
         let payload = producer.core.payload_ptr(&claim);
         WriteGrant {
@@ -414,12 +424,14 @@ impl<'a> WriteGrant<'a> {
 
     /// Publishes the whole reserved length as one message (unless inside a batch, which
     /// publishes on its own).
+    #[inline]
     pub fn commit(self) {
         let len = self.claim.len();
         self.commit_prefix(len);
     }
 
     /// Publishes only the first `len` bytes (`len` is clamped to the reserved length).
+    #[inline]
     pub fn commit_prefix(self, len: usize) {
         let batching = self.producer.core.is_batching();
         self.producer.core.commit(self.claim, len);
@@ -431,6 +443,7 @@ impl<'a> WriteGrant<'a> {
 
 impl Deref for WriteGrant<'_> {
     type Target = [u8];
+    #[inline]
     fn deref(&self) -> &[u8] {
         // SAFETY: `payload` points at `claim.len()` bytes inside the data region that only
         // this producer may touch until the claim is committed (the consumer cannot see
@@ -440,6 +453,7 @@ impl Deref for WriteGrant<'_> {
 }
 
 impl DerefMut for WriteGrant<'_> {
+    #[inline]
     fn deref_mut(&mut self) -> &mut [u8] {
         // SAFETY: as in `deref`; `&mut self` makes this the only live view.
         unsafe { std::slice::from_raw_parts_mut(self.payload, self.claim.len()) }
@@ -478,6 +492,7 @@ impl SendBatch<'_> {
     }
 
     /// Reserves room for a message written in place; its commit joins the batch.
+    #[inline]
     pub fn try_reserve(&mut self, len: usize) -> Result<WriteGrant<'_>> {
         let claim = self.producer.core.try_claim(len)?;
         Ok(WriteGrant::new(self.producer, claim))
@@ -494,12 +509,14 @@ impl SendBatch<'_> {
     }
 
     /// Publishes every message of the batch with one store; returns how many were pushed.
+    #[inline]
     pub fn publish(self) -> usize {
         self.pushed
     }
 }
 
 impl Drop for SendBatch<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.producer.core.flush();
         self.producer.published();
@@ -514,12 +531,14 @@ pub struct Consumer {
 }
 
 impl Consumer {
+    #[inline]
     fn next_until(&mut self, timeout: Option<Duration>) -> Result<Message> {
         let core = &self.core;
         self.waiter
             .wait_for(Event::DataAvailable, timeout, || core.try_next())
     }
 
+    #[inline]
     fn copy_out(&mut self, msg: Message, buf: &mut [u8]) -> Result<usize> {
         let len = msg.len();
         if buf.len() < len {
@@ -533,6 +552,7 @@ impl Consumer {
         Ok(len)
     }
 
+    #[inline]
     fn copy_out_vec(&mut self, msg: Message, out: &mut Vec<u8>) -> usize {
         let len = msg.len();
         out.clear();
@@ -548,6 +568,7 @@ impl Consumer {
         len
     }
 
+    #[inline]
     fn consume(&mut self, msg: Message) {
         let batching = self.core.is_batching();
         self.core.consume(msg);
@@ -566,30 +587,35 @@ impl Consumer {
     }
 
     /// Like [`try_recv`](Consumer::try_recv), waiting while the ring is empty.
+    #[inline]
     pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize> {
         let msg = self.next_until(None)?;
         self.copy_out(msg, buf)
     }
 
     /// Like [`recv`](Consumer::recv), giving up with `Timeout` after `timeout`.
+    #[inline]
     pub fn recv_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
         let msg = self.next_until(Some(timeout))?;
         self.copy_out(msg, buf)
     }
 
     /// Replaces `out`'s contents with the next message (reusing its allocation).
+    #[inline]
     pub fn try_recv_vec(&mut self, out: &mut Vec<u8>) -> Result<usize> {
         let msg = self.core.try_next()?;
         Ok(self.copy_out_vec(msg, out))
     }
 
     /// Like [`try_recv_vec`](Consumer::try_recv_vec), waiting while the ring is empty.
+    #[inline]
     pub fn recv_vec(&mut self, out: &mut Vec<u8>) -> Result<usize> {
         let msg = self.next_until(None)?;
         Ok(self.copy_out_vec(msg, out))
     }
 
     /// Like [`recv_vec`](Consumer::recv_vec), giving up with `Timeout` after `timeout`.
+    #[inline]
     pub fn recv_vec_timeout(&mut self, out: &mut Vec<u8>, timeout: Duration) -> Result<usize> {
         let msg = self.next_until(Some(timeout))?;
         Ok(self.copy_out_vec(msg, out))
@@ -611,18 +637,21 @@ impl Consumer {
     /// # ring.unlink()?;
     /// # Ok::<(), shmring::Error>(())
     /// ```
+    #[inline]
     pub fn try_read(&mut self) -> Result<ReadGrant<'_>> {
         let msg = self.core.try_next()?;
         Ok(ReadGrant::new(self, msg))
     }
 
     /// Like [`try_read`](Consumer::try_read), waiting while the ring is empty.
+    #[inline]
     pub fn read(&mut self) -> Result<ReadGrant<'_>> {
         let msg = self.next_until(None)?;
         Ok(ReadGrant::new(self, msg))
     }
 
     /// Like [`read`](Consumer::read), giving up with `Timeout` after `timeout`.
+    #[inline]
     pub fn read_timeout(&mut self, timeout: Duration) -> Result<ReadGrant<'_>> {
         let msg = self.next_until(Some(timeout))?;
         Ok(ReadGrant::new(self, msg))
@@ -645,6 +674,7 @@ impl Consumer {
     /// # ring.unlink()?;
     /// # Ok::<(), shmring::Error>(())
     /// ```
+    #[inline]
     pub fn try_recv_batch(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> Result<usize> {
         if max == 0 {
             return Ok(0);
@@ -734,6 +764,7 @@ pub struct ReadGrant<'a> {
 }
 
 impl<'a> ReadGrant<'a> {
+    #[inline]
     fn new(consumer: &'a mut Consumer, msg: Message) -> Self {
         let payload = consumer.core.payload(&msg);
         ReadGrant {
@@ -744,6 +775,7 @@ impl<'a> ReadGrant<'a> {
     }
 
     /// Frees the message's space for the producer.
+    #[inline]
     pub fn release(self) {
         self.consumer.consume(self.msg);
     }
