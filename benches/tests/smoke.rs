@@ -10,7 +10,11 @@ fn quick_run_reports_every_requested_figure() {
     std::fs::create_dir_all(&dir).unwrap();
     let (json, svg) = (dir.join("r.json"), dir.join("r.svg"));
     let out = Command::new(env!("CARGO_BIN_EXE_shmring-bench"))
-        .args(["--quick", "--transports", "floor-spin,shmring-spsc-spin,shmring-spsc-futex,pipe,memcpy"])
+        .args([
+            "--quick",
+            "--transports",
+            "floor-spin,shmring-spsc-spin,shmring-spsc-futex,pipe,memcpy",
+        ])
         .arg("--json")
         .arg(&json)
         .arg("--plot")
@@ -18,7 +22,11 @@ fn quick_run_reports_every_requested_figure() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for row in [
         "| floor-spin | busy | 8 B |",
         "| shmring-spsc-spin | busy | 64 B |",
@@ -42,12 +50,17 @@ fn quick_run_reports_every_requested_figure() {
         "syscalls_per_msg",
     ] {
         assert!(
-            records.iter().any(|r| r["metric"] == metric && r["value"].as_f64().unwrap() >= 0.0),
+            records
+                .iter()
+                .any(|r| r["metric"] == metric && r["value"].as_f64().unwrap() >= 0.0),
             "no {metric} record"
         );
     }
     let plot = std::fs::read_to_string(&svg).unwrap();
-    assert!(plot.contains("<svg") && plot.contains("polyline"), "plot has no lines");
+    assert!(
+        plot.contains("<svg") && plot.contains("polyline"),
+        "plot has no lines"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
     // Nothing left behind in /dev/shm.
     let left: Vec<_> = std::fs::read_dir("/dev/shm")
