@@ -582,3 +582,59 @@ fn stats_count_what_moved() {
     assert_eq!(s.used_bytes, 24 + 112);
     assert_eq!((s.capacity, s.max_message), (4096, 2040));
 }
+
+#[test]
+fn detached_reservations_and_reads_block_everything_else_until_finished() {
+    let name = ShmName::new("detached");
+    let ring = Ring::create(name.as_str(), &small()).unwrap();
+    let mut tx = ring.producer().unwrap();
+    let mut rx = ring.consumer().unwrap();
+    let ptr = tx.try_reserve_detached(8).unwrap();
+    // SAFETY: 8 reserved bytes, untouched by anyone else until commit.
+    unsafe {
+        ptr.as_ptr()
+            .copy_from_nonoverlapping(b"detached".as_ptr(), 8)
+    };
+    assert!(matches!(
+        tx.try_send(b"x"),
+        Err(Error::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        tx.try_reserve(1),
+        Err(Error::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        tx.commit_detached(9),
+        Err(Error::InvalidArgument { .. })
+    ));
+    tx.commit_detached(8).unwrap();
+    assert!(matches!(
+        tx.commit_detached(8),
+        Err(Error::InvalidArgument { .. })
+    ));
+    tx.cancel_detached();
+    let _ = tx.try_reserve_detached(4).unwrap();
+    tx.cancel_detached(); // publishes nothing
+    tx.try_send(b"after").unwrap();
+
+    let (ptr, len) = rx.try_read_detached().unwrap();
+    // SAFETY: the message stays in place until released.
+    assert_eq!(
+        unsafe { std::slice::from_raw_parts(ptr.as_ptr(), len) },
+        b"detached"
+    );
+    // Reading again before release returns the same message; other reads are refused.
+    assert_eq!(rx.try_read_detached().unwrap(), (ptr, len));
+    assert!(matches!(
+        rx.try_recv_vec(&mut Vec::new()),
+        Err(Error::InvalidArgument { .. })
+    ));
+    rx.release_detached().unwrap();
+    assert!(matches!(
+        rx.release_detached(),
+        Err(Error::InvalidArgument { .. })
+    ));
+    let mut out = Vec::new();
+    rx.try_recv_vec(&mut out).unwrap();
+    assert_eq!(out, b"after");
+}

@@ -335,6 +335,73 @@ impl Producer {
         Ok(WriteGrant::new(self, claim))
     }
 
+    /// Reserves `len` bytes like [`try_reserve`](Producer::try_reserve), without a borrow:
+    /// returns the address of the reserved bytes, which stay valid and reserved until
+    /// [`commit_detached`](Producer::commit_detached) or
+    /// [`cancel_detached`](Producer::cancel_detached). Meanwhile every other send on this
+    /// producer fails with `InvalidArgument`. For callers that cannot hold a grant (the C ABI).
+    ///
+    /// ```
+    /// # use shmring::{Config, spsc::Ring};
+    /// # let name = format!("/doc-detached-{}", std::process::id());
+    /// # let ring = Ring::create(&name, &Config::new().capacity(4096))?;
+    /// let mut tx = ring.producer()?;
+    /// let ptr = tx.reserve_detached(3, None)?;
+    /// // SAFETY: 3 reserved bytes, nothing else touches them until the commit.
+    /// unsafe { ptr.as_ptr().copy_from_nonoverlapping(b"abc".as_ptr(), 3) };
+    /// tx.commit_detached(3)?;
+    /// # ring.unlink()?;
+    /// # Ok::<(), shmring::Error>(())
+    /// ```
+    pub fn reserve_detached(
+        &mut self,
+        len: usize,
+        timeout: Option<Duration>,
+    ) -> Result<std::ptr::NonNull<u8>> {
+        let core = &mut self.core;
+        let claim = self
+            .waiter
+            .wait_for(Event::SpaceAvailable, timeout, || core.try_claim(len))?;
+        let ptr = self.core.payload_ptr(&claim);
+        self.core.set_detached(claim);
+        // A claim's payload pointer points into the mapping, never null.
+        Ok(std::ptr::NonNull::new(ptr).expect("payload pointer inside the mapping"))
+    }
+
+    /// Non-blocking [`reserve_detached`](Producer::reserve_detached).
+    pub fn try_reserve_detached(&mut self, len: usize) -> Result<std::ptr::NonNull<u8>> {
+        let claim = self.core.try_claim(len)?;
+        let ptr = self.core.payload_ptr(&claim);
+        self.core.set_detached(claim);
+        Ok(std::ptr::NonNull::new(ptr).expect("payload pointer inside the mapping"))
+    }
+
+    /// Publishes the first `len` bytes of the pending detached reservation.
+    /// `InvalidArgument` if none is pending or `len` exceeds it (it stays pending then).
+    pub fn commit_detached(&mut self, len: usize) -> Result<()> {
+        let claim = self.core.take_detached().ok_or_else(|| {
+            Error::invalid_argument("commit without a pending detached reservation")
+        })?;
+        if len > claim.len() {
+            self.core.set_detached(claim);
+            return Err(Error::invalid_argument(format!(
+                "commit of {len} bytes exceeds the {} reserved",
+                claim.len()
+            )));
+        }
+        let batching = self.core.is_batching();
+        self.core.commit(claim, len);
+        if !batching {
+            self.published();
+        }
+        Ok(())
+    }
+
+    /// Drops the pending detached reservation without publishing anything.
+    pub fn cancel_detached(&mut self) {
+        let _ = self.core.take_detached();
+    }
+
     /// Starts a batch: messages pushed to it are published together, with one store, when
     /// it is [`publish`](SendBatch::publish)ed or dropped.
     #[inline]
@@ -655,6 +722,49 @@ impl Consumer {
     pub fn read_timeout(&mut self, timeout: Duration) -> Result<ReadGrant<'_>> {
         let msg = self.next_until(Some(timeout))?;
         Ok(ReadGrant::new(self, msg))
+    }
+
+    /// The next message in place, without a borrow: its address and length, valid until
+    /// [`release_detached`](Consumer::release_detached). Calling it again before releasing
+    /// returns the same message; every other receive fails with `InvalidArgument`
+    /// meanwhile. For callers that cannot hold a grant (the C ABI).
+    pub fn read_detached(
+        &mut self,
+        timeout: Option<Duration>,
+    ) -> Result<(std::ptr::NonNull<u8>, usize)> {
+        let msg = match self.core.detached() {
+            Some(msg) => msg,
+            None => {
+                let msg = self.next_until(timeout)?;
+                self.core.set_detached(Some(msg));
+                msg
+            }
+        };
+        let ptr = self.core.payload(&msg) as *mut u8;
+        Ok((
+            std::ptr::NonNull::new(ptr).expect("payload pointer inside the mapping"),
+            msg.len(),
+        ))
+    }
+
+    /// Non-blocking [`read_detached`](Consumer::read_detached).
+    pub fn try_read_detached(&mut self) -> Result<(std::ptr::NonNull<u8>, usize)> {
+        if self.core.detached().is_none() {
+            let msg = self.core.try_next()?;
+            self.core.set_detached(Some(msg));
+        }
+        self.read_detached(None)
+    }
+
+    /// Frees the pending detached message's space. `InvalidArgument` if none is pending.
+    pub fn release_detached(&mut self) -> Result<()> {
+        let msg = self
+            .core
+            .detached()
+            .ok_or_else(|| Error::invalid_argument("release without a pending detached read"))?;
+        self.core.set_detached(None);
+        self.consume(msg);
+        Ok(())
     }
 
     /// Hands up to `max` waiting messages to `f` in place, then releases them all with one

@@ -110,6 +110,9 @@ pub(crate) struct ProducerCore<M: RingMemory> {
     deferred: Option<(u64, u64)>,
     /// True while a batch is open: `commit` leaves publication to `flush`.
     batching: bool,
+    /// A reservation handed out without a borrow (C ABI); blocks other claims until
+    /// committed or cancelled.
+    detached: Option<Claim>,
     messages: u64,
     bytes: u64,
 }
@@ -136,6 +139,7 @@ impl<M: RingMemory> ProducerCore<M> {
             cached_head: head,
             deferred: None,
             batching: false,
+            detached: None,
             messages,
             bytes,
         })
@@ -149,9 +153,24 @@ impl<M: RingMemory> ProducerCore<M> {
         self.geo
     }
 
+    /// Parks `claim` as the pending detached reservation.
+    pub(crate) fn set_detached(&mut self, claim: Claim) {
+        self.detached = Some(claim);
+    }
+
+    /// Takes the pending detached reservation, if any.
+    pub(crate) fn take_detached(&mut self) -> Option<Claim> {
+        self.detached.take()
+    }
+
     /// Reserves room for a record of `len` payload bytes, or says why not.
     #[inline]
     pub(crate) fn try_claim(&mut self, len: usize) -> Result<Claim> {
+        if self.detached.is_some() {
+            return Err(Error::invalid_argument(
+                "a detached reservation is pending: commit or cancel it first",
+            ));
+        }
         let len = len as u64;
         if len > self.geo.max_message {
             return Err(Error::MessageTooLarge {
@@ -323,6 +342,8 @@ pub(crate) struct ConsumerCore<M: RingMemory> {
     batching: bool,
     /// A consumed record not yet released to the producer.
     unpublished: bool,
+    /// A message handed out without a borrow (C ABI); blocks other reads until released.
+    detached: Option<Message>,
     messages: u64,
     bytes: u64,
 }
@@ -344,6 +365,7 @@ impl<M: RingMemory> ConsumerCore<M> {
             head,
             batching: false,
             unpublished: false,
+            detached: None,
             messages,
             bytes,
         })
@@ -414,6 +436,11 @@ impl<M: RingMemory> ConsumerCore<M> {
     /// ring otherwise is `WouldBlock`.
     #[inline]
     pub(crate) fn try_next(&self) -> Result<Message> {
+        if self.detached.is_some() {
+            return Err(Error::invalid_argument(
+                "a detached read is pending: release it first",
+            ));
+        }
         if let Some(msg) = self.peek()? {
             return Ok(msg);
         }
@@ -424,6 +451,16 @@ impl<M: RingMemory> ConsumerCore<M> {
             return self.peek()?.ok_or(Error::Closed);
         }
         Err(Error::WouldBlock)
+    }
+
+    /// The pending detached message, if any.
+    pub(crate) fn detached(&self) -> Option<Message> {
+        self.detached
+    }
+
+    /// Parks or clears the pending detached message.
+    pub(crate) fn set_detached(&mut self, msg: Option<Message>) {
+        self.detached = msg;
     }
 
     /// The payload of `msg`: valid until it is consumed.
