@@ -1,5 +1,786 @@
-//! C ABI for shmring. A skeleton: the C ABI issue fills it with `shmring_*` entry points,
-//! the generated `include/shmring.h`, and C programs that CI builds and runs.
+//! C ABI for shmring: `libshmring.so` / `libshmring.a` and `include/shmring.h`.
+//!
+//! Conventions (`docs/ffi.md`): opaque handles with `_create`/`_open`/`_free`; one
+//! `shmring_status` enum whose numbers are never reused; out-parameters written only on
+//! success; every pointer argument checked (`SHMRING_NULL_ARGUMENT`), also in release
+//! builds; the detail of the last failure on this thread from
+//! `shmring_last_error_message()`; every entry point behind one panic boundary, so a Rust
+//! panic becomes `SHMRING_PANIC` and never unwinds into C.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![allow(non_camel_case_types)]
 
-/// Version of the shmring crate this library was built from.
-pub const SHMRING_VERSION: &str = env!("CARGO_PKG_VERSION");
+use std::cell::RefCell;
+use std::ffi::{CStr, CString, c_char, c_void};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Duration;
+
+use shmring::spsc::{Consumer, Producer, Ring};
+use shmring::{Config, Error, OpenOptions, PeerState, WaitStrategy};
+
+/// ABI major version: bumped on any incompatible change.
+pub const SHMRING_ABI_VERSION_MAJOR: u32 = 0;
+/// ABI minor version: bumped when functions are added.
+pub const SHMRING_ABI_VERSION_MINOR: u32 = 1;
+/// ABI patch version.
+pub const SHMRING_ABI_VERSION_PATCH: u32 = 0;
+/// `major << 16 | minor << 8 | patch`, as `shmring_abi_version()` returns it.
+pub const SHMRING_ABI_VERSION: u32 = (SHMRING_ABI_VERSION_MAJOR << 16)
+    | (SHMRING_ABI_VERSION_MINOR << 8)
+    | SHMRING_ABI_VERSION_PATCH;
+
+/// Result of every fallible call. Numbers are stable and never reused.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum shmring_status {
+    /// Success.
+    SHMRING_OK = 0,
+    /// No ring has this name.
+    SHMRING_NOT_FOUND = 1,
+    /// A ring with this name exists already.
+    SHMRING_ALREADY_EXISTS = 2,
+    /// The OS refused, or the segment's owner or mode is not trusted.
+    SHMRING_PERMISSION_DENIED = 3,
+    /// The name is not '/' + 1..=250 of [A-Za-z0-9._-].
+    SHMRING_INVALID_NAME = 4,
+    /// A parameter is out of range, or the call does not fit the handle's state.
+    SHMRING_INVALID_ARGUMENT = 5,
+    /// Another layout version, build, ring kind or wait strategy.
+    SHMRING_INCOMPATIBLE = 6,
+    /// The segment holds something shmring never writes.
+    SHMRING_CORRUPTED = 7,
+    /// The creator has not finished (or died before finishing) the segment.
+    SHMRING_UNINITIALIZED = 8,
+    /// The role is already held (one producer, one consumer).
+    SHMRING_ALREADY_ATTACHED = 9,
+    /// The message exceeds the ring's maximum.
+    SHMRING_MESSAGE_TOO_LARGE = 10,
+    /// The buffer is shorter than the next message, which stays in the ring.
+    SHMRING_BUFFER_TOO_SMALL = 11,
+    /// Full (send) or empty (receive) on a non-blocking call.
+    SHMRING_WOULD_BLOCK = 12,
+    /// The timeout passed.
+    SHMRING_TIMEOUT = 13,
+    /// The other end closed.
+    SHMRING_CLOSED = 14,
+    /// A peer died in a way that affected the call; retry.
+    SHMRING_PEER_DEAD = 15,
+    /// Another OS failure.
+    SHMRING_IO = 16,
+    /// A required pointer argument was NULL.
+    SHMRING_NULL_ARGUMENT = 100,
+    /// shmring panicked (a bug); the handle should not be used further.
+    SHMRING_PANIC = 101,
+    /// An error this version of the ABI has no number for.
+    SHMRING_UNKNOWN = 102,
+}
+
+use shmring_status::*;
+
+fn status_of(err: &Error) -> shmring_status {
+    match err {
+        Error::NotFound { .. } => SHMRING_NOT_FOUND,
+        Error::AlreadyExists { .. } => SHMRING_ALREADY_EXISTS,
+        Error::PermissionDenied { .. } => SHMRING_PERMISSION_DENIED,
+        Error::InvalidName { .. } => SHMRING_INVALID_NAME,
+        Error::InvalidArgument { .. } => SHMRING_INVALID_ARGUMENT,
+        Error::Incompatible { .. } => SHMRING_INCOMPATIBLE,
+        Error::Corrupted { .. } => SHMRING_CORRUPTED,
+        Error::Uninitialized { .. } => SHMRING_UNINITIALIZED,
+        Error::AlreadyAttached { .. } => SHMRING_ALREADY_ATTACHED,
+        Error::MessageTooLarge { .. } => SHMRING_MESSAGE_TOO_LARGE,
+        Error::BufferTooSmall { .. } => SHMRING_BUFFER_TOO_SMALL,
+        Error::WouldBlock => SHMRING_WOULD_BLOCK,
+        Error::Timeout => SHMRING_TIMEOUT,
+        Error::Closed => SHMRING_CLOSED,
+        Error::PeerDead { .. } => SHMRING_PEER_DEAD,
+        Error::Io { .. } => SHMRING_IO,
+        _ => SHMRING_UNKNOWN,
+    }
+}
+
+thread_local! {
+    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+}
+
+fn set_last_error(message: &str) {
+    let text = CString::new(message.replace('\0', " ")).unwrap_or_default();
+    LAST_ERROR.with(|slot| *slot.borrow_mut() = text);
+}
+
+/// A failure inside an entry point.
+enum Fail {
+    Null(&'static str),
+    Rust(Error),
+}
+
+impl From<Error> for Fail {
+    fn from(err: Error) -> Self {
+        Fail::Rust(err)
+    }
+}
+
+/// The panic boundary: runs `body`, maps its outcome to a status, records the message of
+/// a failure, and turns a panic into `SHMRING_PANIC`.
+fn boundary(body: impl FnOnce() -> Result<(), Fail>) -> shmring_status {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(())) => SHMRING_OK,
+        Ok(Err(Fail::Null(what))) => {
+            set_last_error(&format!("{what} is NULL"));
+            SHMRING_NULL_ARGUMENT
+        }
+        Ok(Err(Fail::Rust(err))) => {
+            set_last_error(&err.to_string());
+            status_of(&err)
+        }
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            set_last_error(&format!("internal error (please report): {what}"));
+            SHMRING_PANIC
+        }
+    }
+}
+
+fn nonnull<'a, T>(ptr: *const T, what: &'static str) -> Result<&'a T, Fail> {
+    // SAFETY: non-NULL pointers come from this library's `_create`/`_open` functions or
+    // point at caller-owned objects of the declared type (the documented contract).
+    unsafe { ptr.as_ref() }.ok_or(Fail::Null(what))
+}
+
+fn nonnull_mut<'a, T>(ptr: *mut T, what: &'static str) -> Result<&'a mut T, Fail> {
+    // SAFETY: as in `nonnull`; the handle is not used from two threads at once (documented).
+    unsafe { ptr.as_mut() }.ok_or(Fail::Null(what))
+}
+
+fn name_arg<'a>(name: *const c_char) -> Result<&'a str, Fail> {
+    if name.is_null() {
+        return Err(Fail::Null("name"));
+    }
+    // SAFETY: non-NULL and documented as a NUL-terminated string.
+    let name = unsafe { CStr::from_ptr(name) };
+    name.to_str().map_err(|_| {
+        Fail::Rust(Error::InvalidName {
+            name: name.to_string_lossy().into_owned(),
+            reason: "is not valid UTF-8",
+        })
+    })
+}
+
+fn bytes_arg<'a>(data: *const c_void, len: usize) -> Result<&'a [u8], Fail> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if data.is_null() {
+        return Err(Fail::Null("data"));
+    }
+    // SAFETY: the caller passes `len` readable bytes at `data` (documented).
+    Ok(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) })
+}
+
+fn buf_arg<'a>(buf: *mut c_void, cap: usize) -> Result<&'a mut [u8], Fail> {
+    if cap == 0 {
+        return Ok(&mut []);
+    }
+    if buf.is_null() {
+        return Err(Fail::Null("buf"));
+    }
+    // SAFETY: the caller passes `cap` writable bytes at `buf` (documented).
+    Ok(unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), cap) })
+}
+
+fn write_out<T>(out: *mut T, value: T) {
+    // SAFETY: checked non-NULL by the caller of this helper before any work was done.
+    unsafe { out.write(value) };
+}
+
+fn timeout_of(timeout_ns: u64) -> Duration {
+    Duration::from_nanos(timeout_ns)
+}
+
+/// An open ring segment (opaque).
+pub struct shmring_ring_t(Ring);
+/// The producing end of a ring (opaque).
+pub struct shmring_producer_t(Producer);
+/// The consuming end of a ring (opaque).
+pub struct shmring_consumer_t(Consumer);
+
+/// `shmring_config_t.wait_strategy`: busy-poll.
+pub const SHMRING_WAIT_SPIN: u32 = 1;
+/// `shmring_config_t.wait_strategy`: poll, then yield the CPU between polls (default).
+pub const SHMRING_WAIT_SPIN_YIELD: u32 = 2;
+/// `shmring_config_t.wait_strategy`: poll for `spin_ns`, then sleep on a futex (Linux).
+pub const SHMRING_WAIT_FUTEX: u32 = 3;
+/// `shmring_config_t.wait_strategy`: poll for `spin_ns`, then sleep on a process-shared
+/// robust condvar.
+pub const SHMRING_WAIT_CONDVAR: u32 = 4;
+
+/// `shmring_config_t.flags`: create with mode 0660 instead of 0600.
+pub const SHMRING_FLAG_GROUP_ACCESS: u32 = 1;
+/// `shmring_config_t.flags`: do not pre-fault the mapping.
+pub const SHMRING_FLAG_NO_POPULATE: u32 = 2;
+/// `shmring_config_t.flags`: lock the mapping into RAM.
+pub const SHMRING_FLAG_LOCK_MEMORY: u32 = 4;
+
+/// Creation parameters. Start from `shmring_config_init`, then change fields.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct shmring_config_t {
+    /// Data region bytes: a power of two in 256..=2^40. Default 1 MiB.
+    pub capacity: u64,
+    /// Largest message; 0 means the largest possible (capacity / 2 - 8).
+    pub max_message: u64,
+    /// How blocked calls wait: `SHMRING_WAIT_*`. Default `SHMRING_WAIT_SPIN_YIELD`.
+    pub wait_strategy: u32,
+    /// `SHMRING_FLAG_*` bits.
+    pub flags: u32,
+    /// Futex/condvar: nanoseconds to poll before sleeping. Default 20000.
+    pub spin_ns: u64,
+}
+
+fn config_of(cfg: &shmring_config_t) -> Result<Config, Fail> {
+    let wait = match cfg.wait_strategy {
+        1 => WaitStrategy::Spin,
+        2 => WaitStrategy::SpinYield,
+        3 => WaitStrategy::Futex,
+        4 => WaitStrategy::Condvar,
+        other => {
+            return Err(Fail::Rust(Error::InvalidArgument {
+                detail: format!("unknown wait strategy {other}"),
+            }));
+        }
+    };
+    let mut config = Config::new()
+        .capacity(cfg.capacity)
+        .wait_strategy(wait)
+        .group_access(cfg.flags & SHMRING_FLAG_GROUP_ACCESS != 0)
+        .populate(cfg.flags & SHMRING_FLAG_NO_POPULATE == 0)
+        .lock_memory(cfg.flags & SHMRING_FLAG_LOCK_MEMORY != 0)
+        .spin_before_sleep(Duration::from_nanos(cfg.spin_ns));
+    if cfg.max_message != 0 {
+        config = config.max_message(cfg.max_message);
+    }
+    Ok(config)
+}
+
+/// The version of this library's ABI: `major << 16 | minor << 8 | patch`. A program compares
+/// it with `SHMRING_ABI_VERSION` from the header it was built with. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn shmring_abi_version() -> u32 {
+    SHMRING_ABI_VERSION
+}
+
+/// A static, NUL-terminated name for a `shmring_status` value (never NULL;
+/// "SHMRING_UNKNOWN" for numbers this library does not know). Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn shmring_status_str(status: i32) -> *const c_char {
+    let text: &'static CStr = match status {
+        0 => c"SHMRING_OK",
+        1 => c"SHMRING_NOT_FOUND",
+        2 => c"SHMRING_ALREADY_EXISTS",
+        3 => c"SHMRING_PERMISSION_DENIED",
+        4 => c"SHMRING_INVALID_NAME",
+        5 => c"SHMRING_INVALID_ARGUMENT",
+        6 => c"SHMRING_INCOMPATIBLE",
+        7 => c"SHMRING_CORRUPTED",
+        8 => c"SHMRING_UNINITIALIZED",
+        9 => c"SHMRING_ALREADY_ATTACHED",
+        10 => c"SHMRING_MESSAGE_TOO_LARGE",
+        11 => c"SHMRING_BUFFER_TOO_SMALL",
+        12 => c"SHMRING_WOULD_BLOCK",
+        13 => c"SHMRING_TIMEOUT",
+        14 => c"SHMRING_CLOSED",
+        15 => c"SHMRING_PEER_DEAD",
+        16 => c"SHMRING_IO",
+        100 => c"SHMRING_NULL_ARGUMENT",
+        101 => c"SHMRING_PANIC",
+        _ => c"SHMRING_UNKNOWN",
+    };
+    text.as_ptr()
+}
+
+/// The detail of the last failed call on this thread (empty if none yet). The string is
+/// owned by the library and valid until the next call into it on this thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn shmring_last_error_message() -> *const c_char {
+    LAST_ERROR.with(|slot| slot.borrow().as_ptr())
+}
+
+/// Fills `*config` with the defaults (1 MiB, largest messages, spin-then-yield, 0600,
+/// pre-faulted, 20 µs spin before sleeping). NULL is ignored.
+///
+/// # Safety
+/// `config` is NULL or points at a writable `shmring_config_t`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_config_init(config: *mut shmring_config_t) {
+    if config.is_null() {
+        return;
+    }
+    write_out(
+        config,
+        shmring_config_t {
+            capacity: 1 << 20,
+            max_message: 0,
+            wait_strategy: SHMRING_WAIT_SPIN_YIELD,
+            flags: 0,
+            spin_ns: 20_000,
+        },
+    );
+}
+
+fn ring_out(out: *mut *mut shmring_ring_t, ring: Ring) {
+    write_out(out, Box::into_raw(Box::new(shmring_ring_t(ring))));
+}
+
+/// Creates the ring `name` (e.g. "/quotes"); fails with `SHMRING_ALREADY_EXISTS` if it exists.
+/// `config` NULL means defaults. On success `*out` receives a handle to free with
+/// `shmring_ring_free`. The segment persists until `shmring_unlink`.
+///
+/// # Safety
+/// `name` is a NUL-terminated string; `config` is NULL or valid; `out` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_ring_create(
+    name: *const c_char,
+    config: *const shmring_config_t,
+    out: *mut *mut shmring_ring_t,
+) -> shmring_status {
+    boundary(|| {
+        let name = name_arg(name)?;
+        nonnull_mut(out, "out")?;
+        let config = if config.is_null() {
+            Config::new()
+        } else {
+            config_of(nonnull(config, "config")?)?
+        };
+        ring_out(out, Ring::create(name, &config)?);
+        Ok(())
+    })
+}
+
+/// Opens the existing ring `name` (owner must be this user, not writable by others).
+///
+/// # Safety
+/// `name` is a NUL-terminated string; `out` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_ring_open(
+    name: *const c_char,
+    out: *mut *mut shmring_ring_t,
+) -> shmring_status {
+    boundary(|| {
+        let name = name_arg(name)?;
+        nonnull_mut(out, "out")?;
+        ring_out(out, Ring::open_with(name, &OpenOptions::new())?);
+        Ok(())
+    })
+}
+
+/// Creates the ring, or opens it if it exists (then its parameters must match `config`).
+/// Exactly one of several racing processes creates it.
+///
+/// # Safety
+/// As `shmring_ring_create`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_ring_create_or_open(
+    name: *const c_char,
+    config: *const shmring_config_t,
+    out: *mut *mut shmring_ring_t,
+) -> shmring_status {
+    boundary(|| {
+        let name = name_arg(name)?;
+        nonnull_mut(out, "out")?;
+        let config = if config.is_null() {
+            Config::new()
+        } else {
+            config_of(nonnull(config, "config")?)?
+        };
+        ring_out(out, Ring::create_or_open(name, &config)?);
+        Ok(())
+    })
+}
+
+/// Frees a ring handle (the segment stays; ends attached from it keep working). NULL is a
+/// no-op.
+///
+/// # Safety
+/// `ring` is NULL or a handle from this library, not used afterwards.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_ring_free(ring: *mut shmring_ring_t) {
+    if !ring.is_null() {
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            // SAFETY: allocated by `ring_out` with Box::into_raw; freed once (contract).
+            drop(unsafe { Box::from_raw(ring) });
+        }));
+    }
+}
+
+/// Removes the ring `name`; attached handles keep working.
+///
+/// # Safety
+/// `name` is a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_unlink(name: *const c_char) -> shmring_status {
+    boundary(|| {
+        shmring::spsc::unlink(name_arg(name)?)?;
+        Ok(())
+    })
+}
+
+/// Attaches the producing end (`SHMRING_ALREADY_ATTACHED` if another holds it). Free it with
+/// `shmring_producer_free`, which also ends the stream. A producer is used from one thread
+/// at a time.
+///
+/// # Safety
+/// `ring` is a live ring handle; `out` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_producer_create(
+    ring: *const shmring_ring_t,
+    out: *mut *mut shmring_producer_t,
+) -> shmring_status {
+    boundary(|| {
+        let ring = nonnull(ring, "ring")?;
+        nonnull_mut(out, "out")?;
+        let producer = ring.0.producer()?;
+        write_out(out, Box::into_raw(Box::new(shmring_producer_t(producer))));
+        Ok(())
+    })
+}
+
+/// Attaches the consuming end. Free it with `shmring_consumer_free`. One thread at a time.
+///
+/// # Safety
+/// `ring` is a live ring handle; `out` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_consumer_create(
+    ring: *const shmring_ring_t,
+    out: *mut *mut shmring_consumer_t,
+) -> shmring_status {
+    boundary(|| {
+        let ring = nonnull(ring, "ring")?;
+        nonnull_mut(out, "out")?;
+        let consumer = ring.0.consumer()?;
+        write_out(out, Box::into_raw(Box::new(shmring_consumer_t(consumer))));
+        Ok(())
+    })
+}
+
+/// Publishes anything pending, ends the stream (the consumer drains, then gets
+/// `SHMRING_CLOSED`) and frees the producer. NULL is a no-op.
+///
+/// # Safety
+/// `producer` is NULL or a handle from this library, not used afterwards.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_producer_free(producer: *mut shmring_producer_t) {
+    if !producer.is_null() {
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            // SAFETY: from Box::into_raw in `shmring_producer_create`; freed once.
+            drop(unsafe { Box::from_raw(producer) });
+        }));
+    }
+}
+
+/// Closes the consumer (the producer's next send gets `SHMRING_CLOSED`) and frees it.
+/// NULL is a no-op.
+///
+/// # Safety
+/// `consumer` is NULL or a handle from this library, not used afterwards.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_consumer_free(consumer: *mut shmring_consumer_t) {
+    if !consumer.is_null() {
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            // SAFETY: from Box::into_raw in `shmring_consumer_create`; freed once.
+            drop(unsafe { Box::from_raw(consumer) });
+        }));
+    }
+}
+
+/// Copies `len` bytes at `data` into the ring as one message. Never blocks:
+/// `SHMRING_WOULD_BLOCK` when full. `data` may be NULL only if `len` is 0.
+///
+/// # Safety
+/// `producer` is live; `data` points at `len` readable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_try_send(
+    producer: *mut shmring_producer_t,
+    data: *const c_void,
+    len: usize,
+) -> shmring_status {
+    boundary(|| {
+        let p = nonnull_mut(producer, "producer")?;
+        p.0.try_send(bytes_arg(data, len)?)?;
+        Ok(())
+    })
+}
+
+/// Like `shmring_try_send`, waiting while the ring is full, at most `timeout_ns`
+/// nanoseconds (`SHMRING_TIMEOUT`); `UINT64_MAX` waits without limit.
+///
+/// # Safety
+/// As `shmring_try_send`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_send_timeout(
+    producer: *mut shmring_producer_t,
+    data: *const c_void,
+    len: usize,
+    timeout_ns: u64,
+) -> shmring_status {
+    boundary(|| {
+        let p = nonnull_mut(producer, "producer")?;
+        let msg = bytes_arg(data, len)?;
+        if timeout_ns == u64::MAX {
+            p.0.send(msg)?;
+        } else {
+            p.0.send_timeout(msg, timeout_of(timeout_ns))?;
+        }
+        Ok(())
+    })
+}
+
+/// Copies the next message into `buf` (capacity `cap`) and writes its length to `*out_len`.
+/// Never blocks: `SHMRING_WOULD_BLOCK` when empty, `SHMRING_CLOSED` at end of stream,
+/// `SHMRING_BUFFER_TOO_SMALL` if `cap` is short (the message stays; `shmring_try_read`
+/// tells its length).
+///
+/// # Safety
+/// `consumer` is live; `buf` has `cap` writable bytes; `out_len` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_try_recv(
+    consumer: *mut shmring_consumer_t,
+    buf: *mut c_void,
+    cap: usize,
+    out_len: *mut usize,
+) -> shmring_status {
+    boundary(|| {
+        let c = nonnull_mut(consumer, "consumer")?;
+        nonnull_mut(out_len, "out_len")?;
+        let n = c.0.try_recv(buf_arg(buf, cap)?)?;
+        write_out(out_len, n);
+        Ok(())
+    })
+}
+
+/// Like `shmring_try_recv`, waiting while the ring is empty, at most `timeout_ns`
+/// (`UINT64_MAX`: no limit).
+///
+/// # Safety
+/// As `shmring_try_recv`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_recv_timeout(
+    consumer: *mut shmring_consumer_t,
+    buf: *mut c_void,
+    cap: usize,
+    out_len: *mut usize,
+    timeout_ns: u64,
+) -> shmring_status {
+    boundary(|| {
+        let c = nonnull_mut(consumer, "consumer")?;
+        nonnull_mut(out_len, "out_len")?;
+        let buf = buf_arg(buf, cap)?;
+        let n = if timeout_ns == u64::MAX {
+            c.0.recv(buf)?
+        } else {
+            c.0.recv_timeout(buf, timeout_of(timeout_ns))?
+        };
+        write_out(out_len, n);
+        Ok(())
+    })
+}
+
+/// Zero copy: reserves `len` bytes in the ring and writes their address to `*out_ptr`.
+/// Write the message there, then `shmring_commit` (or `shmring_cancel`). Until then every
+/// other send on this producer fails with `SHMRING_INVALID_ARGUMENT`. Waits at most
+/// `timeout_ns` while full (0: never waits, `SHMRING_WOULD_BLOCK`; `UINT64_MAX`: no limit).
+///
+/// # Safety
+/// `producer` is live; `out_ptr` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_reserve(
+    producer: *mut shmring_producer_t,
+    len: usize,
+    timeout_ns: u64,
+    out_ptr: *mut *mut c_void,
+) -> shmring_status {
+    boundary(|| {
+        let p = nonnull_mut(producer, "producer")?;
+        nonnull_mut(out_ptr, "out_ptr")?;
+        let ptr = match timeout_ns {
+            0 => p.0.try_reserve_detached(len)?,
+            u64::MAX => p.0.reserve_detached(len, None)?,
+            ns => p.0.reserve_detached(len, Some(timeout_of(ns)))?,
+        };
+        write_out(out_ptr, ptr.as_ptr().cast());
+        Ok(())
+    })
+}
+
+/// Publishes the first `len` bytes of the pending reservation as one message.
+///
+/// # Safety
+/// `producer` is live.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_commit(
+    producer: *mut shmring_producer_t,
+    len: usize,
+) -> shmring_status {
+    boundary(|| {
+        nonnull_mut(producer, "producer")?.0.commit_detached(len)?;
+        Ok(())
+    })
+}
+
+/// Drops the pending reservation; nothing is published.
+///
+/// # Safety
+/// `producer` is live.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_cancel(producer: *mut shmring_producer_t) -> shmring_status {
+    boundary(|| {
+        nonnull_mut(producer, "producer")?.0.cancel_detached();
+        Ok(())
+    })
+}
+
+/// Zero copy: the next message in place. Writes its address to `*out_ptr` and length to
+/// `*out_len`; the bytes stay valid until `shmring_release`. Calling again before releasing
+/// returns the same message. Waits at most `timeout_ns` while empty (0: never waits;
+/// `UINT64_MAX`: no limit).
+///
+/// # Safety
+/// `consumer` is live; `out_ptr` and `out_len` are writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_read(
+    consumer: *mut shmring_consumer_t,
+    timeout_ns: u64,
+    out_ptr: *mut *const c_void,
+    out_len: *mut usize,
+) -> shmring_status {
+    boundary(|| {
+        let c = nonnull_mut(consumer, "consumer")?;
+        nonnull_mut(out_ptr, "out_ptr")?;
+        nonnull_mut(out_len, "out_len")?;
+        let (ptr, len) = match timeout_ns {
+            0 => c.0.try_read_detached()?,
+            u64::MAX => c.0.read_detached(None)?,
+            ns => c.0.read_detached(Some(timeout_of(ns)))?,
+        };
+        write_out(out_ptr, ptr.as_ptr().cast_const().cast());
+        write_out(out_len, len);
+        Ok(())
+    })
+}
+
+/// Frees the space of the message returned by `shmring_read`.
+///
+/// # Safety
+/// `consumer` is live.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_release(consumer: *mut shmring_consumer_t) -> shmring_status {
+    boundary(|| {
+        nonnull_mut(consumer, "consumer")?.0.release_detached()?;
+        Ok(())
+    })
+}
+
+/// A role's state in `shmring_stats_t`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum shmring_peer_state {
+    /// Nobody attached yet.
+    SHMRING_PEER_FREE = 0,
+    /// Attached.
+    SHMRING_PEER_ATTACHED = 1,
+    /// Closed.
+    SHMRING_PEER_CLOSED = 2,
+    /// A value shmring never writes.
+    SHMRING_PEER_UNKNOWN = 3,
+}
+
+/// A snapshot of a ring (like `mq_getattr`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct shmring_stats_t {
+    /// Data region bytes.
+    pub capacity: u64,
+    /// Largest message.
+    pub max_message: u64,
+    /// Bytes of published, unreleased records.
+    pub used_bytes: u64,
+    /// Messages published, not yet released.
+    pub messages_in_flight: u64,
+    /// Messages published since creation.
+    pub messages_sent: u64,
+    /// Payload bytes published since creation.
+    pub bytes_sent: u64,
+    /// Messages released since creation.
+    pub messages_received: u64,
+    /// Payload bytes released since creation.
+    pub bytes_received: u64,
+    /// Producer role.
+    pub producer_state: shmring_peer_state,
+    /// Producer's pid (0 if none).
+    pub producer_pid: u32,
+    /// Consumer role.
+    pub consumer_state: shmring_peer_state,
+    /// Consumer's pid (0 if none).
+    pub consumer_pid: u32,
+}
+
+fn peer_of(state: PeerState) -> (shmring_peer_state, u32) {
+    match state {
+        PeerState::Free => (shmring_peer_state::SHMRING_PEER_FREE, 0),
+        PeerState::Attached { pid } => (shmring_peer_state::SHMRING_PEER_ATTACHED, pid),
+        PeerState::Closed { pid } => (shmring_peer_state::SHMRING_PEER_CLOSED, pid),
+        PeerState::Unknown(_) => (shmring_peer_state::SHMRING_PEER_UNKNOWN, 0),
+    }
+}
+
+/// Reads the ring's counters and roles into `*out`. Thread-safe with respect to the ends.
+///
+/// # Safety
+/// `ring` is live; `out` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_ring_stats(
+    ring: *const shmring_ring_t,
+    out: *mut shmring_stats_t,
+) -> shmring_status {
+    boundary(|| {
+        let ring = nonnull(ring, "ring")?;
+        nonnull_mut(out, "out")?;
+        let s = ring.0.stats();
+        let (producer_state, producer_pid) = peer_of(s.producer);
+        let (consumer_state, consumer_pid) = peer_of(s.consumer);
+        write_out(
+            out,
+            shmring_stats_t {
+                capacity: s.capacity,
+                max_message: s.max_message,
+                used_bytes: s.used_bytes,
+                messages_in_flight: s.messages_in_flight,
+                messages_sent: s.messages_sent,
+                bytes_sent: s.bytes_sent,
+                messages_received: s.messages_received,
+                bytes_received: s.bytes_received,
+                producer_state,
+                producer_pid,
+                consumer_state,
+                consumer_pid,
+            },
+        );
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_becomes_a_status_and_a_message() {
+        let status = boundary(|| panic!("deliberate"));
+        assert_eq!(status, SHMRING_PANIC);
+        // SAFETY: the library's own NUL-terminated thread-local string.
+        let msg = unsafe { CStr::from_ptr(shmring_last_error_message()) };
+        assert!(msg.to_str().unwrap().contains("deliberate"));
+    }
+}

@@ -619,10 +619,8 @@ fn detached_reservations_and_reads_block_everything_else_until_finished() {
 
     let (ptr, len) = rx.try_read_detached().unwrap();
     // SAFETY: the message stays in place until released.
-    assert_eq!(
-        unsafe { std::slice::from_raw_parts(ptr.as_ptr(), len) },
-        b"detached"
-    );
+    let read = unsafe { std::slice::from_raw_parts(ptr.as_ptr(), len) };
+    assert_eq!(read, b"detached");
     // Reading again before release returns the same message; other reads are refused.
     assert_eq!(rx.try_read_detached().unwrap(), (ptr, len));
     assert!(matches!(

@@ -1,0 +1,170 @@
+//! Builds the C test suite and the C examples against the real library, installed the way
+//! a user installs it (libshmring.so.0 + libshmring.so + libshmring.a), and runs them:
+//! with the static and with the shared library, both under AddressSanitizer and
+//! UndefinedBehaviorSanitizer; the header also compiles as C++17.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const CFLAGS: &[&str] = &["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-g"];
+const SANITIZE: &str = "-fsanitize=address,undefined";
+const STATIC_LIBS: &[&str] = &["-lpthread", "-ldl", "-lm", "-lrt", "-lgcc_s"];
+
+fn manifest() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// target/<profile>, where cargo put this crate's libraries.
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+/// A prefix laid out as `install.sh` lays it out.
+fn install(prefix: &Path) {
+    let lib = prefix.join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    let target = target_dir();
+    std::fs::copy(
+        target.join("libshmring_ffi.so"),
+        lib.join("libshmring.so.0"),
+    )
+    .unwrap();
+    let _ = std::fs::remove_file(lib.join("libshmring.so"));
+    std::os::unix::fs::symlink("libshmring.so.0", lib.join("libshmring.so")).unwrap();
+    std::fs::copy(target.join("libshmring_ffi.a"), lib.join("libshmring.a")).unwrap();
+}
+
+fn gcc(args: &[&str]) {
+    let out = Command::new("gcc").args(args).output().expect("gcc");
+    assert!(
+        out.status.success(),
+        "gcc {}\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn run(exe: &Path, args: &[&str], lib: &Path) -> String {
+    let out = Command::new(exe)
+        .args(args)
+        .env("LD_LIBRARY_PATH", lib)
+        .env("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=0")
+        .env("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{} failed: {}\n{stdout}\n{}",
+        exe.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn c_suite_static_and_shared_under_sanitizers() {
+    let dir = std::env::temp_dir().join(format!("shmring-ctest-{}", std::process::id()));
+    install(&dir);
+    let lib = dir.join("lib");
+    let include = format!("-I{}", manifest().join("../include").display());
+    let src = manifest().join("tests/c/test_shmring.c");
+    let src = src.to_str().unwrap();
+    let libdir = format!("-L{}", lib.display());
+    let rpath = format!("-Wl,-rpath,{}", lib.display());
+
+    let shared = dir.join("test_shared");
+    let mut args: Vec<&str> = CFLAGS.to_vec();
+    args.extend([
+        SANITIZE,
+        &include,
+        src,
+        "-o",
+        shared.to_str().unwrap(),
+        &libdir,
+        &rpath,
+        "-lshmring",
+    ]);
+    gcc(&args);
+    let out = run(&shared, &[], &lib);
+    assert!(out.contains(", 0 failed"), "{out}");
+
+    let stat = dir.join("test_static");
+    let archive = lib.join("libshmring.a");
+    let mut args: Vec<&str> = CFLAGS.to_vec();
+    args.extend([
+        SANITIZE,
+        &include,
+        src,
+        "-o",
+        stat.to_str().unwrap(),
+        archive.to_str().unwrap(),
+    ]);
+    args.extend(STATIC_LIBS);
+    gcc(&args);
+    let out = run(&stat, &[], &lib);
+    assert!(out.contains(", 0 failed"), "{out}");
+    println!("{}", out.trim());
+
+    // The header as C++17.
+    let out = Command::new("g++")
+        .args([
+            "-std=c++17",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-fsyntax-only",
+            "-x",
+            "c++",
+            &include,
+        ])
+        .arg(manifest().join("../include/shmring.h"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn c_examples_build_and_exchange_messages_as_two_processes() {
+    let dir = std::env::temp_dir().join(format!("shmring-cexamples-{}", std::process::id()));
+    install(&dir);
+    let lib = dir.join("lib");
+    let include = format!("-I{}", manifest().join("../include").display());
+    let libdir = format!("-L{}", lib.display());
+    let rpath = format!("-Wl,-rpath,{}", lib.display());
+    for example in ["producer", "consumer", "zero_copy"] {
+        let src = manifest().join(format!("examples/{example}.c"));
+        let exe = dir.join(example);
+        let mut args: Vec<&str> = CFLAGS.to_vec();
+        args.extend([
+            SANITIZE,
+            &include,
+            src.to_str().unwrap(),
+            "-o",
+            exe.to_str().unwrap(),
+            &libdir,
+            &rpath,
+            "-lshmring",
+        ]);
+        gcc(&args);
+    }
+    let name = format!("/shmring-cexample-{}", std::process::id());
+    let producer = run(&dir.join("producer"), &[&name, "1000"], &lib);
+    assert!(producer.contains("sent 1000"), "{producer}");
+    let consumer = run(&dir.join("consumer"), &[&name], &lib);
+    assert!(consumer.contains("received 1000 messages"), "{consumer}");
+    let zc = run(&dir.join("zero_copy"), &[&format!("{name}-zc")], &lib);
+    assert!(zc.contains("zero-copy round trip ok"), "{zc}");
+    assert!(
+        !Path::new(&format!("/dev/shm{name}")).exists(),
+        "consumer unlinks"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

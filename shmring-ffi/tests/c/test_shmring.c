@@ -1,0 +1,223 @@
+/* C test suite for the shmring C ABI: every status reachable from C, out-parameters left
+ * alone on failure, NULL arguments, the version macros, zero copy, end of stream.
+ * Built by shmring-ffi/tests/c.rs with -std=c11 -Wall -Wextra -Werror -pedantic and
+ * -fsanitize=address,undefined, against the static and the shared library. */
+#define _POSIX_C_SOURCE 200809L
+#include "shmring.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int failures = 0;
+static int checks = 0;
+
+#define CHECK(cond)                                                                     \
+    do {                                                                                \
+        checks++;                                                                       \
+        if (!(cond)) {                                                                  \
+            failures++;                                                                 \
+            fprintf(stderr, "%s:%d: check failed: %s (last error: %s)\n", __FILE__,      \
+                    __LINE__, #cond, shmring_last_error_message());                     \
+        }                                                                               \
+    } while (0)
+
+#define CHECK_STATUS(call, want) CHECK((call) == (want))
+
+static void name_for(char *out, size_t cap, const char *tag) {
+    snprintf(out, cap, "/shmring-ctest-%s-%d", tag, (int)getpid());
+}
+
+static void test_version_and_strings(void) {
+    CHECK(shmring_abi_version() == SHMRING_ABI_VERSION);
+    CHECK((shmring_abi_version() >> 16) == SHMRING_ABI_VERSION_MAJOR);
+    CHECK(strcmp(shmring_status_str(SHMRING_OK), "SHMRING_OK") == 0);
+    CHECK(strcmp(shmring_status_str(SHMRING_TIMEOUT), "SHMRING_TIMEOUT") == 0);
+    CHECK(strcmp(shmring_status_str(9999), "SHMRING_UNKNOWN") == 0);
+    CHECK(shmring_last_error_message() != NULL);
+}
+
+static void test_names_and_existence(void) {
+    char name[64];
+    name_for(name, sizeof name, "names");
+    shmring_ring_t *ring = (shmring_ring_t *)0x1; /* must stay untouched on failure */
+    CHECK_STATUS(shmring_ring_create("no-slash", NULL, &ring), SHMRING_INVALID_NAME);
+    CHECK(ring == (shmring_ring_t *)0x1);
+    CHECK(strlen(shmring_last_error_message()) > 0);
+    CHECK_STATUS(shmring_ring_open(name, &ring), SHMRING_NOT_FOUND);
+    CHECK(ring == (shmring_ring_t *)0x1);
+    CHECK_STATUS(shmring_unlink(name), SHMRING_NOT_FOUND);
+
+    shmring_config_t cfg;
+    shmring_config_init(&cfg);
+    cfg.capacity = 4096;
+    CHECK_STATUS(shmring_ring_create(name, &cfg, &ring), SHMRING_OK);
+    shmring_ring_t *again = NULL;
+    CHECK_STATUS(shmring_ring_create(name, &cfg, &again), SHMRING_ALREADY_EXISTS);
+    CHECK(again == NULL);
+    /* create_or_open of the same ring with another wait strategy: incompatible. */
+    cfg.wait_strategy = SHMRING_WAIT_FUTEX;
+    CHECK_STATUS(shmring_ring_create_or_open(name, &cfg, &again), SHMRING_INCOMPATIBLE);
+    cfg.wait_strategy = SHMRING_WAIT_SPIN_YIELD;
+    CHECK_STATUS(shmring_ring_create_or_open(name, &cfg, &again), SHMRING_OK);
+    shmring_ring_free(again);
+    cfg.capacity = 1000;
+    CHECK_STATUS(shmring_ring_create("/shmring-ctest-badcap", &cfg, &again), SHMRING_INVALID_ARGUMENT);
+    cfg.capacity = 4096;
+    cfg.wait_strategy = 77;
+    CHECK_STATUS(shmring_ring_create("/shmring-ctest-badwait", &cfg, &again), SHMRING_INVALID_ARGUMENT);
+    CHECK_STATUS(shmring_unlink(name), SHMRING_OK);
+    shmring_ring_free(ring);
+}
+
+/* A segment anyone may write is refused; so is one whose header was damaged. */
+static void test_untrusted_segments(void) {
+    char name[64], path[96];
+    name_for(name, sizeof name, "untrusted");
+    snprintf(path, sizeof path, "/dev/shm%s", name);
+    shmring_ring_t *ring = NULL, *opened = NULL;
+    CHECK_STATUS(shmring_ring_create(name, NULL, &ring), SHMRING_OK);
+    CHECK(chmod(path, 0666) == 0);
+    CHECK_STATUS(shmring_ring_open(name, &opened), SHMRING_PERMISSION_DENIED);
+    CHECK(chmod(path, 0600) == 0);
+    CHECK_STATUS(shmring_ring_open(name, &opened), SHMRING_OK);
+    shmring_ring_free(opened);
+    /* Header offset 32 is the capacity (docs/layout.md): 3000 is not a power of two. */
+    int fd = open(path, O_WRONLY);
+    uint64_t bad = 3000;
+    CHECK(fd >= 0 && pwrite(fd, &bad, sizeof bad, 32) == (ssize_t)sizeof bad);
+    close(fd);
+    opened = NULL;
+    CHECK_STATUS(shmring_ring_open(name, &opened), SHMRING_CORRUPTED);
+    CHECK(opened == NULL);
+    CHECK_STATUS(shmring_unlink(name), SHMRING_OK);
+    shmring_ring_free(ring);
+}
+
+static void test_null_arguments(void) {
+    shmring_ring_t *ring = NULL;
+    size_t len = 0;
+    char buf[8];
+    CHECK_STATUS(shmring_ring_create(NULL, NULL, &ring), SHMRING_NULL_ARGUMENT);
+    CHECK_STATUS(shmring_ring_create("/x", NULL, NULL), SHMRING_NULL_ARGUMENT);
+    CHECK_STATUS(shmring_ring_open(NULL, &ring), SHMRING_NULL_ARGUMENT);
+    CHECK_STATUS(shmring_unlink(NULL), SHMRING_NULL_ARGUMENT);
+    CHECK_STATUS(shmring_producer_create(NULL, NULL), SHMRING_NULL_ARGUMENT);
+    CHECK_STATUS(shmring_try_send(NULL, "x", 1), SHMRING_NULL_ARGUMENT);
+    CHECK_STATUS(shmring_try_recv(NULL, buf, sizeof buf, &len), SHMRING_NULL_ARGUMENT);
+    CHECK_STATUS(shmring_ring_stats(NULL, NULL), SHMRING_NULL_ARGUMENT);
+    CHECK(strstr(shmring_last_error_message(), "NULL") != NULL);
+    /* free of NULL is a no-op */
+    shmring_ring_free(NULL);
+    shmring_producer_free(NULL);
+    shmring_consumer_free(NULL);
+    shmring_config_init(NULL);
+}
+
+static void test_messages(void) {
+    char name[64];
+    name_for(name, sizeof name, "msgs");
+    shmring_config_t cfg;
+    shmring_config_init(&cfg);
+    cfg.capacity = 256;
+    cfg.max_message = 100;
+    shmring_ring_t *ring = NULL;
+    shmring_producer_t *tx = NULL;
+    shmring_consumer_t *rx = NULL;
+    CHECK_STATUS(shmring_ring_create(name, &cfg, &ring), SHMRING_OK);
+    CHECK_STATUS(shmring_producer_create(ring, &tx), SHMRING_OK);
+    CHECK_STATUS(shmring_consumer_create(ring, &rx), SHMRING_OK);
+    shmring_producer_t *second = NULL;
+    CHECK_STATUS(shmring_producer_create(ring, &second), SHMRING_ALREADY_ATTACHED);
+    CHECK(second == NULL);
+
+    char buf[128];
+    size_t len = 12345;
+    CHECK_STATUS(shmring_try_recv(rx, buf, sizeof buf, &len), SHMRING_WOULD_BLOCK);
+    CHECK(len == 12345);
+    CHECK_STATUS(shmring_recv_timeout(rx, buf, sizeof buf, &len, 1000000), SHMRING_TIMEOUT);
+
+    char big[101];
+    memset(big, 'x', sizeof big);
+    CHECK_STATUS(shmring_try_send(tx, big, sizeof big), SHMRING_MESSAGE_TOO_LARGE);
+    CHECK_STATUS(shmring_try_send(tx, "hello", 5), SHMRING_OK);
+    CHECK_STATUS(shmring_try_send(tx, NULL, 0), SHMRING_OK);
+    CHECK_STATUS(shmring_try_recv(rx, buf, 2, &len), SHMRING_BUFFER_TOO_SMALL);
+    /* The message stayed; its length is known by reading it in place. */
+    const void *ptr = NULL;
+    CHECK_STATUS(shmring_read(rx, 0, &ptr, &len), SHMRING_OK);
+    CHECK(len == 5 && memcmp(ptr, "hello", 5) == 0);
+    CHECK_STATUS(shmring_try_recv(rx, buf, sizeof buf, &len), SHMRING_INVALID_ARGUMENT);
+    CHECK_STATUS(shmring_release(rx), SHMRING_OK);
+    CHECK_STATUS(shmring_release(rx), SHMRING_INVALID_ARGUMENT);
+    CHECK_STATUS(shmring_try_recv(rx, buf, sizeof buf, &len), SHMRING_OK);
+    CHECK(len == 0);
+
+    /* Fill the ring, then a bounded send times out and overwrites nothing. */
+    int sent = 0;
+    while (shmring_try_send(tx, big, 100) == SHMRING_OK) sent++;
+    CHECK(sent == 2);
+    CHECK_STATUS(shmring_try_send(tx, big, 100), SHMRING_WOULD_BLOCK);
+    CHECK_STATUS(shmring_send_timeout(tx, big, 100, 1000000), SHMRING_TIMEOUT);
+
+    shmring_stats_t stats;
+    CHECK_STATUS(shmring_ring_stats(ring, &stats), SHMRING_OK);
+    CHECK(stats.capacity == 256 && stats.max_message == 100);
+    CHECK(stats.messages_in_flight == 2 && stats.messages_sent == 4);
+    CHECK(stats.producer_state == SHMRING_PEER_ATTACHED && stats.producer_pid == (uint32_t)getpid());
+
+    for (int i = 0; i < sent; i++) {
+        CHECK_STATUS(shmring_try_recv(rx, buf, sizeof buf, &len), SHMRING_OK);
+        CHECK(len == 100 && buf[0] == 'x');
+    }
+
+    /* Zero copy. */
+    void *slot = NULL;
+    CHECK_STATUS(shmring_reserve(tx, 16, 0, &slot), SHMRING_OK);
+    memcpy(slot, "zero copy", 9);
+    CHECK_STATUS(shmring_try_send(tx, "x", 1), SHMRING_INVALID_ARGUMENT);
+    CHECK_STATUS(shmring_commit(tx, 17), SHMRING_INVALID_ARGUMENT);
+    CHECK_STATUS(shmring_commit(tx, 9), SHMRING_OK);
+    CHECK_STATUS(shmring_commit(tx, 9), SHMRING_INVALID_ARGUMENT);
+    CHECK_STATUS(shmring_reserve(tx, 8, 0, &slot), SHMRING_OK);
+    CHECK_STATUS(shmring_cancel(tx), SHMRING_OK);
+    CHECK_STATUS(shmring_read(rx, 1000000, &ptr, &len), SHMRING_OK);
+    CHECK(len == 9 && memcmp(ptr, "zero copy", 9) == 0);
+    CHECK_STATUS(shmring_release(rx), SHMRING_OK);
+
+    /* End of stream: the producer leaves, the consumer drains, then CLOSED. */
+    CHECK_STATUS(shmring_try_send(tx, "last", 4), SHMRING_OK);
+    shmring_producer_free(tx);
+    CHECK_STATUS(shmring_recv_timeout(rx, buf, sizeof buf, &len, UINT64_MAX), SHMRING_OK);
+    CHECK(len == 4 && memcmp(buf, "last", 4) == 0);
+    CHECK_STATUS(shmring_try_recv(rx, buf, sizeof buf, &len), SHMRING_CLOSED);
+    CHECK_STATUS(shmring_producer_create(ring, &tx), SHMRING_CLOSED);
+
+    /* And the other way: a producer whose consumer left gets CLOSED. */
+    shmring_consumer_free(rx);
+    CHECK_STATUS(shmring_unlink(name), SHMRING_OK);
+    shmring_ring_free(ring);
+
+    name_for(name, sizeof name, "epipe");
+    CHECK_STATUS(shmring_ring_create(name, &cfg, &ring), SHMRING_OK);
+    CHECK_STATUS(shmring_producer_create(ring, &tx), SHMRING_OK);
+    CHECK_STATUS(shmring_consumer_create(ring, &rx), SHMRING_OK);
+    shmring_consumer_free(rx);
+    CHECK_STATUS(shmring_try_send(tx, "x", 1), SHMRING_CLOSED);
+    shmring_producer_free(tx);
+    CHECK_STATUS(shmring_unlink(name), SHMRING_OK);
+    shmring_ring_free(ring);
+}
+
+int main(void) {
+    test_version_and_strings();
+    test_names_and_existence();
+    test_null_arguments();
+    test_untrusted_segments();
+    test_messages();
+    printf("%d passed, %d failed\n", checks - failures, failures);
+    return failures == 0 ? 0 : 1;
+}
