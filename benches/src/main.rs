@@ -73,20 +73,14 @@ pub(crate) enum Kind {
 }
 
 impl Plan {
-    /// "busy" unless a sleeping strategy was told not to spin.
+    /// How the receiver waits: "kernel" (blocks in a system call), "busy" (polls), or for
+    /// the sleeping strategies "spin 20µs" (polls, then sleeps) / "asleep" (no spin window).
     pub(crate) fn mode(&self) -> &'static str {
-        if self.transport.starts_with("shmring-spsc-futex")
-            || self.transport.starts_with("shmring-spsc-condvar")
-        {
-            if self.spin.is_zero() {
-                "asleep"
-            } else {
-                "spin 20µs"
-            }
-        } else if self.transport.starts_with("shmring") || self.transport == "floor-spin" {
-            "busy"
-        } else {
-            "kernel"
+        match self.transport.as_str() {
+            "shmring-spsc-futex" | "shmring-spsc-condvar" if self.spin.is_zero() => "asleep",
+            "shmring-spsc-futex" | "shmring-spsc-condvar" => "spin 20µs",
+            "shmring-spsc-spin" | "floor-spin" => "busy",
+            _ => "kernel",
         }
     }
 
@@ -289,23 +283,17 @@ fn plans(
     plans
 }
 
-/// Unique names for one measurement.
+/// Unique names for one measurement: measurements run one at a time, so the pid and the
+/// wall clock in nanoseconds tell them apart.
 fn names(tag: &str) -> (String, String) {
-    let id = format!(
-        "{}-{}",
-        std::process::id(),
-        Instant::now().elapsed().as_nanos() ^ rand_tag()
-    );
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let id = format!("{}-{nanos}", std::process::id());
     (
         format!("/shmring-bench-{tag}-{id}-a"),
         format!("/shmring-bench-{tag}-{id}-b"),
     )
-}
-
-fn rand_tag() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
 }
 
 /// Runs one measurement: sets the transport up, starts the child, drives the parent side.
@@ -549,7 +537,7 @@ fn run_child(spec: &str) -> Res<()> {
     let mut ep: Box<dyn Endpoint> = match plan.transport.as_str() {
         t if t.starts_with("shmring") => {
             let (a, b) = extra.split_once(',').ok_or("ring names")?;
-            Box::new(transport::Shmring::open((a, b), plan.spin, size, plan.api)?)
+            Box::new(transport::Shmring::open((a, b), plan.spin, plan.api)?)
         }
         "pipe" | "uds-stream" => {
             let (rd, wr) = extra.split_once(',').ok_or("fds")?;

@@ -135,16 +135,10 @@ impl Shmring {
     }
 
     /// Opens both rings (child side), crossed over.
-    pub(crate) fn open(
-        names: (&str, &str),
-        spin: Duration,
-        size: usize,
-        api: Api,
-    ) -> shmring::Result<Shmring> {
+    pub(crate) fn open(names: (&str, &str), spin: Duration, api: Api) -> shmring::Result<Shmring> {
         let options = OpenOptions::new().spin_before_sleep(spin);
         let inbound = spsc::Ring::open_with(names.0, &options)?;
         let outbound = spsc::Ring::open_with(names.1, &options)?;
-        let _ = size;
         Ok(Shmring {
             tx: outbound.producer()?,
             rx: inbound.consumer()?,
