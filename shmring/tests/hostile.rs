@@ -1,0 +1,153 @@
+//! Shared memory is untrusted input. Random damage to a segment, before open or while both
+//! ends run, may only ever produce typed errors: never a panic, a crash, an out-of-bounds
+//! access or an endless loop.
+
+// Atomics here coordinate test threads; they are not ring code.
+#![allow(clippy::disallowed_types)]
+
+mod common;
+
+use std::fs::OpenOptions as FileOptions;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::ShmName;
+use proptest::prelude::*;
+use shmring::layout::CONTROL_SIZE;
+use shmring::{Config, Error, OpenOptions, WaitStrategy, spsc::Ring};
+
+const CAPACITY: u64 = 1024;
+
+fn acceptable(err: &Error) -> bool {
+    matches!(
+        err,
+        Error::Corrupted { .. }
+            | Error::Incompatible { .. }
+            | Error::Uninitialized { .. }
+            | Error::WouldBlock
+            | Error::Closed
+            | Error::AlreadyAttached { .. }
+            | Error::BufferTooSmall { .. }
+            | Error::PermissionDenied { .. }
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, .. ProptestConfig::default() })]
+
+    /// A valid segment with bytes overwritten (header, attach records, positions, records)
+    /// and possibly truncated: open, attach, send and receive answer with typed errors.
+    #[test]
+    fn damaged_segments_give_typed_errors(
+        writes in prop::collection::vec((0..CONTROL_SIZE + CAPACITY, any::<u64>()), 1..12),
+        truncate in prop::option::of(0..CONTROL_SIZE + CAPACITY),
+    ) {
+        let name = ShmName::new("fuzz");
+        {
+            let ring = Ring::create(name.as_str(), &Config::new().capacity(CAPACITY)).unwrap();
+            let mut tx = ring.producer().unwrap();
+            for i in 0..20u8 {
+                let _ = tx.try_send(&vec![i; usize::from(i) * 7]);
+            }
+            // `tx` stays attached while damaged; dropped at the end of this block.
+            let file = FileOptions::new().write(true).open(name.path()).unwrap();
+            for (offset, value) in &writes {
+                file.write_all_at(&value.to_le_bytes(), offset & !7).unwrap();
+            }
+            if let Some(len) = truncate {
+                file.set_len(len).unwrap();
+            }
+            std::mem::forget(tx); // its close would write into a segment we may have shrunk
+        }
+        let quick = OpenOptions::new().init_timeout(Duration::from_millis(5));
+        match Ring::open_with(name.as_str(), &quick) {
+            Err(e) => prop_assert!(acceptable(&e), "open: {e:?}"),
+            Ok(ring) => {
+                if let Ok(mut rx) = ring.consumer() {
+                    let mut buf = vec![0u8; 2048];
+                    for _ in 0..40 {
+                        match rx.try_recv(&mut buf) {
+                            Ok(n) => prop_assert!(n <= 2048),
+                            Err(e) => { prop_assert!(acceptable(&e), "recv: {e:?}"); break }
+                        }
+                    }
+                }
+                if let Ok(mut tx) = ring.producer() {
+                    for _ in 0..40 {
+                        if let Err(e) = tx.try_send(&[1; 100]) {
+                            prop_assert!(acceptable(&e), "send: {e:?}");
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A live peer scribbles random words over the whole segment while a producer and a
+/// consumer run: every call returns, with a message or a typed error.
+#[test]
+fn a_scribbling_peer_cannot_crash_or_hang_the_ends() {
+    let name = ShmName::new("scribble");
+    let config = Config::new()
+        .capacity(CAPACITY)
+        .wait_strategy(WaitStrategy::Spin);
+    let ring = Ring::create(name.as_str(), &config).unwrap();
+    let mut tx = ring.producer().unwrap();
+    let mut rx = ring.consumer().unwrap();
+    const WRITES: u64 = 5_000;
+    let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicU64::new(0));
+    let scribbler = {
+        let (path, stop, written) = (name.path(), stop.clone(), written.clone());
+        std::thread::spawn(move || {
+            let file = FileOptions::new().write(true).open(path).unwrap();
+            let mut state = 0x2545_F491_4F6C_DD1Du64;
+            while !stop.load(Ordering::Relaxed) {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                // Anywhere in the control block or the data region, 8-aligned.
+                let offset = (state % (CONTROL_SIZE + CAPACITY)) & !7;
+                let value = state.rotate_left(17);
+                file.write_all_at(&value.to_le_bytes(), offset).unwrap();
+                written.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    let (mut ok, mut typed, mut rounds) = (0u64, 0u64, 0u64);
+    let mut buf = vec![0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // Keep both ends busy until the scribbler has done its damage (bounded in time).
+    while written.load(Ordering::Relaxed) < WRITES && Instant::now() < deadline {
+        rounds += 1;
+        match tx.try_send(&rounds.to_le_bytes()) {
+            Ok(()) => ok += 1,
+            Err(e) => {
+                assert!(acceptable(&e), "send: {e:?}");
+                typed += 1;
+            }
+        }
+        match rx.try_recv(&mut buf) {
+            Ok(n) => {
+                assert!(n <= buf.len());
+                ok += 1;
+            }
+            Err(e) => {
+                assert!(acceptable(&e), "recv: {e:?}");
+                typed += 1;
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    scribbler.join().unwrap();
+    let writes = written.load(Ordering::Relaxed);
+    assert!(writes >= WRITES, "only {writes} hostile writes within 60 s");
+    assert_eq!(ok + typed, 2 * rounds);
+    println!(
+        "{writes} hostile writes over {rounds} rounds: {ok} operations succeeded, {typed} typed errors"
+    );
+}
