@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 const CFLAGS: &[&str] = &["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-g"];
 const SANITIZE: &str = "-fsanitize=address,undefined";
@@ -14,10 +15,36 @@ fn manifest() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// target/<profile>, where cargo put this crate's libraries.
+/// Where this crate's `cdylib` and `staticlib` are. `cargo test` does not promise to have
+/// produced them before integration tests run (it needs only the rlib), so they are built
+/// here, once per test process, into a target directory of their own (the outer cargo
+/// holds the lock on the main one).
 fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_path_buf()
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let target = manifest().join("../target/c-tests");
+            let out = Command::new(env!("CARGO"))
+                .args([
+                    "build",
+                    "--locked",
+                    "-p",
+                    "shmring-ffi",
+                    "--lib",
+                    "--target-dir",
+                ])
+                .arg(&target)
+                .current_dir(manifest())
+                .output()
+                .expect("run cargo");
+            assert!(
+                out.status.success(),
+                "building the C library failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            target.join("debug")
+        })
+        .clone()
 }
 
 /// A prefix laid out as `install.sh` lays it out.

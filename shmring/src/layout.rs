@@ -21,7 +21,7 @@ use crate::sync::{AtomicU32, AtomicU64};
 /// `"SHMRING1"` read as a little-endian `u64`; a big-endian reader sees a different number.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMRING1");
 /// Bumped on any change to the bytes described here.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 /// Alignment and padding unit between words written by different sides. 128, not 64:
 /// x86's adjacent-line prefetcher pairs 64-byte lines.
 pub const LINE: usize = 128;
@@ -121,10 +121,12 @@ pub struct SegmentHeader {
 pub struct PeerRecord {
     /// [`peer_state`].
     pub state: AtomicU32,
-    /// Process id of the holder.
+    /// Process id of the holder (for display; `owner` is authoritative).
     pub pid: AtomicU32,
-    /// Start time of the holder process (clock ticks since boot), against pid reuse.
-    pub start_time: AtomicU64,
+    /// The holder's identity in one word, so a takeover is one compare-and-swap:
+    /// `pid << 32 | (start time in clock ticks since boot) mod 2^32`; 0 while attaching.
+    /// A pid reused by another process has another start time.
+    pub owner: AtomicU64,
 }
 
 /// Attach records of both roles: written at attach and close only, so reading it on every
@@ -216,7 +218,7 @@ impl ControlBlock {
             PeerRecord {
                 state: AtomicU32::new(0),
                 pid: AtomicU32::new(0),
-                start_time: AtomicU64::new(0),
+                owner: AtomicU64::new(0),
             }
         }
         fn wake() -> WakeLine {
@@ -370,6 +372,7 @@ pub const FINGERPRINT: u64 = {
         offset_of!(ControlBlock, space_wake) as u64,
         offset_of!(ControlBlock, condvar) as u64,
         size_of::<PeerRecord>() as u64,
+        offset_of!(PeerRecord, owner) as u64,
         offset_of!(PeerLine, consumer) as u64,
         offset_of!(ProducerLine, messages) as u64,
         offset_of!(ConsumerLine, messages) as u64,
@@ -385,7 +388,6 @@ pub const FINGERPRINT: u64 = {
         LINE as u64,
         size_of::<libc::pthread_mutex_t>() as u64,
         size_of::<libc::pthread_cond_t>() as u64,
-        0,
     ];
     // FNV-1a over the facts' little-endian bytes.
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
@@ -479,7 +481,7 @@ mod tests {
         assert_eq!(MAGIC.to_le_bytes(), *b"SHMRING1");
         // Recomputed by hand from the same inputs would be circular; instead pin the value
         // so any layout change is a conscious, visible edit.
-        assert_eq!(FINGERPRINT, 0x39a6_b8b9_6f55_2900_u64, "{FINGERPRINT:#x}");
+        assert_eq!(FINGERPRINT, 0x0d40_8ca7_9f1a_3e67_u64, "{FINGERPRINT:#x}");
     }
 
     #[test]

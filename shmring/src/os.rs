@@ -276,6 +276,27 @@ pub(crate) unsafe fn cond_broadcast(cond: *mut libc::pthread_cond_t) {
     unsafe { libc::pthread_cond_broadcast(cond) };
 }
 
+impl ProcessId {
+    /// The identity word of a `PeerRecord::owner`: pid and start time (mod 2^32) together.
+    pub(crate) fn owner_word(self) -> u64 {
+        (u64::from(self.pid) << 32) | (self.start_time & 0xFFFF_FFFF)
+    }
+}
+
+/// Whether the process an owner word names still runs (0, "attaching", counts as alive).
+pub(crate) fn owner_alive(owner: u64) -> bool {
+    if owner == 0 {
+        return true;
+    }
+    let pid = (owner >> 32) as u32;
+    match read_start_time(pid) {
+        Some((start, state)) => {
+            (start & 0xFFFF_FFFF) == (owner & 0xFFFF_FFFF) && state != 'Z' && state != 'X'
+        }
+        None => false,
+    }
+}
+
 /// This process, with its start time (read once).
 pub(crate) fn current_process() -> ProcessId {
     static START: OnceLock<u64> = OnceLock::new();

@@ -11,8 +11,8 @@
 use std::cell::Cell;
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
-use crate::layout::{ControlBlock, WakeLine};
+use crate::error::{Error, Result, Role};
+use crate::layout::{ControlBlock, PeerRecord, WakeLine, peer_state};
 use crate::memory::RingMemory;
 use crate::sync::Ordering::{Acquire, Relaxed, Release, SeqCst};
 use crate::sync::{fence, futex_wait, futex_wake_all, spin_loop, yield_now};
@@ -64,6 +64,12 @@ pub(crate) enum Event {
     SpaceAvailable,
 }
 
+/// Polls between liveness checks of the other end while polling (a check reads
+/// `/proc/<pid>/stat`, ~10 µs; 65,536 polls take milliseconds).
+const POLLS_PER_LIVENESS_CHECK: u32 = 1 << 16;
+/// Longest single sleep of the sleeping strategies: a peer that dies while we sleep is
+/// noticed within this time.
+const LIVENESS_INTERVAL: Duration = Duration::from_millis(100);
 /// Stands in for a budget too large to represent as an `Instant`.
 const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// Polls before the first yield (spin-then-yield).
@@ -100,6 +106,8 @@ pub(crate) struct Waiter<M: RingMemory> {
     memory: M,
     strategy: WaitStrategy,
     spin: Duration,
+    /// The other end, whose death ends a wait with `PeerDead` (`None`: never checked).
+    peer: Option<Role>,
     /// Sleep and wake system calls this end made (tests prove the fast path makes none).
     syscalls: Cell<u64>,
 }
@@ -119,7 +127,40 @@ impl<M: RingMemory> Waiter<M> {
             memory,
             strategy,
             spin,
+            peer: None,
             syscalls: Cell::new(0),
+        }
+    }
+
+    /// Ends waits with `PeerDead` once `peer`'s process has died without closing.
+    pub(crate) fn watching(mut self, peer: Role) -> Self {
+        self.peer = Some(peer);
+        self
+    }
+
+    /// Whether the other end may still make progress: a free role may yet be taken, a closed
+    /// one is end of stream (the ring reports it), an attached one lives as long as its
+    /// owner process (pid and start time, so a reused pid does not count).
+    fn peer_alive(&self) -> bool {
+        let Some(peer) = self.peer else { return true };
+        let record: &PeerRecord = match peer {
+            Role::Producer => &self.control().peers.producer,
+            Role::Consumer => &self.control().peers.consumer,
+        };
+        match record.state.load(Acquire) {
+            peer_state::ATTACHED => crate::os::owner_alive(record.owner.load(Acquire)),
+            _ => true,
+        }
+    }
+
+    /// The other end died: one last attempt (a consumer drains what was published),
+    /// then `PeerDead`.
+    fn peer_died<T>(attempt: &mut impl FnMut() -> Result<T>) -> Result<T> {
+        match attempt() {
+            Err(Error::WouldBlock) => Err(Error::PeerDead {
+                detail: "the other end's process died without closing the ring",
+            }),
+            done => done,
         }
     }
 
@@ -150,6 +191,7 @@ impl<M: RingMemory> Waiter<M> {
     /// `yield_after`: polls before yielding between polls (`None`: never yield).
     #[inline]
     fn poll<T>(
+        &self,
         budget: Option<Duration>,
         yield_after: Option<u32>,
         attempt: &mut impl FnMut() -> Result<T>,
@@ -162,6 +204,9 @@ impl<M: RingMemory> Waiter<M> {
                 done => return Some(done),
             }
             polls = polls.wrapping_add(1);
+            if polls % POLLS_PER_LIVENESS_CHECK == 0 && !self.peer_alive() {
+                return Some(Self::peer_died(attempt));
+            }
             let yielding = yield_after.is_some_and(|after| polls > after);
             if let Some(budget) = budget {
                 if yielding || polls % SPINS_PER_CLOCK_READ == 0 {
@@ -203,7 +248,7 @@ impl<M: RingMemory> Waiter<M> {
             return Err(timeout.and_then(|t| Instant::now().checked_add(t)));
         }
         let window = timeout.map_or(self.spin, |t| t.min(self.spin));
-        if let Some(done) = Self::poll(Some(window), None, attempt) {
+        if let Some(done) = self.poll(Some(window), None, attempt) {
             return Ok(done);
         }
         match timeout {
@@ -242,16 +287,20 @@ impl<M: RingMemory> Waiter<M> {
                         line.waiters.fetch_sub(1, Relaxed);
                         return Self::last_attempt(&mut attempt);
                     }
-                    Some(left)
+                    left
                 }
-                None => None,
+                None => LIVENESS_INTERVAL,
             };
             self.count_syscall();
-            futex_wait(&line.seq, seq, timeout);
+            // Never longer than the liveness interval: nobody wakes us if the peer dies.
+            futex_wait(&line.seq, seq, Some(timeout.min(LIVENESS_INTERVAL)));
             line.waiters.fetch_sub(1, Relaxed);
             match attempt() {
                 Err(Error::WouldBlock) => {}
                 done => return done,
+            }
+            if !self.peer_alive() {
+                return Self::peer_died(&mut attempt);
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Self::last_attempt(&mut attempt);
@@ -347,9 +396,25 @@ impl<M: RingMemory> Waiter<M> {
                 break Err(Error::Timeout);
             }
             self.count_syscall();
+            // Never longer than the liveness interval: nobody signals if the peer dies.
+            let wake_by = Instant::now().checked_add(LIVENESS_INTERVAL);
+            let until = match (deadline, wake_by) {
+                (Some(d), Some(w)) => Some(d.min(w)),
+                (d, w) => d.or(w),
+            };
             // SAFETY: we hold `mutex`; both objects were initialised by the creator.
-            match unsafe { crate::os::cond_wait(cond, mutex, deadline) } {
-                Ok(crate::os::Locked::Clean) => {}
+            match unsafe { crate::os::cond_wait(cond, mutex, until) } {
+                Ok(crate::os::Locked::Clean) => {
+                    // Only a wake that finds nothing to do costs a liveness check.
+                    match attempt() {
+                        Err(Error::WouldBlock) => {
+                            if !self.peer_alive() {
+                                break Self::peer_died(&mut attempt);
+                            }
+                        }
+                        done => break done,
+                    }
+                }
                 Ok(crate::os::Locked::OwnerDied) => {
                     line.waiters.fetch_sub(1, Relaxed);
                     return Err(self.owner_died(mutex));
@@ -408,7 +473,7 @@ impl<M: RingMemory> Wait for Waiter<M> {
             WaitStrategy::Spin | WaitStrategy::SpinYield => {
                 let yield_after =
                     (self.strategy == WaitStrategy::SpinYield).then_some(SPINS_BEFORE_YIELD);
-                match Self::poll(timeout, yield_after, &mut attempt) {
+                match self.poll(timeout, yield_after, &mut attempt) {
                     Some(done) => done,
                     None => Self::last_attempt(&mut attempt),
                 }

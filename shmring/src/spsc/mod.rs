@@ -33,7 +33,7 @@ use crate::memory::{RingMemory, ShmMemory};
 use crate::os;
 use crate::segment::{self, Location};
 use crate::stats::{Stats, stats_of};
-use crate::sync::Ordering::{AcqRel, Acquire, Relaxed};
+use crate::sync::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use crate::wait::{Event, Wait, WaitStrategy, Waiter};
 use ring::{Claim, ConsumerCore, Geometry, Message, ProducerCore};
 
@@ -120,8 +120,13 @@ impl Ring {
         })
     }
 
-    fn waiter(&self) -> Waiter<ShmMemory> {
-        Waiter::new(self.memory.clone(), self.wait, self.spin)
+    /// A waiter for the end playing `role`, watching the other end's liveness.
+    fn waiter(&self, role: Role) -> Waiter<ShmMemory> {
+        let peer = match role {
+            Role::Producer => Role::Consumer,
+            Role::Consumer => Role::Producer,
+        };
+        Waiter::new(self.memory.clone(), self.wait, self.spin).watching(peer)
     }
 
     /// Test hook: locks the condvar strategy's mutex and never releases it (a test then
@@ -131,11 +136,20 @@ impl Ring {
         self.wait == WaitStrategy::Condvar && crate::wait::hold_condvar_mutex(self.memory.control())
     }
 
-    /// Attaches the producing end. Fails with `AlreadyAttached` if a producer holds the
-    /// role, or `Closed` if this ring's producer has already closed.
+    /// Attaches the producing end. Fails with `AlreadyAttached` if a live producer holds
+    /// the role, or `Closed` if this ring's producer has already closed. A producer that
+    /// died without closing is replaced: the new one continues after the last record the
+    /// dead one published.
     pub fn producer(&self) -> Result<Producer> {
-        attach_role(self.memory.control(), Role::Producer)?;
-        let core = match ProducerCore::new(self.memory.clone(), self.geometry) {
+        let how = attach_role(self.memory.control(), Role::Producer)?;
+        let core = ProducerCore::new(self.memory.clone(), self.geometry).and_then(|mut core| {
+            if how == Attach::TookOver {
+                // The dead producer may have published records after its last `tail` store.
+                core.recover_tail()?;
+            }
+            Ok(core)
+        });
+        let core = match core {
             Ok(core) => core,
             Err(err) => {
                 detach_failed(self.memory.control(), Role::Producer);
@@ -144,12 +158,15 @@ impl Ring {
         };
         Ok(Producer {
             core,
-            waiter: self.waiter(),
+            waiter: self.waiter(Role::Producer),
         })
     }
 
-    /// Attaches the consuming end. Fails with `AlreadyAttached` if a consumer holds the
-    /// role, or `Closed` if this ring's consumer has already closed.
+    /// Attaches the consuming end. Fails with `AlreadyAttached` if a live consumer holds
+    /// the role, or `Closed` if this ring's consumer has already closed. A consumer that
+    /// died without closing is replaced: the new one resumes at the last position the dead
+    /// one released, so messages it had read but not released are delivered again
+    /// (at-least-once).
     pub fn consumer(&self) -> Result<Consumer> {
         attach_role(self.memory.control(), Role::Consumer)?;
         let core = match ConsumerCore::new(self.memory.clone(), self.geometry) {
@@ -161,7 +178,7 @@ impl Ring {
         };
         Ok(Consumer {
             core,
-            waiter: self.waiter(),
+            waiter: self.waiter(Role::Consumer),
         })
     }
 
@@ -224,27 +241,60 @@ fn peer_record(ctl: &ControlBlock, role: Role) -> &crate::layout::PeerRecord {
     }
 }
 
-/// Takes `role`: FREE → ATTACHED, recording this process.
-fn attach_role(ctl: &ControlBlock, role: Role) -> Result<()> {
+/// How a role was obtained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Attach {
+    /// Nobody had held it.
+    Fresh,
+    /// Its holder had died without closing; this process took it over.
+    TookOver,
+}
+
+/// Attempts before giving up on a role whose owner word keeps changing under us.
+const ATTACH_ATTEMPTS: u32 = 64;
+
+/// Takes `role`: FREE → ATTACHED, or ATTACHED by a dead process → ours (one winner among
+/// racing takers: the owner word changes by compare-and-swap).
+fn attach_role(ctl: &ControlBlock, role: Role) -> Result<Attach> {
     let record = peer_record(ctl, role);
-    // AcqRel: one winner among racing attachers; nothing else is published by it.
-    match record
-        .state
-        .compare_exchange(peer_state::FREE, peer_state::ATTACHED, AcqRel, Acquire)
-    {
-        Ok(_) => {
-            let me = os::current_process();
-            record.pid.store(me.pid, Relaxed);
-            record.start_time.store(me.start_time, Relaxed);
-            Ok(())
+    let me = os::current_process();
+    for _ in 0..ATTACH_ATTEMPTS {
+        // AcqRel: one winner among racing attachers.
+        match record
+            .state
+            .compare_exchange(peer_state::FREE, peer_state::ATTACHED, AcqRel, Acquire)
+        {
+            Ok(_) => {
+                record.pid.store(me.pid, Relaxed);
+                // Release: a taker that Acquires the owner word sees the role as ours.
+                record.owner.store(me.owner_word(), Release);
+                return Ok(Attach::Fresh);
+            }
+            Err(peer_state::ATTACHED) => {
+                let owner = record.owner.load(Acquire);
+                if os::owner_alive(owner) {
+                    return Err(Error::AlreadyAttached {
+                        role,
+                        pid: (owner >> 32) as u32,
+                    });
+                }
+                // The holder died without closing. AcqRel: exactly one taker wins.
+                if record
+                    .owner
+                    .compare_exchange(owner, me.owner_word(), AcqRel, Acquire)
+                    .is_ok()
+                {
+                    record.pid.store(me.pid, Relaxed);
+                    return Ok(Attach::TookOver);
+                }
+            }
+            Err(peer_state::CLOSED) => return Err(Error::Closed),
+            Err(other) => return Err(Error::corrupted(format!("{role} state {other}"))),
         }
-        Err(peer_state::ATTACHED) => Err(Error::AlreadyAttached {
-            role,
-            pid: record.pid.load(Relaxed),
-        }),
-        Err(peer_state::CLOSED) => Err(Error::Closed),
-        Err(other) => Err(Error::corrupted(format!("{role} state {other}"))),
     }
+    Err(Error::corrupted(format!(
+        "the {role} attach record kept changing during {ATTACH_ATTEMPTS} attempts"
+    )))
 }
 
 /// Gives a role back after attach found the ring unusable.

@@ -153,6 +153,51 @@ impl<M: RingMemory> ProducerCore<M> {
         self.geo
     }
 
+    /// After taking over from a dead producer: moves the local tail past every record the
+    /// dead one published (its `tail` store may lag its last header), at most one lap of
+    /// scanning, and makes sure the word at the new tail reads "empty". Returns how many
+    /// records were found.
+    pub(crate) fn recover_tail(&mut self) -> Result<u64> {
+        let mask = self.geo.mask();
+        let mut pos = self.tail;
+        let mut found = 0;
+        while pos.wrapping_sub(self.tail) < self.geo.capacity {
+            let offset = pos & mask;
+            // Acquire: pairs with the dead producer's publishing stores (P1).
+            let d = record::decode(self.mem.word(offset).load(Acquire));
+            if !d.committed || d.tag != record::tag(pos) {
+                break;
+            }
+            let next = if d.padding {
+                pos.wrapping_add(self.geo.capacity - offset)
+            } else {
+                if d.len > self.geo.max_message || offset + record::size(d.len) > self.geo.capacity
+                {
+                    return Err(Error::corrupted(format!(
+                        "record at {pos} claims {} bytes while recovering the tail",
+                        d.len
+                    )));
+                }
+                self.messages += 1;
+                self.bytes += d.len;
+                found += 1;
+                pos.wrapping_add(record::size(d.len))
+            };
+            if next.wrapping_sub(self.cached_head) > self.geo.capacity {
+                break;
+            }
+            pos = next;
+        }
+        self.tail = pos;
+        // Whatever a dying producer left at the new tail reads as "nothing here".
+        self.mem.word(pos & mask).store(record::EMPTY, Release);
+        let line = &self.mem.control().producer;
+        line.tail.store(self.tail, Release);
+        line.messages.store(self.messages, Relaxed);
+        line.bytes.store(self.bytes, Relaxed);
+        Ok(found)
+    }
+
     /// Parks `claim` as the pending detached reservation.
     pub(crate) fn set_detached(&mut self, claim: Claim) {
         self.detached = Some(claim);
