@@ -341,6 +341,37 @@ mod tests {
     }
 
     #[test]
+    fn a_stopped_process_is_alive_and_a_zombie_is_dead() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let owner = ProcessId {
+            pid,
+            start_time: read_start_time(pid).unwrap().0,
+        }
+        .owner_word();
+        assert!(owner_alive(owner));
+        // SAFETY: plain signal to our own child.
+        unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(owner_alive(owner), "a stopped process is slow, not dead");
+        // SAFETY: as above.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        // Not yet reaped: a zombie, which no longer runs.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while owner_alive(owner) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(!owner_alive(owner), "a zombie counts as dead");
+        child.wait().unwrap();
+        assert!(!owner_alive(owner));
+        // A reused pid with another start time is another process.
+        assert!(!owner_alive((u64::from(std::process::id()) << 32) | 1));
+    }
+
+    #[test]
     fn a_reaped_child_is_dead() {
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let pid = child.id();
