@@ -115,6 +115,18 @@ typedef struct shmring_config_t {
   uint64_t spin_ns;
 } shmring_config_t;
 
+// One message of a batch: `len` bytes at `data`.
+typedef struct shmring_msg_t {
+  // The bytes (may be NULL if `len` is 0).
+  const void *data;
+  // Their number.
+  size_t len;
+} shmring_msg_t;
+
+// Called by `shmring_try_recv_batch` once per message, in order; `data` is valid only
+// during the call.
+typedef void (*shmring_msg_fn)(void *ctx, const void *data, size_t len);
+
 // A snapshot of a ring (like `mq_getattr`).
 typedef struct shmring_stats_t {
   // Data region bytes.
@@ -317,6 +329,30 @@ enum shmring_status shmring_read(struct shmring_consumer_t *consumer,
 // # Safety
 // `consumer` is live.
 enum shmring_status shmring_release(struct shmring_consumer_t *consumer);
+
+// Copies as many of the `count` messages at `msgs` as fit, in order, and publishes them
+// with one store; `*out_sent` receives how many (possibly 0: then the status is
+// `SHMRING_WOULD_BLOCK`). Never blocks.
+//
+// # Safety
+// `producer` is live; `msgs` points at `count` readable `shmring_msg_t` whose `data`
+// point at `len` readable bytes each; `out_sent` is writable.
+enum shmring_status shmring_try_send_batch(struct shmring_producer_t *producer,
+                                           const struct shmring_msg_t *msgs,
+                                           size_t count,
+                                           size_t *out_sent);
+
+// Hands up to `max` waiting messages to `fn` in place, then releases them all with one
+// store; `*out_count` receives how many. `SHMRING_WOULD_BLOCK` if none was waiting,
+// `SHMRING_CLOSED` at end of stream. Never blocks. `fn` must not call into this consumer.
+//
+// # Safety
+// `consumer` is live; `callback` is a valid function; `out_count` is writable.
+enum shmring_status shmring_try_recv_batch(struct shmring_consumer_t *consumer,
+                                           size_t max,
+                                           shmring_msg_fn callback,
+                                           void *ctx,
+                                           size_t *out_count);
 
 // Reads the ring's counters and roles into `*out`. Thread-safe with respect to the ends.
 //

@@ -682,6 +682,97 @@ pub unsafe extern "C" fn shmring_release(consumer: *mut shmring_consumer_t) -> s
     })
 }
 
+/// One message of a batch: `len` bytes at `data`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct shmring_msg_t {
+    /// The bytes (may be NULL if `len` is 0).
+    pub data: *const c_void,
+    /// Their number.
+    pub len: usize,
+}
+
+/// Copies as many of the `count` messages at `msgs` as fit, in order, and publishes them
+/// with one store; `*out_sent` receives how many (possibly 0: then the status is
+/// `SHMRING_WOULD_BLOCK`). Never blocks.
+///
+/// # Safety
+/// `producer` is live; `msgs` points at `count` readable `shmring_msg_t` whose `data`
+/// point at `len` readable bytes each; `out_sent` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_try_send_batch(
+    producer: *mut shmring_producer_t,
+    msgs: *const shmring_msg_t,
+    count: usize,
+    out_sent: *mut usize,
+) -> shmring_status {
+    boundary(|| {
+        let p = nonnull_mut(producer, "producer")?;
+        nonnull_mut(out_sent, "out_sent")?;
+        if count > 0 && msgs.is_null() {
+            return Err(Fail::Null("msgs"));
+        }
+        let msgs = if count == 0 {
+            &[][..]
+        } else {
+            // SAFETY: non-NULL, `count` elements (documented contract).
+            unsafe { std::slice::from_raw_parts(msgs, count) }
+        };
+        let mut batch = p.0.batch();
+        let mut outcome = Ok(());
+        for m in msgs {
+            match batch.try_push(bytes_arg(m.data, m.len)?) {
+                Ok(()) => {}
+                Err(Error::WouldBlock) => break,
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
+            }
+        }
+        let sent = batch.publish();
+        if sent == 0 {
+            outcome?;
+            return Err(Fail::Rust(Error::WouldBlock));
+        }
+        write_out(out_sent, sent);
+        Ok(())
+    })
+}
+
+/// Called by `shmring_try_recv_batch` once per message, in order; `data` is valid only
+/// during the call.
+pub type shmring_msg_fn =
+    Option<unsafe extern "C" fn(ctx: *mut c_void, data: *const c_void, len: usize)>;
+
+/// Hands up to `max` waiting messages to `fn` in place, then releases them all with one
+/// store; `*out_count` receives how many. `SHMRING_WOULD_BLOCK` if none was waiting,
+/// `SHMRING_CLOSED` at end of stream. Never blocks. `fn` must not call into this consumer.
+///
+/// # Safety
+/// `consumer` is live; `callback` is a valid function; `out_count` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_try_recv_batch(
+    consumer: *mut shmring_consumer_t,
+    max: usize,
+    callback: shmring_msg_fn,
+    ctx: *mut c_void,
+    out_count: *mut usize,
+) -> shmring_status {
+    boundary(|| {
+        let c = nonnull_mut(consumer, "consumer")?;
+        nonnull_mut(out_count, "out_count")?;
+        let callback = callback.ok_or(Fail::Null("callback"))?;
+        let n = c.0.try_recv_batch(max, |m| {
+            // SAFETY: a C function pointer supplied by the caller; the slice is valid for
+            // the duration of the call, as documented.
+            unsafe { callback(ctx, m.as_ptr().cast(), m.len()) }
+        })?;
+        write_out(out_count, n);
+        Ok(())
+    })
+}
+
 /// A role's state in `shmring_stats_t`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -97,6 +97,58 @@ static void test_untrusted_segments(void) {
     shmring_ring_free(ring);
 }
 
+struct collected {
+    size_t count;
+    size_t bytes;
+    int in_order;
+};
+
+static void collect(void *ctx, const void *data, size_t len) {
+    struct collected *c = (struct collected *)ctx;
+    /* message i is i+1 bytes of the letter 'a' + i */
+    c->in_order &= len == c->count + 1 && ((const char *)data)[0] == (char)('a' + c->count);
+    c->count++;
+    c->bytes += len;
+}
+
+static void test_batches(void) {
+    char name[64];
+    name_for(name, sizeof name, "batch");
+    shmring_config_t cfg;
+    shmring_config_init(&cfg);
+    cfg.capacity = 256;
+    shmring_ring_t *ring = NULL;
+    shmring_producer_t *tx = NULL;
+    shmring_consumer_t *rx = NULL;
+    CHECK_STATUS(shmring_ring_create(name, &cfg, &ring), SHMRING_OK);
+    CHECK_STATUS(shmring_producer_create(ring, &tx), SHMRING_OK);
+    CHECK_STATUS(shmring_consumer_create(ring, &rx), SHMRING_OK);
+    char texts[20][20];
+    shmring_msg_t msgs[20];
+    for (int i = 0; i < 20; i++) {
+        memset(texts[i], 'a' + i, sizeof texts[i]);
+        msgs[i].data = texts[i];
+        msgs[i].len = (size_t)i + 1;
+    }
+    size_t sent = 99, got = 99;
+    struct collected seen = {0, 0, 1};
+    CHECK_STATUS(shmring_try_recv_batch(rx, 32, collect, &seen, &got), SHMRING_WOULD_BLOCK);
+    CHECK(got == 99);
+    /* 256 bytes hold only some of the 20: the batch takes what fits, with one publish. */
+    CHECK_STATUS(shmring_try_send_batch(tx, msgs, 20, &sent), SHMRING_OK);
+    CHECK(sent > 0 && sent < 20);
+    CHECK_STATUS(shmring_try_recv_batch(rx, 32, collect, &seen, &got), SHMRING_OK);
+    CHECK(got == sent && seen.count == sent && seen.in_order);
+    CHECK_STATUS(shmring_try_recv_batch(rx, 32, NULL, &seen, &got), SHMRING_NULL_ARGUMENT);
+    size_t none = 5;
+    CHECK_STATUS(shmring_try_send_batch(tx, NULL, 0, &none), SHMRING_WOULD_BLOCK);
+    CHECK(none == 5);
+    shmring_producer_free(tx);
+    shmring_consumer_free(rx);
+    CHECK_STATUS(shmring_unlink(name), SHMRING_OK);
+    shmring_ring_free(ring);
+}
+
 static void test_null_arguments(void) {
     shmring_ring_t *ring = NULL;
     size_t len = 0;
@@ -217,6 +269,7 @@ int main(void) {
     test_names_and_existence();
     test_null_arguments();
     test_untrusted_segments();
+    test_batches();
     test_messages();
     printf("%d passed, %d failed\n", checks - failures, failures);
     return failures == 0 ? 0 : 1;
