@@ -123,9 +123,9 @@ pub struct PeerRecord {
     pub state: AtomicU32,
     /// Process id of the holder (for display; `owner` is authoritative).
     pub pid: AtomicU32,
-    /// The holder's identity in one word, so a takeover is one compare-and-swap:
-    /// `pid << 32 | (start time in clock ticks since boot) mod 2^32`; 0 while attaching.
-    /// A pid reused by another process has another start time.
+    /// The holder's identity in one word, so claiming and taking over are one
+    /// compare-and-swap: `pid << 32 | (start time in clock ticks since boot) mod 2^32`;
+    /// 0 while never held. A pid reused by another process has another start time.
     pub owner: AtomicU64,
 }
 

@@ -636,3 +636,37 @@ fn detached_reservations_and_reads_block_everything_else_until_finished() {
     rx.try_recv_vec(&mut out).unwrap();
     assert_eq!(out, b"after");
 }
+
+#[test]
+fn a_holder_that_died_while_attaching_is_replaced() {
+    use shmring::layout::{PeerLine, PeerRecord};
+    let name = ShmName::new("midattach");
+    let ring = Ring::create(name.as_str(), &small()).unwrap();
+    // A process that claimed the producer role (owner word written) and died before
+    // marking it attached.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    let start = process_start_time(pid);
+    child.wait().unwrap();
+    let owner = (u64::from(pid) << 32) | (start & 0xFFFF_FFFF);
+    let at = (offset_of!(ControlBlock, peers)
+        + offset_of!(PeerLine, producer)
+        + offset_of!(PeerRecord, owner)) as u64;
+    scribble(&name, at, &owner.to_le_bytes());
+    assert_eq!(ring.stats().producer, PeerState::Free);
+    let mut tx = ring
+        .producer()
+        .expect("the dead claimant's role is taken over");
+    assert_eq!(
+        ring.stats().producer,
+        PeerState::Attached {
+            pid: std::process::id()
+        }
+    );
+    tx.try_send(b"alive").unwrap();
+    // While we hold it, nobody else can take it.
+    assert!(matches!(
+        ring.producer(),
+        Err(Error::AlreadyAttached { .. })
+    ));
+}

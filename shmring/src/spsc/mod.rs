@@ -33,7 +33,7 @@ use crate::memory::{RingMemory, ShmMemory};
 use crate::os;
 use crate::segment::{self, Location};
 use crate::stats::{Stats, stats_of};
-use crate::sync::Ordering::{AcqRel, Acquire, Relaxed, Release};
+use crate::sync::Ordering::{AcqRel, Acquire, Relaxed};
 use crate::wait::{Event, Wait, WaitStrategy, Waiter};
 use ring::{Claim, ConsumerCore, Geometry, Message, ProducerCore};
 
@@ -253,43 +253,50 @@ enum Attach {
 /// Attempts before giving up on a role whose owner word keeps changing under us.
 const ATTACH_ATTEMPTS: u32 = 64;
 
-/// Takes `role`: FREE → ATTACHED, or ATTACHED by a dead process → ours (one winner among
-/// racing takers: the owner word changes by compare-and-swap).
+/// Takes `role`. The owner word is the claim: one compare-and-swap from 0 (never held) or
+/// from a dead holder's identity to ours; `state` follows. A holder that dies between its
+/// claim and its state store leaves a dead owner, which the next taker replaces.
 fn attach_role(ctl: &ControlBlock, role: Role) -> Result<Attach> {
     let record = peer_record(ctl, role);
     let me = os::current_process();
     for _ in 0..ATTACH_ATTEMPTS {
-        // AcqRel: one winner among racing attachers.
-        match record
-            .state
-            .compare_exchange(peer_state::FREE, peer_state::ATTACHED, AcqRel, Acquire)
+        // Acquire: pairs with a closing holder's Release of CLOSED.
+        match record.state.load(Acquire) {
+            peer_state::CLOSED => return Err(Error::Closed),
+            peer_state::FREE | peer_state::ATTACHED => {}
+            other => return Err(Error::corrupted(format!("{role} state {other}"))),
+        }
+        let owner = record.owner.load(Acquire);
+        let how = if owner == 0 {
+            Attach::Fresh
+        } else if os::owner_alive(owner) {
+            return Err(Error::AlreadyAttached {
+                role,
+                pid: (owner >> 32) as u32,
+            });
+        } else {
+            Attach::TookOver
+        };
+        // ORDERING A1: AcqRel, one winner among racing takers; the winner sees the role as
+        // the previous holder left it.
+        if record
+            .owner
+            .compare_exchange(owner, me.owner_word(), AcqRel, Acquire)
+            .is_ok()
         {
-            Ok(_) => {
-                record.pid.store(me.pid, Relaxed);
-                // Release: a taker that Acquires the owner word sees the role as ours.
-                record.owner.store(me.owner_word(), Release);
-                return Ok(Attach::Fresh);
+            record.pid.store(me.pid, Relaxed);
+            // Only the owner writes `state`; the previous one, if any, is dead. A close
+            // that raced in before our claim is seen here and kept.
+            if record.state.compare_exchange(
+                peer_state::FREE,
+                peer_state::ATTACHED,
+                AcqRel,
+                Acquire,
+            ) == Err(peer_state::CLOSED)
+            {
+                return Err(Error::Closed);
             }
-            Err(peer_state::ATTACHED) => {
-                let owner = record.owner.load(Acquire);
-                if os::owner_alive(owner) {
-                    return Err(Error::AlreadyAttached {
-                        role,
-                        pid: (owner >> 32) as u32,
-                    });
-                }
-                // The holder died without closing. AcqRel: exactly one taker wins.
-                if record
-                    .owner
-                    .compare_exchange(owner, me.owner_word(), AcqRel, Acquire)
-                    .is_ok()
-                {
-                    record.pid.store(me.pid, Relaxed);
-                    return Ok(Attach::TookOver);
-                }
-            }
-            Err(peer_state::CLOSED) => return Err(Error::Closed),
-            Err(other) => return Err(Error::corrupted(format!("{role} state {other}"))),
+            return Ok(how);
         }
     }
     Err(Error::corrupted(format!(
