@@ -34,6 +34,7 @@
 
 mod attach;
 mod config;
+mod crash;
 mod error;
 mod memory;
 mod os;

@@ -141,12 +141,10 @@ impl Ring {
     /// died without closing is replaced: the new one continues after the last record the
     /// dead one published.
     pub fn producer(&self) -> Result<Producer> {
-        let how = attach_role(self.memory.control(), Role::Producer)?;
+        attach_role(self.memory.control(), Role::Producer)?;
         let core = ProducerCore::new(self.memory.clone(), self.geometry).and_then(|mut core| {
-            if how == Attach::TookOver {
-                // The dead producer may have published records after its last `tail` store.
-                core.recover_tail()?;
-            }
+            // A previous producer may have published records after its last `tail` store.
+            core.recover_tail()?;
             Ok(core)
         });
         let core = match core {

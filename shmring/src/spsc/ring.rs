@@ -125,7 +125,15 @@ impl<M: RingMemory> ProducerCore<M> {
         let tail = ctl.producer.tail.load(Acquire);
         // ORDERING P2 (pairs with C2): see `refresh_head`.
         let head = ctl.consumer.head.load(Acquire);
-        if tail.wrapping_sub(head) > geo.capacity || tail % RECORD_HEADER != 0 {
+        if tail % RECORD_HEADER != 0 || head % RECORD_HEADER != 0 {
+            return Err(Error::corrupted(format!(
+                "tail {tail} or head {head} is not 8-aligned"
+            )));
+        }
+        // The consumer may be ahead of the published tail when the previous producer died
+        // after publishing records and before storing `tail`; `recover_tail` walks past
+        // them. Anything else outside one lap is damage.
+        if tail.wrapping_sub(head) > geo.capacity && head.wrapping_sub(tail) > geo.capacity {
             return Err(Error::corrupted(format!(
                 "tail {tail} and head {head} are not a valid ring state"
             )));
@@ -153,9 +161,10 @@ impl<M: RingMemory> ProducerCore<M> {
         self.geo
     }
 
-    /// After taking over from a dead producer: moves the local tail past every record the
-    /// dead one published (its `tail` store may lag its last header), at most one lap of
-    /// scanning, and makes sure the word at the new tail reads "empty". Returns how many
+    /// Before the first claim of a new producer: moves the local tail past every record a
+    /// previous producer published after its last `tail` store (it may have died in
+    /// between), at most one lap of scanning, and makes sure the word at the new tail reads
+    /// "empty". One header read when there is nothing to recover. Returns how many
     /// records were found.
     pub(crate) fn recover_tail(&mut self) -> Result<u64> {
         let mask = self.geo.mask();
@@ -183,10 +192,15 @@ impl<M: RingMemory> ProducerCore<M> {
                 found += 1;
                 pos.wrapping_add(record::size(d.len))
             };
-            if next.wrapping_sub(self.cached_head) > self.geo.capacity {
-                break;
-            }
             pos = next;
+        }
+        // The consumer cannot have read past the last published record.
+        let behind = self.cached_head.wrapping_sub(pos);
+        if behind != 0 && behind <= self.geo.capacity {
+            return Err(Error::corrupted(format!(
+                "published records end at {pos}, before the consumer's head {}",
+                self.cached_head
+            )));
         }
         self.tail = pos;
         // Whatever a dying producer left at the new tail reads as "nothing here".
@@ -243,6 +257,7 @@ impl<M: RingMemory> ProducerCore<M> {
                 return Err(Error::WouldBlock);
             }
         }
+        crate::crash::point("producer-claimed");
         Ok(Claim {
             start: self.tail,
             record_pos,
@@ -282,6 +297,7 @@ impl<M: RingMemory> ProducerCore<M> {
     /// at once unless a batch is open.
     #[inline]
     pub(crate) fn commit(&mut self, claim: Claim, len: usize) {
+        crate::crash::point("producer-written");
         let len = (len as u64).min(claim.len);
         let mask = self.geo.mask();
         let end = claim.record_pos.wrapping_add(record::size(len));
@@ -353,6 +369,8 @@ impl<M: RingMemory> ProducerCore<M> {
             // ORDERING P1 (pairs with C1): Release makes the payloads, the later headers and
             // the terminator written before it visible to the consumer that Acquires it.
             self.mem.word(offset).store(word, PUBLISH);
+            // Published, but `tail` not yet stored: a new producer must recover the tail.
+            crate::crash::point("producer-published");
             let line = &self.mem.control().producer;
             // Informational (stats, a later recovery): Release so a reader of `tail` also
             // sees the records before it.
@@ -520,6 +538,7 @@ impl<M: RingMemory> ConsumerCore<M> {
     /// Moves past `msg`; the space is released now unless a batch is open.
     #[inline]
     pub(crate) fn consume(&mut self, msg: Message) {
+        crate::crash::point("consumer-read");
         self.head = msg.record_pos.wrapping_add(record::size(msg.len));
         self.messages += 1;
         self.bytes += msg.len;
@@ -550,6 +569,7 @@ impl<M: RingMemory> ConsumerCore<M> {
             line.head.store(self.head, Release);
             line.messages.store(self.messages, Relaxed);
             line.bytes.store(self.bytes, Relaxed);
+            crate::crash::point("consumer-released");
         }
     }
 
