@@ -330,6 +330,14 @@ pub unsafe extern "C" fn shmring_config_init(config: *mut shmring_config_t) {
     );
 }
 
+/// NULL means the defaults.
+fn config_arg(config: *const shmring_config_t) -> Result<Config, Fail> {
+    if config.is_null() {
+        return Ok(Config::new());
+    }
+    config_of(nonnull(config, "config")?)
+}
+
 fn ring_out(out: *mut *mut shmring_ring_t, ring: Ring) {
     write_out(out, Box::into_raw(Box::new(shmring_ring_t(ring))));
 }
@@ -349,11 +357,7 @@ pub unsafe extern "C" fn shmring_ring_create(
     boundary(|| {
         let name = name_arg(name)?;
         nonnull_mut(out, "out")?;
-        let config = if config.is_null() {
-            Config::new()
-        } else {
-            config_of(nonnull(config, "config")?)?
-        };
+        let config = config_arg(config)?;
         ring_out(out, Ring::create(name, &config)?);
         Ok(())
     })
@@ -390,11 +394,7 @@ pub unsafe extern "C" fn shmring_ring_create_or_open(
     boundary(|| {
         let name = name_arg(name)?;
         nonnull_mut(out, "out")?;
-        let config = if config.is_null() {
-            Config::new()
-        } else {
-            config_of(nonnull(config, "config")?)?
-        };
+        let config = config_arg(config)?;
         ring_out(out, Ring::create_or_open(name, &config)?);
         Ok(())
     })
