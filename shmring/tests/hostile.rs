@@ -151,3 +151,30 @@ fn a_scribbling_peer_cannot_crash_or_hang_the_ends() {
         "{writes} hostile writes over {rounds} rounds: {ok} operations succeeded, {typed} typed errors"
     );
 }
+
+/// Found by cargo-fuzz: counters read from the segment near `u64::MAX` made the next
+/// send overflow (a panic with overflow checks). Counters are informational and wrap.
+#[test]
+fn counters_at_their_maximum_wrap_instead_of_panicking() {
+    use shmring::layout::{ConsumerLine, ControlBlock, ProducerLine};
+    use std::mem::offset_of;
+    let name = ShmName::new("counters");
+    let ring = Ring::create(name.as_str(), &Config::new().capacity(CAPACITY)).unwrap();
+    let file = FileOptions::new().write(true).open(name.path()).unwrap();
+    for at in [
+        offset_of!(ControlBlock, producer) + offset_of!(ProducerLine, messages),
+        offset_of!(ControlBlock, producer) + offset_of!(ProducerLine, bytes),
+        offset_of!(ControlBlock, consumer) + offset_of!(ConsumerLine, messages),
+        offset_of!(ControlBlock, consumer) + offset_of!(ConsumerLine, bytes),
+    ] {
+        file.write_all_at(&u64::MAX.to_le_bytes(), at as u64)
+            .unwrap();
+    }
+    let mut tx = ring.producer().unwrap();
+    let mut rx = ring.consumer().unwrap();
+    tx.try_send(&[1; 100]).unwrap();
+    let mut buf = [0u8; 128];
+    assert_eq!(rx.try_recv(&mut buf).unwrap(), 100);
+    let stats = ring.stats();
+    assert_eq!((stats.messages_sent, stats.bytes_sent), (0, 99));
+}

@@ -187,8 +187,8 @@ impl<M: RingMemory> ProducerCore<M> {
                         d.len
                     )));
                 }
-                self.messages += 1;
-                self.bytes += d.len;
+                self.messages = self.messages.wrapping_add(1);
+                self.bytes = self.bytes.wrapping_add(d.len);
                 found += 1;
                 pos.wrapping_add(record::size(d.len))
             };
@@ -321,8 +321,8 @@ impl<M: RingMemory> ProducerCore<M> {
             record::message(claim.record_pos, len),
         );
         self.tail = end;
-        self.messages += 1;
-        self.bytes += len;
+        self.messages = self.messages.wrapping_add(1);
+        self.bytes = self.bytes.wrapping_add(len);
         if !self.batching {
             self.flush();
         }
@@ -540,8 +540,8 @@ impl<M: RingMemory> ConsumerCore<M> {
     pub(crate) fn consume(&mut self, msg: Message) {
         crate::crash::point("consumer-read");
         self.head = msg.record_pos.wrapping_add(record::size(msg.len));
-        self.messages += 1;
-        self.bytes += msg.len;
+        self.messages = self.messages.wrapping_add(1);
+        self.bytes = self.bytes.wrapping_add(msg.len);
         self.unpublished = true;
         if !self.batching {
             self.flush();
