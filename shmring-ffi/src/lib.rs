@@ -338,8 +338,23 @@ fn config_arg(config: *const shmring_config_t) -> Result<Config, Fail> {
     config_of(nonnull(config, "config")?)
 }
 
-fn ring_out(out: *mut *mut shmring_ring_t, ring: Ring) {
-    write_out(out, Box::into_raw(Box::new(shmring_ring_t(ring))));
+/// Hands a new handle to C through `out`.
+fn handle_out<T>(out: *mut *mut T, handle: T) {
+    write_out(out, Box::into_raw(Box::new(handle)));
+}
+
+/// Frees a handle made by `handle_out`; NULL is a no-op; a panic in a destructor is contained.
+///
+/// # Safety
+/// `handle` is NULL or came from `handle_out` and is not used afterwards.
+unsafe fn free_handle<T>(handle: *mut T) {
+    if handle.is_null() {
+        return;
+    }
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: allocated by `handle_out` with Box::into_raw; freed once (contract).
+        drop(unsafe { Box::from_raw(handle) });
+    }));
 }
 
 /// Creates the ring `name` (e.g. "/quotes"); fails with `SHMRING_ALREADY_EXISTS` if it exists.
@@ -358,7 +373,7 @@ pub unsafe extern "C" fn shmring_ring_create(
         let name = name_arg(name)?;
         nonnull_mut(out, "out")?;
         let config = config_arg(config)?;
-        ring_out(out, Ring::create(name, &config)?);
+        handle_out(out, shmring_ring_t(Ring::create(name, &config)?));
         Ok(())
     })
 }
@@ -375,7 +390,10 @@ pub unsafe extern "C" fn shmring_ring_open(
     boundary(|| {
         let name = name_arg(name)?;
         nonnull_mut(out, "out")?;
-        ring_out(out, Ring::open_with(name, &OpenOptions::new())?);
+        handle_out(
+            out,
+            shmring_ring_t(Ring::open_with(name, &OpenOptions::new())?),
+        );
         Ok(())
     })
 }
@@ -395,7 +413,7 @@ pub unsafe extern "C" fn shmring_ring_create_or_open(
         let name = name_arg(name)?;
         nonnull_mut(out, "out")?;
         let config = config_arg(config)?;
-        ring_out(out, Ring::create_or_open(name, &config)?);
+        handle_out(out, shmring_ring_t(Ring::create_or_open(name, &config)?));
         Ok(())
     })
 }
@@ -407,12 +425,8 @@ pub unsafe extern "C" fn shmring_ring_create_or_open(
 /// `ring` is NULL or a handle from this library, not used afterwards.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmring_ring_free(ring: *mut shmring_ring_t) {
-    if !ring.is_null() {
-        let _ = catch_unwind(AssertUnwindSafe(|| {
-            // SAFETY: allocated by `ring_out` with Box::into_raw; freed once (contract).
-            drop(unsafe { Box::from_raw(ring) });
-        }));
-    }
+    // SAFETY: NULL or a handle from this library's `Box::into_raw`, freed once (contract).
+    unsafe { free_handle(ring) };
 }
 
 /// Removes the ring `name`; attached handles keep working.
@@ -441,8 +455,7 @@ pub unsafe extern "C" fn shmring_producer_create(
     boundary(|| {
         let ring = nonnull(ring, "ring")?;
         nonnull_mut(out, "out")?;
-        let producer = ring.0.producer()?;
-        write_out(out, Box::into_raw(Box::new(shmring_producer_t(producer))));
+        handle_out(out, shmring_producer_t(ring.0.producer()?));
         Ok(())
     })
 }
@@ -459,8 +472,7 @@ pub unsafe extern "C" fn shmring_consumer_create(
     boundary(|| {
         let ring = nonnull(ring, "ring")?;
         nonnull_mut(out, "out")?;
-        let consumer = ring.0.consumer()?;
-        write_out(out, Box::into_raw(Box::new(shmring_consumer_t(consumer))));
+        handle_out(out, shmring_consumer_t(ring.0.consumer()?));
         Ok(())
     })
 }
@@ -472,12 +484,8 @@ pub unsafe extern "C" fn shmring_consumer_create(
 /// `producer` is NULL or a handle from this library, not used afterwards.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmring_producer_free(producer: *mut shmring_producer_t) {
-    if !producer.is_null() {
-        let _ = catch_unwind(AssertUnwindSafe(|| {
-            // SAFETY: from Box::into_raw in `shmring_producer_create`; freed once.
-            drop(unsafe { Box::from_raw(producer) });
-        }));
-    }
+    // SAFETY: NULL or a handle from this library's `Box::into_raw`, freed once (contract).
+    unsafe { free_handle(producer) };
 }
 
 /// Closes the consumer (the producer's next send gets `SHMRING_CLOSED`) and frees it.
@@ -487,12 +495,8 @@ pub unsafe extern "C" fn shmring_producer_free(producer: *mut shmring_producer_t
 /// `consumer` is NULL or a handle from this library, not used afterwards.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmring_consumer_free(consumer: *mut shmring_consumer_t) {
-    if !consumer.is_null() {
-        let _ = catch_unwind(AssertUnwindSafe(|| {
-            // SAFETY: from Box::into_raw in `shmring_consumer_create`; freed once.
-            drop(unsafe { Box::from_raw(consumer) });
-        }));
-    }
+    // SAFETY: NULL or a handle from this library's `Box::into_raw`, freed once (contract).
+    unsafe { free_handle(consumer) };
 }
 
 /// Copies `len` bytes at `data` into the ring as one message. Never blocks:
