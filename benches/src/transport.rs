@@ -342,6 +342,20 @@ pub(crate) fn fd_pairs(kind: &str) -> io::Result<((RawFd, RawFd), (RawFd, RawFd)
     }
 }
 
+/// A libc byte count, or the OS error it signals (negative).
+fn check_len(n: isize) -> io::Result<usize> {
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+/// A libc status, or the OS error it signals (non-zero).
+fn check_rc(rc: libc::c_int) -> io::Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// A message-preserving socket (seqpacket): one `recv` is one message.
 pub(crate) struct Packet {
     fd: RawFd,
@@ -357,19 +371,14 @@ impl Endpoint for Packet {
     fn send(&mut self, msg: &[u8]) -> io::Result<()> {
         // SAFETY: `msg` is valid for `msg.len()` bytes; `fd` is an open socket.
         let n = unsafe { libc::send(self.fd, msg.as_ptr().cast(), msg.len(), 0) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        check_len(n as isize)?;
         Ok(())
     }
 
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         // SAFETY: `buf` is valid for `buf.len()` bytes.
         let n = unsafe { libc::recv(self.fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(n as usize)
+        check_len(n as isize)
     }
 }
 
@@ -447,10 +456,7 @@ impl Drop for PosixMq {
 impl Endpoint for PosixMq {
     fn send(&mut self, msg: &[u8]) -> io::Result<()> {
         // SAFETY: `msg` valid for its length; `tx` an open queue.
-        if unsafe { libc::mq_send(self.tx, msg.as_ptr().cast(), msg.len(), 0) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        check_rc(unsafe { libc::mq_send(self.tx, msg.as_ptr().cast(), msg.len(), 0) })
     }
 
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -463,10 +469,7 @@ impl Endpoint for PosixMq {
                 std::ptr::null_mut(),
             )
         };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(n as usize)
+        check_len(n as isize)
     }
 }
 
@@ -509,10 +512,7 @@ impl Endpoint for SysvMq {
         self.buf[..8].copy_from_slice(&self.send_type.to_ne_bytes());
         self.buf[8..8 + msg.len()].copy_from_slice(msg);
         // SAFETY: `buf` holds the mtype then `msg.len()` bytes of text.
-        if unsafe { libc::msgsnd(self.id, self.buf.as_ptr().cast(), msg.len(), 0) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        check_rc(unsafe { libc::msgsnd(self.id, self.buf.as_ptr().cast(), msg.len(), 0) })
     }
 
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -527,10 +527,7 @@ impl Endpoint for SysvMq {
                 0,
             )
         };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let n = n as usize;
+        let n = check_len(n as isize)?;
         buf[..n].copy_from_slice(&self.buf[8..8 + n]);
         Ok(n)
     }
