@@ -91,51 +91,54 @@ fn run(exe: &Path, args: &[&str], lib: &Path) -> String {
     stdout
 }
 
-#[test]
-fn c_suite_static_and_shared_under_sanitizers() {
-    let dir = std::env::temp_dir().join(format!("shmring-ctest-{}", std::process::id()));
-    install(&dir);
-    let lib = dir.join("lib");
+/// How a program links the library.
+#[derive(Clone, Copy)]
+enum Link {
+    Shared,
+    Static,
+}
+
+/// Compiles `src` with the strict flags and sanitizers against the library installed under
+/// `lib`, returning the executable.
+fn build_c(src: &Path, exe: &Path, lib: &Path, link: Link) -> PathBuf {
     let include = format!("-I{}", manifest().join("../include").display());
-    let src = manifest().join("tests/c/test_shmring.c");
-    let src = src.to_str().unwrap();
     let libdir = format!("-L{}", lib.display());
     let rpath = format!("-Wl,-rpath,{}", lib.display());
-
-    let shared = dir.join("test_shared");
-    let mut args: Vec<&str> = CFLAGS.to_vec();
-    args.extend([
-        SANITIZE,
-        &include,
-        src,
-        "-o",
-        shared.to_str().unwrap(),
-        &libdir,
-        &rpath,
-        "-lshmring",
-    ]);
-    gcc(&args);
-    let out = run(&shared, &[], &lib);
-    assert!(out.contains(", 0 failed"), "{out}");
-
-    let stat = dir.join("test_static");
     let archive = lib.join("libshmring.a");
     let mut args: Vec<&str> = CFLAGS.to_vec();
     args.extend([
         SANITIZE,
         &include,
-        src,
+        src.to_str().unwrap(),
         "-o",
-        stat.to_str().unwrap(),
-        archive.to_str().unwrap(),
+        exe.to_str().unwrap(),
     ]);
-    args.extend(STATIC_LIBS);
+    match link {
+        Link::Shared => args.extend([libdir.as_str(), &rpath, "-lshmring"]),
+        Link::Static => {
+            args.push(archive.to_str().unwrap());
+            args.extend(STATIC_LIBS);
+        }
+    }
     gcc(&args);
-    let out = run(&stat, &[], &lib);
-    assert!(out.contains(", 0 failed"), "{out}");
-    println!("{}", out.trim());
+    exe.to_path_buf()
+}
+
+#[test]
+fn c_suite_static_and_shared_under_sanitizers() {
+    let dir = std::env::temp_dir().join(format!("shmring-ctest-{}", std::process::id()));
+    install(&dir);
+    let lib = dir.join("lib");
+    let src = manifest().join("tests/c/test_shmring.c");
+    for (link, exe) in [(Link::Shared, "test_shared"), (Link::Static, "test_static")] {
+        let exe = build_c(&src, &dir.join(exe), &lib, link);
+        let out = run(&exe, &[], &lib);
+        assert!(out.contains(", 0 failed"), "{out}");
+        println!("{}", out.trim());
+    }
 
     // The header as C++17.
+    let include = format!("-I{}", manifest().join("../include").display());
     let out = Command::new("g++")
         .args([
             "-std=c++17",
@@ -163,24 +166,9 @@ fn c_examples_build_and_exchange_messages_as_two_processes() {
     let dir = std::env::temp_dir().join(format!("shmring-cexamples-{}", std::process::id()));
     install(&dir);
     let lib = dir.join("lib");
-    let include = format!("-I{}", manifest().join("../include").display());
-    let libdir = format!("-L{}", lib.display());
-    let rpath = format!("-Wl,-rpath,{}", lib.display());
     for example in ["producer", "consumer", "zero_copy"] {
         let src = manifest().join(format!("examples/{example}.c"));
-        let exe = dir.join(example);
-        let mut args: Vec<&str> = CFLAGS.to_vec();
-        args.extend([
-            SANITIZE,
-            &include,
-            src.to_str().unwrap(),
-            "-o",
-            exe.to_str().unwrap(),
-            &libdir,
-            &rpath,
-            "-lshmring",
-        ]);
-        gcc(&args);
+        build_c(&src, &dir.join(example), &lib, Link::Shared);
     }
     let name = format!("/shmring-cexample-{}", std::process::id());
     let producer = run(&dir.join("producer"), &[&name, "1000"], &lib);
