@@ -22,36 +22,31 @@ for model in "${models[@]}"; do
         "$model" "$iterations" "$(elapsed "$start")" "$LOOM_MAX_PREEMPTIONS"
 done
 
-# Negative control: with the publishing store (P1) weakened to Relaxed, loom must report
-# the consumer reading payload bytes that were not made visible to it.
-start=$(date +%s%N)
-if output=$(RUSTFLAGS="--cfg shmring_loom --cfg shmring_weaken_publish" \
-    CARGO_TARGET_DIR=target/loom-weak \
-    cargo test --release --locked -p loom-tests --test spsc --quiet -- --exact wrap_with_padding_then_close 2>&1); then
-    echo "negative control FAILED: loom accepted a Relaxed publish" >&2
-    exit 1
-fi
-if ! grep -q "Causality violation" <<<"$output"; then
-    echo "negative control failed for another reason than the expected causality violation:" >&2
-    echo "$output" | tail -20 >&2
-    exit 1
-fi
-printf 'loom negative control (P1 weakened to Relaxed): causality violation reported, %s (incl. build)\n' "$(elapsed "$start")"
+# negative_control CFG TARGET_DIR MODEL EXPECTED LABEL: with `--cfg CFG` (an ordering
+# deliberately weakened in the shipped code) loom must fail MODEL with a message containing
+# EXPECTED. A deadlock can abort the test process, so each runs in its own `cargo test`
+# process and only the message is checked.
+negative_control() {
+    local cfg=$1 dir=$2 model=$3 expected=$4 label=$5 start output
+    start=$(date +%s%N)
+    if output=$(RUSTFLAGS="--cfg shmring_loom --cfg $cfg" CARGO_TARGET_DIR="$dir" \
+        cargo test --release --locked -p loom-tests --test spsc --quiet -- --exact "$model" 2>&1); then
+        echo "negative control FAILED: loom accepted the model with $cfg" >&2
+        exit 1
+    fi
+    if ! grep -q "$expected" <<<"$output"; then
+        echo "negative control $cfg failed for another reason than \"$expected\":" >&2
+        echo "$output" | tail -20 >&2
+        exit 1
+    fi
+    printf 'loom negative control (%s): %s, %s (incl. build)\n' "$label" "$expected" "$(elapsed "$start")"
+}
 
-# Negative control: without the waker's SeqCst fence (N1) the Dekker pair is broken, and loom
-# must find the execution where the consumer sleeps through the last wake-up. A deadlock
-# can abort the test process, so it runs in its own `cargo test` process and only the
-# message is checked.
-start=$(date +%s%N)
-if output=$(RUSTFLAGS="--cfg shmring_loom --cfg shmring_weaken_dekker" \
-    CARGO_TARGET_DIR=target/loom-dekker \
-    cargo test --release --locked -p loom-tests --test spsc --quiet -- --exact futex_wakeups_are_never_lost 2>&1); then
-    echo "negative control FAILED: loom accepted a wake protocol without the waker's fence" >&2
-    exit 1
-fi
-if ! grep -q "deadlock" <<<"$output"; then
-    echo "negative control failed for another reason than the expected deadlock:" >&2
-    echo "$output" | tail -20 >&2
-    exit 1
-fi
-printf 'loom negative control (N1 fence removed): lost wake-up found as a deadlock, %s (incl. build)\n' "$(elapsed "$start")"
+# The publishing store (P1) weakened to Relaxed: the consumer reads payload bytes that were
+# not made visible to it.
+negative_control shmring_weaken_publish target/loom-weak wrap_with_padding_then_close \
+    "Causality violation" "P1 weakened to Relaxed"
+# The waker's SeqCst fence (N1) removed: the Dekker pair is broken and the consumer sleeps
+# through the last wake-up.
+negative_control shmring_weaken_dekker target/loom-dekker futex_wakeups_are_never_lost \
+    "deadlock" "N1 fence removed"
