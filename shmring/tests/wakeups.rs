@@ -67,10 +67,12 @@ fn echo(ping: &str, pong: &str) {
             Err(e) => panic!("echo: {e}"),
         }
     }
-    // The parent sent every ping only once this side had announced it was going to sleep,
-    // so every receive slept at least once.
+    // The parent sent every ping only once this side had announced it was going to sleep.
+    // Almost every receive then sleeps; one that was preempted between announcing and its
+    // re-check finds the ping already there and rightly skips the sleep (seen: 2 in
+    // 100,000 on a loaded machine). "Most of the time" is therefore a bound, not a count.
     assert!(
-        rx.wake_syscalls() >= ROUND_TRIPS,
+        rx.wake_syscalls() >= ROUND_TRIPS * 9 / 10,
         "echo side slept only {} times",
         rx.wake_syscalls()
     );
@@ -102,8 +104,15 @@ fn ping_pong(strategy: WaitStrategy) {
             let n = rx.recv_timeout(&mut buf, CALL_TIMEOUT).unwrap();
             assert_eq!(&buf[..n], msg.as_slice(), "round trip {seq}");
         }
-        // Every ping found the echo side waiting, so every send made exactly one wake call.
-        assert_eq!(tx.wake_syscalls(), ROUND_TRIPS);
+        // Every ping found the echo side announced, so nearly every send woke it (an echo that
+        // saw the ping before sleeping may have withdrawn its announcement first); and a send
+        // never makes more than one wake call.
+        let wakes = tx.wake_syscalls();
+        assert!(wakes >= ROUND_TRIPS * 9 / 10, "only {wakes} wake calls");
+        assert!(
+            wakes <= ROUND_TRIPS,
+            "{wakes} wake calls for {ROUND_TRIPS} sends"
+        );
         drop(tx);
     }));
     let status = wait_bounded(&mut child, RUN_LIMIT);
