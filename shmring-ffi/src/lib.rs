@@ -66,6 +66,8 @@ pub enum shmring_status {
     SHMRING_PEER_DEAD = 15,
     /// Another OS failure.
     SHMRING_IO = 16,
+    /// Every peer record of an MPMC ring is held by a live process.
+    SHMRING_REGISTRY_FULL = 17,
     /// A required pointer argument was NULL.
     SHMRING_NULL_ARGUMENT = 100,
     /// shmring panicked (a bug); the handle should not be used further.
@@ -94,6 +96,7 @@ fn status_of(err: &Error) -> shmring_status {
         Error::Closed => SHMRING_CLOSED,
         Error::PeerDead { .. } => SHMRING_PEER_DEAD,
         Error::Io { .. } => SHMRING_IO,
+        Error::RegistryFull { .. } => SHMRING_REGISTRY_FULL,
         _ => SHMRING_UNKNOWN,
     }
 }

@@ -13,17 +13,62 @@ use crate::error::{Error, Result};
 use crate::layout::{
     CONTROL_SIZE, FINGERPRINT, LAYOUT_VERSION, MAGIC, RingKind, header_flags, init_state,
 };
-use crate::memory::control_of;
+use crate::memory::{ShmMemory, control_of};
+use crate::mpmc::ring::MpmcGeometry;
 use crate::os::{self, ProcessId};
 use crate::segment::{Location, Segment, TrustPolicy};
 use crate::spsc::ring::{Geometry, max_message_limit};
 use crate::sync::Ordering::{Acquire, Relaxed, Release};
 use crate::wait::WaitStrategy;
 
+/// The shape of a ring's data region, by kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Shape {
+    Spsc(Geometry),
+    Mpmc(MpmcGeometry),
+}
+
+impl Shape {
+    /// Bytes of the data region.
+    fn data_len(&self) -> u64 {
+        match self {
+            Shape::Spsc(geo) => geo.capacity,
+            Shape::Mpmc(geo) => geo.data_len(),
+        }
+    }
+
+    /// What `config` asks for, for a ring of `kind`.
+    fn requested(config: &Config, kind: RingKind) -> Result<Shape> {
+        match kind {
+            RingKind::Spsc => {
+                let capacity = config.capacity;
+                let max_message = match config.max_message {
+                    Some(max) => max,
+                    None if capacity.is_power_of_two()
+                        && capacity >= crate::layout::MIN_CAPACITY =>
+                    {
+                        max_message_limit(capacity)
+                    }
+                    None => 1,
+                };
+                Ok(Shape::Spsc(Geometry::new(capacity, max_message)?))
+            }
+            RingKind::Mpmc => Ok(Shape::Mpmc(MpmcGeometry::new(
+                config.slots,
+                config.max_message.unwrap_or(DEFAULT_MPMC_MAX_MESSAGE),
+                config.max_peers,
+            )?)),
+        }
+    }
+}
+
+/// Slot payload of an MPMC ring when the config does not say (a 256-byte slot).
+pub(crate) const DEFAULT_MPMC_MAX_MESSAGE: u64 = 240;
+
 /// A mapped segment whose header has been checked.
 pub(crate) struct Attached {
     pub segment: Arc<Segment>,
-    pub geometry: Geometry,
+    pub shape: Shape,
     pub wait: WaitStrategy,
     /// Whether this call created the segment.
     pub created: bool,
@@ -37,15 +82,12 @@ const CREATE_OR_OPEN_ATTEMPTS: u32 = 16;
 
 /// Creates a new segment at `location` holding an empty ring of `kind`.
 pub(crate) fn create(location: &Location, config: &Config, kind: RingKind) -> Result<Attached> {
-    let capacity = config.capacity;
-    let max_message = match config.max_message {
-        Some(max) => max,
-        None if capacity.is_power_of_two() && capacity >= crate::layout::MIN_CAPACITY => {
-            max_message_limit(capacity)
-        }
-        None => 1,
+    let shape = Shape::requested(config, kind)?;
+    let capacity = shape.data_len();
+    let (max_message, slot_count, max_peers) = match shape {
+        Shape::Spsc(geo) => (geo.max_message, 0, 0),
+        Shape::Mpmc(geo) => (geo.max_message, geo.slot_count, geo.max_peers),
     };
-    let geometry = Geometry::new(capacity, max_message)?;
     let size = CONTROL_SIZE + capacity;
     let segment = Segment::create(
         location,
@@ -54,6 +96,7 @@ pub(crate) fn create(location: &Location, config: &Config, kind: RingKind) -> Re
         config.populate,
         config.lock_memory,
     )?;
+    let segment = Arc::new(segment);
     let ctl = control_of(&segment);
     let me = os::current_process();
     let h = &ctl.header;
@@ -67,6 +110,8 @@ pub(crate) fn create(location: &Location, config: &Config, kind: RingKind) -> Re
     h.wait_strategy.store(config.wait as u32, Relaxed);
     h.capacity.store(capacity, Relaxed);
     h.max_message.store(max_message, Relaxed);
+    h.slot_count.store(slot_count, Relaxed);
+    h.max_peers.store(max_peers, Relaxed);
     h.segment_size.store(size, Relaxed);
     h.data_offset.store(CONTROL_SIZE, Relaxed);
     let flags = if config.group_access {
@@ -82,6 +127,10 @@ pub(crate) fn create(location: &Location, config: &Config, kind: RingKind) -> Re
     h.initial_position.store(config.initial_position, Relaxed);
     ctl.producer.tail.store(config.initial_position, Relaxed);
     ctl.consumer.head.store(config.initial_position, Relaxed);
+    if let Shape::Mpmc(geo) = shape {
+        let memory = ShmMemory::new(segment.clone(), capacity);
+        crate::mpmc::ring::init_slots(&memory, &geo, config.initial_position);
+    }
     if config.wait == WaitStrategy::Condvar {
         if let Err(err) = crate::wait::init_condvar(ctl) {
             let _ = crate::segment::unlink(location);
@@ -92,8 +141,8 @@ pub(crate) fn create(location: &Location, config: &Config, kind: RingKind) -> Re
     // Acquires READY.
     h.init_state.store(init_state::READY, Release);
     Ok(Attached {
-        segment: Arc::new(segment),
-        geometry,
+        segment,
+        shape,
         wait: config.wait,
         created: true,
     })
@@ -149,11 +198,11 @@ pub(crate) fn open(location: &Location, options: &OpenOptions, kind: RingKind) -
         }
         thread::sleep(INIT_POLL);
     }
-    let checked = validate(&segment, kind, options)?;
+    let (shape, wait) = validate(&segment, kind, options)?;
     Ok(Attached {
         segment: Arc::new(segment),
-        geometry: checked.0,
-        wait: checked.1,
+        shape,
+        wait,
         created: false,
     })
 }
@@ -163,7 +212,7 @@ fn validate(
     segment: &Segment,
     kind: RingKind,
     options: &OpenOptions,
-) -> Result<(Geometry, WaitStrategy)> {
+) -> Result<(Shape, WaitStrategy)> {
     let h = &control_of(segment).header;
     let magic = h.magic.load(Relaxed);
     if magic != MAGIC {
@@ -211,8 +260,20 @@ fn validate(
     }
     let capacity = h.capacity.load(Relaxed);
     let max_message = h.max_message.load(Relaxed);
-    let geometry = Geometry::new(capacity, max_message)
-        .map_err(|e| Error::corrupted(format!("header parameters: {e}")))?;
+    let slot_count = h.slot_count.load(Relaxed);
+    let max_peers = h.max_peers.load(Relaxed);
+    let bad = |e: Error| Error::corrupted(format!("header parameters: {e}"));
+    let shape = match kind {
+        RingKind::Spsc => Shape::Spsc(Geometry::new(capacity, max_message).map_err(bad)?),
+        RingKind::Mpmc => {
+            Shape::Mpmc(MpmcGeometry::new(slot_count, max_message, max_peers).map_err(bad)?)
+        }
+    };
+    if shape.data_len() != capacity {
+        return Err(Error::corrupted(format!(
+            "data region of {capacity} bytes does not match its slots and peers"
+        )));
+    }
     let data_offset = h.data_offset.load(Relaxed);
     if data_offset != CONTROL_SIZE {
         return Err(Error::corrupted(format!("data offset {data_offset}")));
@@ -229,7 +290,7 @@ fn validate(
             segment.len()
         )));
     }
-    Ok((geometry, wait))
+    Ok((shape, wait))
 }
 
 /// Creates the ring, or opens it if it exists; exactly one racing caller creates it.
@@ -248,18 +309,11 @@ pub(crate) fn create_or_open(
         let options = config.open.clone().expect_wait_strategy(config.wait);
         match open(location, &options, kind) {
             Ok(found) => {
-                let want_max = config
-                    .max_message
-                    .unwrap_or_else(|| max_message_limit(config.capacity));
-                if found.geometry.capacity != config.capacity
-                    || found.geometry.max_message != want_max
-                {
+                let wanted = Shape::requested(config, kind)?;
+                if found.shape != wanted {
                     return Err(Error::incompatible(format!(
-                        "the existing ring has capacity {} and max_message {}, asked for {} and {}",
-                        found.geometry.capacity,
-                        found.geometry.max_message,
-                        config.capacity,
-                        want_max
+                        "the existing ring has {:?}, asked for {wanted:?}",
+                        found.shape
                     )));
                 }
                 return Ok(found);

@@ -18,6 +18,8 @@ use crate::wait::{DEFAULT_SPIN_BEFORE_SLEEP, WaitStrategy};
 pub struct Config {
     pub(crate) capacity: u64,
     pub(crate) max_message: Option<u64>,
+    pub(crate) slots: u64,
+    pub(crate) max_peers: u32,
     pub(crate) wait: WaitStrategy,
     pub(crate) group_access: bool,
     pub(crate) populate: bool,
@@ -32,6 +34,8 @@ impl Default for Config {
         Config {
             capacity: 1 << 20,
             max_message: None,
+            slots: 1024,
+            max_peers: 16,
             wait: WaitStrategy::default(),
             group_access: false,
             populate: true,
@@ -56,9 +60,29 @@ impl Config {
         self
     }
 
-    /// Largest message payload, at most `capacity / 2 - 8` (the default).
+    /// Largest message payload. SPSC: at most `capacity / 2 - 8` (the default). MPMC: the
+    /// slot payload size, 1 to 2^24 (default 240, so a slot is 256 bytes).
     pub fn max_message(mut self, bytes: u64) -> Self {
         self.max_message = Some(bytes);
+        self
+    }
+
+    /// MPMC rings: number of slots, a power of two from 2 to 2^24 (default 1024). SPSC
+    /// rings size themselves with [`capacity`](Config::capacity) instead.
+    ///
+    /// ```
+    /// let config = shmring::Config::new().slots(256).max_message(48).max_peers(8);
+    /// # let _ = config;
+    /// ```
+    pub fn slots(mut self, slots: u64) -> Self {
+        self.slots = slots;
+        self
+    }
+
+    /// MPMC rings: how many producers and consumers may be attached at once, 2 to 1024
+    /// (default 16). Each costs a 128-byte record in the segment.
+    pub fn max_peers(mut self, peers: u32) -> Self {
+        self.max_peers = peers;
         self
     }
 

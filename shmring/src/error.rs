@@ -88,6 +88,11 @@ pub enum Error {
         /// The holder's process id.
         pid: u32,
     },
+    /// Every peer record of an MPMC ring is held by a live process (`max_peers` reached).
+    RegistryFull {
+        /// The ring's number of records.
+        max_peers: u32,
+    },
     /// The message is longer than the ring's maximum message size.
     MessageTooLarge {
         /// Length asked for.
@@ -214,6 +219,10 @@ impl fmt::Display for Error {
             Error::AlreadyAttached { role, pid } => write!(
                 f,
                 "the ring already has a {role} (pid {pid}); an SPSC ring allows one of each"
+            ),
+            Error::RegistryFull { max_peers } => write!(
+                f,
+                "all {max_peers} peer records of the ring are held by live processes: close a handle, or create the ring with a larger max_peers"
             ),
             Error::MessageTooLarge { len, max } => write!(
                 f,

@@ -13,7 +13,8 @@
 //! 512   WakeLine        data available: futex word + sleeping consumers
 //! 640   WakeLine        space available: futex word + sleeping producers
 //! 768   CondvarBlock    process-shared robust mutex + two condvars (condvar strategy)
-//! 1024  data region     `capacity` bytes of 8-byte-aligned records
+//! 1024  data region     SPSC: `capacity` bytes of 8-byte-aligned records
+//!                       MPMC: `max_peers` registry records, then `slot_count` slots
 //! ```
 
 use crate::sync::{AtomicU32, AtomicU64};
@@ -21,7 +22,7 @@ use crate::sync::{AtomicU32, AtomicU64};
 /// `"SHMRING1"` read as a little-endian `u64`; a big-endian reader sees a different number.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMRING1");
 /// Bumped on any change to the bytes described here.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 /// Alignment and padding unit between words written by different sides. 128, not 64:
 /// x86's adjacent-line prefetcher pairs 64-byte lines.
 pub const LINE: usize = 128;
@@ -44,6 +45,8 @@ pub const MAX_MESSAGE_LIMIT: u64 = (1 << 30) - 1;
 pub enum RingKind {
     /// One producer, one consumer, variable-length records.
     Spsc = 1,
+    /// Many producers, many consumers, sequence-numbered slots.
+    Mpmc = 2,
 }
 
 impl RingKind {
@@ -51,6 +54,7 @@ impl RingKind {
     pub fn from_u32(raw: u32) -> Option<Self> {
         match raw {
             1 => Some(RingKind::Spsc),
+            2 => Some(RingKind::Mpmc),
             _ => None,
         }
     }
@@ -114,6 +118,12 @@ pub struct SegmentHeader {
     pub created_unix_ns: AtomicU64,
     /// Stream position of the first record (normally 0; tests start near `u64::MAX`).
     pub initial_position: AtomicU64,
+    /// MPMC: number of slots (a power of two); 0 in SPSC rings.
+    pub slot_count: AtomicU64,
+    /// MPMC: number of peer registry records; 0 in SPSC rings.
+    pub max_peers: AtomicU32,
+    /// Zero.
+    pub reserved: AtomicU32,
 }
 
 /// One role's attach record.
@@ -137,6 +147,22 @@ pub struct PeerLine {
     pub producer: PeerRecord,
     /// The consumer's record.
     pub consumer: PeerRecord,
+    /// MPMC: attached producer records, indexed by [`registry::ROLE_PRODUCER`] - 1 and
+    /// [`registry::ROLE_CONSUMER`] - 1 (incremented on attach, decremented on close or when
+    /// a dead holder is reaped).
+    pub attached: [AtomicU32; 2],
+    /// MPMC: attaches ever made in each role (so "no producer left" can be told from "no
+    /// producer yet").
+    pub ever_attached: [AtomicU32; 2],
+    /// MPMC: claims of dead producers that consumers skipped (never published).
+    pub claims_skipped: AtomicU64,
+    /// MPMC: messages a dead consumer had taken and not released (lost with it).
+    pub messages_dropped: AtomicU64,
+    /// MPMC: message counts moved out of registry records reused for the other role, per
+    /// role (so per-role totals survive record reuse).
+    pub retired_messages: [AtomicU64; 2],
+    /// MPMC: payload bytes likewise.
+    pub retired_bytes: [AtomicU64; 2],
 }
 
 /// Written only by the producer.
@@ -249,10 +275,19 @@ impl ControlBlock {
                 creator_start_time: AtomicU64::new(0),
                 created_unix_ns: AtomicU64::new(0),
                 initial_position: AtomicU64::new(0),
+                slot_count: AtomicU64::new(0),
+                max_peers: AtomicU32::new(0),
+                reserved: AtomicU32::new(0),
             },
             peers: PeerLine {
                 producer: peer(),
                 consumer: peer(),
+                attached: [AtomicU32::new(0), AtomicU32::new(0)],
+                ever_attached: [AtomicU32::new(0), AtomicU32::new(0)],
+                claims_skipped: AtomicU64::new(0),
+                messages_dropped: AtomicU64::new(0),
+                retired_messages: [AtomicU64::new(0), AtomicU64::new(0)],
+                retired_bytes: [AtomicU64::new(0), AtomicU64::new(0)],
             },
             producer: ProducerLine {
                 tail: AtomicU64::new(0),
@@ -349,13 +384,132 @@ pub mod record {
     }
 }
 
+/// MPMC peer registry: `max_peers` records of [`registry::RECORD_SIZE`] bytes at the start
+/// of the data region, each a set of `u64` words (offsets below). A record's first line is
+/// written at attach and close only; its second line is written by its holder on every
+/// message (claim word and counters), so holders never share a line.
+///
+/// ```text
+/// +0    gen_state  generation << 32 | role << 8 | state   (every transition is one CAS)
+/// +8    owner      pid << 32 | start time mod 2^32; 0 while never held
+/// +64   claim      positions this holder may own unpublished / unreleased (see `claim`)
+/// +72   messages   messages this record's holders published / released
+/// +80   bytes      payload bytes likewise
+/// ```
+pub mod registry {
+    /// Bytes per record (two 64-byte lines).
+    pub const RECORD_SIZE: u64 = 128;
+    /// Offset of `gen_state`.
+    pub const GEN_STATE: u64 = 0;
+    /// Offset of `owner`.
+    pub const OWNER: u64 = 8;
+    /// Offset of `claim`.
+    pub const CLAIM: u64 = 64;
+    /// Offset of `messages`.
+    pub const MESSAGES: u64 = 72;
+    /// Offset of `bytes`.
+    pub const BYTES: u64 = 80;
+    /// Largest `max_peers`.
+    pub const MAX_PEERS: u32 = 1024;
+
+    /// `state` values. FREE → ATTACHED → CLOSED or DEAD → ATTACHED (reused) ...
+    pub mod state {
+        /// Never held.
+        pub const FREE: u64 = 0;
+        /// A live handle holds it (or held it, if its process died and nobody noticed yet).
+        pub const ATTACHED: u64 = 1;
+        /// The holder closed its handle.
+        pub const CLOSED: u64 = 2;
+        /// The holder's process died without closing; someone reaped the record.
+        pub const DEAD: u64 = 3;
+    }
+
+    /// `role` value of a producer record.
+    pub const ROLE_PRODUCER: u64 = 1;
+    /// `role` value of a consumer record.
+    pub const ROLE_CONSUMER: u64 = 2;
+
+    /// Packs a `gen_state` word.
+    #[inline]
+    pub const fn gen_state(generation: u32, role: u64, state: u64) -> u64 {
+        ((generation as u64) << 32) | ((role & 0xff) << 8) | (state & 0xff)
+    }
+
+    /// Unpacks a `gen_state` word: (generation, role, state).
+    #[inline]
+    pub const fn split(word: u64) -> (u32, u64, u64) {
+        ((word >> 32) as u32, (word >> 8) & 0xff, word & 0xff)
+    }
+
+    /// Claim words: a holder stores the range of positions it is about to claim *before*
+    /// its compare-and-swap on the shared position, and clears it after publishing or
+    /// releasing. Bit 0 set = a range is held; bits 1..17 its length (1..=65,535); bits
+    /// 17..64 its first position mod 2^47.
+    pub mod claim {
+        /// Bits of position kept.
+        const POS_BITS: u32 = 47;
+        const POS_MASK: u64 = (1 << POS_BITS) - 1;
+        /// Longest range one claim describes.
+        pub const MAX_LEN: u64 = 0xffff;
+        /// Nothing claimed.
+        pub const NONE: u64 = 0;
+
+        /// The claim word for `len` positions from `start`.
+        #[inline]
+        pub const fn new(start: u64, len: u64) -> u64 {
+            ((start & POS_MASK) << 17) | ((len & MAX_LEN) << 1) | 1
+        }
+
+        /// Whether `word` covers position `pos`. Positions in flight differ by less than
+        /// the slot count (at most 2^32), so comparing them mod 2^47 is exact.
+        #[inline]
+        pub const fn covers(word: u64, pos: u64) -> bool {
+            if word & 1 == 0 {
+                return false;
+            }
+            let start = word >> 17;
+            let len = (word >> 1) & MAX_LEN;
+            (pos.wrapping_sub(start) & POS_MASK) < len
+        }
+    }
+}
+
+/// MPMC slots: `slot_count` slots of `slot::stride(max_message)` bytes after the registry.
+///
+/// ```text
+/// +0    seq   Vyukov sequence: == pos free for the producer of position pos,
+///             == pos + 1 published for its consumer, then pos + slot_count (free again)
+/// +8    len   payload length (checked against max_message before use)
+/// +16   payload
+/// ```
+pub mod slot {
+    /// Offset of the sequence word.
+    pub const SEQ: u64 = 0;
+    /// Offset of the length word.
+    pub const LEN: u64 = 8;
+    /// Offset of the payload.
+    pub const PAYLOAD: u64 = 16;
+    /// Slots are multiples of this, so small messages occupy one cache line.
+    pub const ALIGN: u64 = 64;
+    /// Largest slot payload (keeps every size arithmetic far from overflow).
+    pub const MAX_PAYLOAD: u64 = 1 << 24;
+    /// Largest slot count.
+    pub const MAX_SLOTS: u64 = 1 << 24;
+
+    /// Bytes per slot for payloads of up to `max_message` bytes.
+    #[inline]
+    pub const fn stride(max_message: u64) -> u64 {
+        (PAYLOAD + max_message).div_ceil(ALIGN) * ALIGN
+    }
+}
+
 /// Hash of everything two builds must agree on to share a segment: this layout's sizes and
 /// offsets, the record format, endianness and pointer width. A process built with a
 /// different layout, compiler padding or architecture is refused with `Incompatible`.
 #[cfg(not(shmring_loom))]
 pub const FINGERPRINT: u64 = {
     use core::mem::{offset_of, size_of};
-    let facts: [u64; 32] = [
+    let facts: [u64; 39] = [
         LAYOUT_VERSION as u64,
         size_of::<ControlBlock>() as u64,
         size_of::<SegmentHeader>() as u64,
@@ -365,6 +519,13 @@ pub const FINGERPRINT: u64 = {
         offset_of!(SegmentHeader, max_message) as u64,
         offset_of!(SegmentHeader, creator_pid) as u64,
         offset_of!(SegmentHeader, initial_position) as u64,
+        offset_of!(SegmentHeader, slot_count) as u64,
+        offset_of!(SegmentHeader, max_peers) as u64,
+        offset_of!(PeerLine, attached) as u64,
+        offset_of!(PeerLine, claims_skipped) as u64,
+        offset_of!(PeerLine, retired_bytes) as u64,
+        registry::RECORD_SIZE | registry::CLAIM << 16 | registry::MESSAGES << 32,
+        slot::stride(1) | slot::PAYLOAD << 16 | slot::LEN << 32,
         offset_of!(ControlBlock, peers) as u64,
         offset_of!(ControlBlock, producer) as u64,
         offset_of!(ControlBlock, consumer) as u64,
@@ -432,6 +593,14 @@ const _: () = {
     assert!(offset_of!(SegmentHeader, creator_start_time) == 72);
     assert!(offset_of!(SegmentHeader, created_unix_ns) == 80);
     assert!(offset_of!(SegmentHeader, initial_position) == 88);
+    assert!(offset_of!(SegmentHeader, slot_count) == 96);
+    assert!(offset_of!(SegmentHeader, max_peers) == 104);
+    assert!(offset_of!(PeerLine, attached) == 32);
+    assert!(offset_of!(PeerLine, ever_attached) == 40);
+    assert!(offset_of!(PeerLine, claims_skipped) == 48);
+    assert!(offset_of!(PeerLine, messages_dropped) == 56);
+    assert!(offset_of!(PeerLine, retired_messages) == 64);
+    assert!(offset_of!(PeerLine, retired_bytes) == 80);
     assert!(size_of::<PeerRecord>() == 16);
     assert!(size_of::<PeerLine>() == LINE);
     assert!(size_of::<ProducerLine>() == LINE);
@@ -481,7 +650,7 @@ mod tests {
         assert_eq!(MAGIC.to_le_bytes(), *b"SHMRING1");
         // Recomputed by hand from the same inputs would be circular; instead pin the value
         // so any layout change is a conscious, visible edit.
-        assert_eq!(FINGERPRINT, 0x0d40_8ca7_9f1a_3e67_u64, "{FINGERPRINT:#x}");
+        assert_eq!(FINGERPRINT, 0x9f49_1128_4099_c316_u64, "{FINGERPRINT:#x}");
     }
 
     #[test]
@@ -499,5 +668,27 @@ mod tests {
         assert_eq!(record::size(1), 16);
         assert_eq!(record::size(8), 16);
         assert_eq!(record::size(9), 24);
+    }
+
+    #[test]
+    fn claim_words_cover_exactly_their_range() {
+        use registry::claim;
+        assert!(!claim::covers(claim::NONE, 0));
+        let word = claim::new(10, 3);
+        assert_eq!(
+            (8..15).map(|p| claim::covers(word, p)).collect::<Vec<_>>(),
+            [false, false, true, true, true, false, false]
+        );
+        // Across the end of the u64 position space.
+        let word = claim::new(u64::MAX, 2);
+        assert!(claim::covers(word, u64::MAX) && claim::covers(word, 0));
+        assert!(!claim::covers(word, 1) && !claim::covers(word, u64::MAX - 1));
+        assert_eq!(
+            registry::split(registry::gen_state(7, registry::ROLE_CONSUMER, 3)),
+            (7, 2, 3)
+        );
+        assert_eq!(slot::stride(1), 64);
+        assert_eq!(slot::stride(48), 64);
+        assert_eq!(slot::stride(49), 128);
     }
 }

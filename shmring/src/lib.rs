@@ -5,6 +5,8 @@
 //!
 //! - [`spsc::Ring`]: a named segment holding a single-producer single-consumer ring;
 //!   [`spsc::Producer`] and [`spsc::Consumer`] are its two ends.
+//! - [`mpmc::Ring`]: many producers and consumers over sequence-numbered slots, with a
+//!   peer registry; a producer that dies mid-send is skipped once proven dead.
 //! - Copy (`try_send` / `recv`), zero-copy (`try_reserve` → commit, `try_read` → release)
 //!   and batch forms; non-blocking (`try_*` → [`Error::WouldBlock`]), blocking, and
 //!   `*_timeout` calls.
@@ -44,6 +46,7 @@ mod wait;
 
 #[doc(hidden)]
 pub mod layout;
+pub mod mpmc;
 pub mod spsc;
 mod sync;
 

@@ -1,4 +1,4 @@
-//! The memory a ring runs on: a control block plus a power-of-two data region.
+//! The memory a ring runs on: a control block plus a data region.
 //!
 //! The ring algorithms are generic over [`RingMemory`], so the same code runs on a mapped
 //! segment ([`ShmMemory`]) and on the heap ([`HeapMemory`], used by unit tests and by the
@@ -15,9 +15,9 @@ use crate::sync::{AccessTracker, AtomicU64, RawCell};
 /// # Safety
 /// Implementors guarantee, for the lifetime of `self`:
 /// - `data_ptr()` is 8-byte aligned and valid for reads and writes of `capacity()` bytes,
-///   which is a power of two and a multiple of 8;
-/// - `word(offset)`, for every 8-aligned `offset < capacity()`, is the atomic header word of
-///   the record slot at `offset` (on real memory: the 8 bytes at `data_ptr() + offset`);
+///   a multiple of 8 (the SPSC geometry further requires a power of two);
+/// - `word(offset)`, for every 8-aligned `offset < capacity()`, is the atomic word at
+///   `offset` (on real memory: the 8 bytes at `data_ptr() + offset`);
 /// - `control()` is the control block that belongs with this data region.
 pub(crate) unsafe trait RingMemory {
     /// The control block (header, peers, positions).
@@ -28,6 +28,10 @@ pub(crate) unsafe trait RingMemory {
     fn data_ptr(&self) -> *mut u8;
     /// The record header word at `offset` (8-aligned, `< capacity()`).
     fn word(&self, offset: u64) -> &AtomicU64;
+    /// Whether the process an owner word names still runs (0 counts as alive: "attaching").
+    /// Shared memory asks the OS (pid + start time); heap memory keeps a list of owners
+    /// a test declared dead.
+    fn owner_alive(&self, owner: u64) -> bool;
     /// Tells a model checker that `len` payload bytes at `offset` are being read.
     #[inline]
     fn track_read(&self, _offset: u64, _len: u64) {}
@@ -46,9 +50,9 @@ pub(crate) struct ShmMemory {
 
 impl ShmMemory {
     /// Wraps a segment whose header has been validated: the mapping is at least
-    /// `CONTROL_SIZE + capacity` bytes and `capacity` is a power of two `>= 256`.
+    /// `CONTROL_SIZE + capacity` bytes and `capacity` is a multiple of 8, `>= 16`.
     pub(crate) fn new(segment: Arc<Segment>, capacity: u64) -> Self {
-        assert!(capacity.is_power_of_two() && capacity >= 2 * RECORD_HEADER);
+        assert!(capacity % RECORD_HEADER == 0 && capacity >= 2 * RECORD_HEADER);
         assert!(
             segment.len() >= CONTROL_SIZE + capacity,
             "mapping too small"
@@ -72,7 +76,7 @@ pub(crate) fn control_of(segment: &Segment) -> &ControlBlock {
 
 // SAFETY: `new` checked that the mapping covers CONTROL_SIZE + capacity bytes; the data
 // region starts at CONTROL_SIZE, a multiple of 128 from a page-aligned base; `capacity` is a
-// power of two >= 16, so every 8-aligned offset below it leaves 8 bytes for a header word.
+// multiple of 8, so every 8-aligned offset below it leaves 8 bytes for a word.
 unsafe impl RingMemory for ShmMemory {
     #[inline]
     fn control(&self) -> &ControlBlock {
@@ -98,7 +102,15 @@ unsafe impl RingMemory for ShmMemory {
         // SAFETY: 8-aligned, `offset + 8 <= capacity`, so inside the mapped data region.
         unsafe { &*self.data_ptr().add(offset as usize).cast::<AtomicU64>() }
     }
+
+    #[inline]
+    fn owner_alive(&self, owner: u64) -> bool {
+        crate::os::owner_alive(owner)
+    }
 }
+
+/// Owners a heap-memory test may declare dead at once.
+const DEAD_OWNERS: usize = 4;
 
 /// A ring on the heap: unit tests, loom models, benchmarks of the algorithm alone.
 pub(crate) struct HeapMemory {
@@ -110,6 +122,8 @@ pub(crate) struct HeapMemory {
     headers: Box<[AtomicU64]>,
     tracker: AccessTracker,
     capacity: u64,
+    /// Owner words a test declared dead (0 = unused entry).
+    dead: [AtomicU64; DEAD_OWNERS],
 }
 
 // SAFETY: every shared access goes through atomics or through the ring protocol, which
@@ -120,10 +134,10 @@ unsafe impl Sync for HeapMemory {}
 unsafe impl Send for HeapMemory {}
 
 impl HeapMemory {
-    /// A zeroed ring of `capacity` bytes (a power of two >= 16) whose positions start at
-    /// `initial_position`.
+    /// A zeroed data region of `capacity` bytes (a multiple of 8, >= 16) whose positions
+    /// start at `initial_position`.
     pub(crate) fn new(capacity: u64, initial_position: u64) -> Self {
-        assert!(capacity.is_power_of_two() && capacity >= 2 * RECORD_HEADER);
+        assert!(capacity % RECORD_HEADER == 0 && capacity >= 2 * RECORD_HEADER);
         let words = (capacity / 8) as usize;
         let control = ControlBlock::new_zeroed();
         control
@@ -141,7 +155,20 @@ impl HeapMemory {
             headers: (0..words).map(|_| AtomicU64::new(0)).collect(),
             tracker: AccessTracker::new(words),
             capacity,
+            dead: core::array::from_fn(|_| AtomicU64::new(0)),
         }
+    }
+
+    /// Declares the holder `owner` dead (as if its process had exited).
+    pub(crate) fn mark_dead(&self, owner: u64) {
+        use crate::sync::Ordering::{Relaxed, Release};
+        assert_ne!(owner, 0);
+        for entry in &self.dead {
+            if entry.compare_exchange(0, owner, Release, Relaxed).is_ok() {
+                return;
+            }
+        }
+        panic!("at most {DEAD_OWNERS} owners may be declared dead");
     }
 }
 
@@ -176,6 +203,15 @@ unsafe impl RingMemory for HeapMemory {
     #[cfg(shmring_loom)]
     fn word(&self, offset: u64) -> &AtomicU64 {
         &self.headers[(offset / 8) as usize]
+    }
+
+    fn owner_alive(&self, owner: u64) -> bool {
+        // Acquire: pairs with `mark_dead`'s Release (what the "dead" holder did is visible).
+        owner == 0
+            || !self
+                .dead
+                .iter()
+                .any(|entry| entry.load(crate::sync::Ordering::Acquire) == owner)
     }
 
     fn track_read(&self, offset: u64, len: u64) {

@@ -198,6 +198,12 @@ pub(crate) fn unlink(location: &Location) -> Result<()> {
 }
 
 /// A path, for messages.
+/// The location of a named segment, after checking the name.
+pub(crate) fn named(name: &str) -> Result<Location> {
+    validate_name(name)?;
+    Ok(Location::Shm(name.into()))
+}
+
 pub(crate) fn path_location(path: &Path) -> Location {
     Location::Path(path.to_path_buf())
 }

@@ -22,6 +22,9 @@ unsafe impl<M: RingMemory> RingMemory for Arc<M> {
     fn word(&self, offset: u64) -> &crate::sync::AtomicU64 {
         (**self).word(offset)
     }
+    fn owner_alive(&self, owner: u64) -> bool {
+        (**self).owner_alive(owner)
+    }
     fn track_read(&self, offset: u64, len: u64) {
         (**self).track_read(offset, len)
     }
@@ -170,5 +173,151 @@ impl HeapConsumer {
     pub fn poke_word(&self, offset: u64, value: u64) {
         use crate::sync::Ordering::Relaxed;
         self.core.memory().word(offset).store(value, Relaxed);
+    }
+}
+
+/// An MPMC ring on the heap. Owners are plain numbers here (a test chooses them and may
+/// declare one dead with [`HeapMpmc::mark_dead`]), standing for processes.
+pub struct HeapMpmc {
+    memory: Arc<HeapMemory>,
+    geometry: crate::mpmc::ring::MpmcGeometry,
+}
+
+/// An MPMC ring with `slots` slots of `max_message` bytes and `max_peers` records on the
+/// heap, positions starting at `initial_position`.
+pub fn heap_mpmc(
+    slots: u64,
+    max_message: u64,
+    max_peers: u32,
+    initial_position: u64,
+) -> Result<HeapMpmc> {
+    let geometry = crate::mpmc::ring::MpmcGeometry::new(slots, max_message, max_peers)?;
+    let memory = Arc::new(HeapMemory::new(geometry.data_len(), initial_position));
+    crate::mpmc::ring::init_slots(&memory, &geometry, initial_position);
+    Ok(HeapMpmc { memory, geometry })
+}
+
+impl HeapMpmc {
+    /// Attaches a producer owned by `owner` (non-zero).
+    pub fn producer(&self, owner: u64) -> Result<HeapMpmcProducer> {
+        Ok(HeapMpmcProducer {
+            core: crate::mpmc::ring::ProducerCore::attach(
+                self.memory.clone(),
+                self.geometry,
+                owner,
+            )?,
+        })
+    }
+
+    /// Attaches a consumer owned by `owner` (non-zero).
+    pub fn consumer(&self, owner: u64) -> Result<HeapMpmcConsumer> {
+        Ok(HeapMpmcConsumer {
+            core: crate::mpmc::ring::ConsumerCore::attach(
+                self.memory.clone(),
+                self.geometry,
+                owner,
+            )?,
+        })
+    }
+
+    /// Declares `owner` dead, as if its process had exited.
+    pub fn mark_dead(&self, owner: u64) {
+        self.memory.mark_dead(owner);
+    }
+
+    /// Claims of dead producers skipped so far.
+    pub fn claims_skipped(&self) -> u64 {
+        use crate::sync::Ordering::Relaxed;
+        self.memory.control().peers.claims_skipped.load(Relaxed)
+    }
+
+    /// Messages lost with dead consumers so far.
+    pub fn messages_dropped(&self) -> u64 {
+        use crate::sync::Ordering::Relaxed;
+        self.memory.control().peers.messages_dropped.load(Relaxed)
+    }
+
+    /// Producers and consumers the registry counts as attached.
+    pub fn attached(&self) -> (u32, u32) {
+        use crate::sync::Ordering::Relaxed;
+        let peers = &self.memory.control().peers;
+        (
+            peers.attached[0].load(Relaxed),
+            peers.attached[1].load(Relaxed),
+        )
+    }
+}
+
+/// A writing end of a heap MPMC ring.
+pub struct HeapMpmcProducer {
+    core: crate::mpmc::ring::ProducerCore<Arc<HeapMemory>>,
+}
+
+impl HeapMpmcProducer {
+    /// Copies `msg` into a slot and publishes it.
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<()> {
+        self.core.try_write(msg)
+    }
+
+    /// Sends as many of `msgs` as fit with one claim.
+    pub fn try_send_batch(&mut self, msgs: &[&[u8]]) -> Result<usize> {
+        self.core.try_write_batch(msgs)
+    }
+
+    /// Claims a slot and then stops, as a process killed between claim and publish would:
+    /// the claim is never published and the record never closed.
+    pub fn claim_and_die(mut self) -> Result<()> {
+        // No `Drop` closes the core: dropping it is dying.
+        self.core.try_claim(1).map(|_| ())
+    }
+
+    /// Reaps dead consumers and frees a slot a dead consumer holds (what blocked sends do).
+    pub fn maintain(&mut self) {
+        self.core.maintain();
+    }
+
+    /// Detaches.
+    pub fn close(mut self) {
+        self.core.close();
+    }
+}
+
+/// A reading end of a heap MPMC ring.
+pub struct HeapMpmcConsumer {
+    core: crate::mpmc::ring::ConsumerCore<Arc<HeapMemory>>,
+}
+
+impl HeapMpmcConsumer {
+    /// Copies the next message into `out`.
+    pub fn try_recv(&mut self, out: &mut Vec<u8>) -> Result<usize> {
+        let msg = self.core.try_next()?;
+        out.clear();
+        // SAFETY: the position is ours until consumed; its length was checked.
+        out.extend_from_slice(unsafe {
+            std::slice::from_raw_parts(self.core.payload(&msg), msg.len as usize)
+        });
+        self.core.consume(msg);
+        Ok(out.len())
+    }
+
+    /// Takes up to `max` messages at once, appending each to `out`.
+    pub fn try_recv_batch(&mut self, max: usize, out: &mut Vec<Vec<u8>>) -> Result<usize> {
+        self.core.try_read_batch(max, |m| out.push(m.to_vec()))
+    }
+
+    /// Takes a message and then stops, as a process killed before releasing it would.
+    pub fn take_and_die(mut self) -> Result<()> {
+        self.core.try_next().map(|_| ())
+    }
+
+    /// Reaps dead producers and skips a dead producer's claim at the head (what blocked
+    /// receives do).
+    pub fn maintain(&mut self) {
+        self.core.maintain();
+    }
+
+    /// Detaches.
+    pub fn close(mut self) {
+        self.core.close();
     }
 }

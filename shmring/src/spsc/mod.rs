@@ -61,9 +61,8 @@ impl Ring {
     /// Creates a new ring named `name` (`/` then 1..=250 of `[A-Za-z0-9._-]`), mode 0600
     /// (0660 with [`Config::group_access`]). Fails with `AlreadyExists` if the name is taken.
     pub fn create(name: &str, config: &Config) -> Result<Ring> {
-        segment::validate_name(name)?;
         Ring::from_attached(
-            attach::create(&Location::Shm(name.into()), config, RingKind::Spsc)?,
+            attach::create(&segment::named(name)?, config, RingKind::Spsc)?,
             config.spin,
         )
     }
@@ -75,9 +74,8 @@ impl Ring {
 
     /// Opens the ring `name`, checking owner, mode, layout and kind as `options` say.
     pub fn open_with(name: &str, options: &OpenOptions) -> Result<Ring> {
-        segment::validate_name(name)?;
         Ring::from_attached(
-            attach::open(&Location::Shm(name.into()), options, RingKind::Spsc)?,
+            attach::open(&segment::named(name)?, options, RingKind::Spsc)?,
             options.spin,
         )
     }
@@ -85,9 +83,8 @@ impl Ring {
     /// Creates the ring, or opens it if another process got there first (it must then have
     /// the same capacity, maximum message and wait strategy). Exactly one racer creates it.
     pub fn create_or_open(name: &str, config: &Config) -> Result<Ring> {
-        segment::validate_name(name)?;
         Ring::from_attached(
-            attach::create_or_open(&Location::Shm(name.into()), config, RingKind::Spsc)?,
+            attach::create_or_open(&segment::named(name)?, config, RingKind::Spsc)?,
             config.spin,
         )
     }
@@ -111,9 +108,12 @@ impl Ring {
     }
 
     fn from_attached(attached: Attached, spin: Duration) -> Result<Ring> {
+        let crate::attach::Shape::Spsc(geometry) = attached.shape else {
+            return Err(Error::incompatible("not an SPSC ring"));
+        };
         Ok(Ring {
-            memory: ShmMemory::new(attached.segment, attached.geometry.capacity),
-            geometry: attached.geometry,
+            memory: ShmMemory::new(attached.segment, geometry.capacity),
+            geometry,
             wait: attached.wait,
             spin,
             created: attached.created,

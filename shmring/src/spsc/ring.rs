@@ -56,7 +56,7 @@ impl Message {
 }
 
 /// Geometry shared by both ends, validated at attach.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Geometry {
     pub capacity: u64,
     pub max_message: u64,

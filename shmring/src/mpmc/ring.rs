@@ -1,0 +1,774 @@
+//! The MPMC slot ring: the lock-free algorithm, on any [`RingMemory`].
+//!
+//! Vyukov's bounded queue with variable-length slots. Positions are free-running `u64`s;
+//! position `pos` lives in slot `pos mod slot_count`, whose sequence word reads `pos` while
+//! the slot waits for that position's producer, `pos + 1` once published, and
+//! `pos + slot_count` once its consumer released it (free for the next lap).
+//!
+//! - A producer reads `tail`, checks the slot's sequence is `tail`, stores its claim word
+//!   (K1), takes the position with a compare-and-swap on `tail`, writes length and payload,
+//!   publishes with a Release store of `pos + 1` (P1), and clears its claim.
+//! - A consumer reads `head`, checks the sequence is `head + 1` (Acquire, C1), stores its
+//!   claim word, takes the position with a compare-and-swap on `head`, reads, and releases
+//!   with a Release store of `pos + slot_count` (R1), then clears its claim.
+//!
+//! Recovery: a position that was taken (`tail` or `head` is past it) but not finished, and
+//! that no live holder claims, belongs to a dead process. A consumer stuck on a dead
+//! producer's claim takes the position and frees the slot unpublished (a *skip*); a producer
+//! stuck on a dead consumer's claim frees the slot (the message is *dropped*, it went to a
+//! process that died). A live process, however slow or stopped, is never skipped.
+//! `docs/ordering.md` names the edges; `docs/reliability.md` states the guarantee.
+
+use crate::error::{Error, Result};
+use crate::layout::registry::{ROLE_CONSUMER, ROLE_PRODUCER, claim};
+use crate::layout::{registry, slot};
+use crate::memory::RingMemory;
+use crate::sync::AtomicU64;
+use crate::sync::Ordering::{AcqRel, Acquire, Relaxed, Release};
+
+use super::registry::{self as reg, Membership};
+
+/// The ordering of P1. Only the loom negative control (`--cfg shmring_weaken_publish`)
+/// weakens it, to show that the loom model catches a Relaxed publish.
+#[cfg(not(shmring_weaken_publish))]
+const PUBLISH: crate::sync::Ordering = Release;
+#[cfg(shmring_weaken_publish)]
+const PUBLISH: crate::sync::Ordering = Relaxed;
+
+/// A slot's length word for a claim given back unused (a dropped grant): consumers skip it.
+const CANCELLED: u64 = u64::MAX;
+/// Compare-and-swap attempts on `tail`/`head` per call before answering `WouldBlock`
+/// (only a hostile peer makes a call lose this many races in a row).
+const CAS_ATTEMPTS: u32 = 1 << 12;
+/// Index of the producers' and consumers' entries in `PeerLine::attached` and
+/// `ever_attached`.
+const PRODUCERS: usize = (ROLE_PRODUCER - 1) as usize;
+const CONSUMERS: usize = (ROLE_CONSUMER - 1) as usize;
+/// Longest batch one call takes.
+pub(crate) const MAX_BATCH: u64 = 1024;
+
+/// Slot count, slot size and registry size, validated at attach.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MpmcGeometry {
+    pub slot_count: u64,
+    pub max_message: u64,
+    pub max_peers: u32,
+    pub stride: u64,
+}
+
+impl MpmcGeometry {
+    /// Checks creation parameters (or what a header claims).
+    pub(crate) fn new(slot_count: u64, max_message: u64, max_peers: u32) -> Result<Self> {
+        if !slot_count.is_power_of_two() || !(2..=slot::MAX_SLOTS).contains(&slot_count) {
+            return Err(Error::invalid_argument(format!(
+                "slots {slot_count} must be a power of two in 2..={}",
+                slot::MAX_SLOTS
+            )));
+        }
+        if !(1..=slot::MAX_PAYLOAD).contains(&max_message) {
+            return Err(Error::invalid_argument(format!(
+                "max_message {max_message} must be in 1..={} for an MPMC ring",
+                slot::MAX_PAYLOAD
+            )));
+        }
+        if !(2..=registry::MAX_PEERS).contains(&max_peers) {
+            return Err(Error::invalid_argument(format!(
+                "max_peers {max_peers} must be in 2..={}",
+                registry::MAX_PEERS
+            )));
+        }
+        Ok(MpmcGeometry {
+            slot_count,
+            max_message,
+            max_peers,
+            stride: slot::stride(max_message),
+        })
+    }
+
+    /// Bytes of the data region: registry, then slots.
+    pub(crate) fn data_len(&self) -> u64 {
+        u64::from(self.max_peers) * registry::RECORD_SIZE + self.slot_count * self.stride
+    }
+
+    /// Offset of the slot holding position `pos`.
+    #[inline]
+    fn slot_offset(&self, pos: u64) -> u64 {
+        u64::from(self.max_peers) * registry::RECORD_SIZE
+            + (pos & (self.slot_count - 1)) * self.stride
+    }
+}
+
+/// Positions a producer or consumer took: `count` consecutive from `pos`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Taken {
+    pub pos: u64,
+    pub count: u64,
+}
+
+/// Writes the initial sequence words of an empty ring whose first position is `first`
+/// (creator, before READY).
+pub(crate) fn init_slots<M: RingMemory>(mem: &M, geo: &MpmcGeometry, first: u64) {
+    for i in 0..geo.slot_count {
+        let pos = first.wrapping_add(i);
+        mem.word(geo.slot_offset(pos) + slot::SEQ)
+            .store(pos, Relaxed);
+    }
+}
+
+/// What both ends share: memory, geometry, and the registry record this handle holds.
+pub(crate) struct Shared<M: RingMemory> {
+    mem: M,
+    geo: MpmcGeometry,
+    me: Membership,
+}
+
+impl<M: RingMemory> Shared<M> {
+    /// Takes a registry record for `role`, owned by `me` (an owner word).
+    fn attach(mem: M, geo: MpmcGeometry, role: u64, me: u64) -> Result<Self> {
+        let me = reg::attach(&mem, &geo, role, me)?;
+        Ok(Shared { mem, geo, me })
+    }
+
+    #[inline]
+    fn seq(&self, pos: u64) -> &AtomicU64 {
+        self.mem.word(self.geo.slot_offset(pos) + slot::SEQ)
+    }
+
+    #[inline]
+    fn len_word(&self, pos: u64) -> &AtomicU64 {
+        self.mem.word(self.geo.slot_offset(pos) + slot::LEN)
+    }
+
+    /// Address of position `pos`'s payload.
+    #[inline]
+    pub(crate) fn payload_ptr(&self, pos: u64) -> *mut u8 {
+        let offset = self.geo.slot_offset(pos) + slot::PAYLOAD;
+        // SAFETY: `slot_offset` is inside the slot array and the slot has `stride - 16 >=
+        // max_message` payload bytes, all inside the data region (geometry checked at
+        // attach against the mapping size).
+        unsafe { self.mem.data_ptr().add(offset as usize) }
+    }
+
+    #[inline]
+    fn claim_word(&self) -> &AtomicU64 {
+        reg::record(&self.mem, &self.geo, self.me.index).claim
+    }
+
+    pub(crate) fn memory(&self) -> &M {
+        &self.mem
+    }
+
+    pub(crate) fn geometry(&self) -> MpmcGeometry {
+        self.geo
+    }
+
+    pub(crate) fn membership(&self) -> Membership {
+        self.me
+    }
+
+    /// Adds to this record's counters (only its holder writes them).
+    fn count(&self, messages: u64, bytes: u64) {
+        let rec = reg::record(&self.mem, &self.geo, self.me.index);
+        rec.messages
+            .store(rec.messages.load(Relaxed).wrapping_add(messages), Relaxed);
+        rec.bytes
+            .store(rec.bytes.load(Relaxed).wrapping_add(bytes), Relaxed);
+    }
+
+    /// `Err(PeerDead)` if our record no longer says we hold it: another process found our
+    /// owner dead and reaped it, so our claims may have been skipped (only possible if the
+    /// handle outlived its process's identity, e.g. used in a forked child).
+    #[inline]
+    fn check_membership(&self) -> Result<()> {
+        let rec = reg::record(&self.mem, &self.geo, self.me.index);
+        if rec.gen_state.load(Relaxed) == self.me.attached_word() {
+            Ok(())
+        } else {
+            Err(Error::PeerDead {
+                detail: "this handle's registry record was reaped: another process found \
+                         its owner dead, so its claims may have been skipped",
+            })
+        }
+    }
+
+    /// Whether `later` is past `pos` by 1..=slot_count positions (wrapping).
+    fn is_past(&self, later: u64, pos: u64) -> bool {
+        let ahead = later.wrapping_sub(pos);
+        ahead >= 1 && ahead <= self.geo.slot_count
+    }
+
+    /// Takes up to `max` consecutive positions from the shared position `cursor` whose
+    /// slots read `ready(pos)`; `Ok(None)` if the first is not ready (`blocked` gets its
+    /// position and sequence word).
+    #[inline]
+    fn take(
+        &self,
+        cursor: &AtomicU64,
+        max: u64,
+        ready: impl Fn(u64) -> u64,
+    ) -> Result<core::result::Result<Taken, (u64, u64)>> {
+        let mut pos = cursor.load(Relaxed);
+        let mut claimed = false;
+        for _ in 0..CAS_ATTEMPTS {
+            // ORDERING P0 / C1 (pairs with R1 / P1): Acquire, so what the previous owner of
+            // the slot wrote (a consumer's reads, a producer's payload) happened before.
+            let seq = self.seq(pos).load(Acquire);
+            let diff = seq.wrapping_sub(ready(pos)) as i64;
+            if diff == 0 {
+                let mut count = 1;
+                while count < max
+                    && self.seq(pos.wrapping_add(count)).load(Acquire)
+                        == ready(pos.wrapping_add(count))
+                {
+                    count += 1;
+                }
+                // ORDERING K1 (pairs with K3 via the Release CAS below and the reader's
+                // Acquire of the cursor): our claim is visible before the position is taken.
+                self.claim_word().store(claim::new(pos, count), Release);
+                claimed = true;
+                match cursor.compare_exchange(pos, pos.wrapping_add(count), Release, Relaxed) {
+                    Ok(_) => return Ok(Ok(Taken { pos, count })),
+                    Err(now) => pos = now,
+                }
+            } else if diff < 0 {
+                if claimed {
+                    // A stale claim would make a dead taker of `pos` look alive.
+                    self.claim_word().store(claim::NONE, Release);
+                }
+                return Ok(Err((pos, seq)));
+            } else {
+                pos = cursor.load(Relaxed);
+            }
+        }
+        if claimed {
+            self.claim_word().store(claim::NONE, Release);
+        }
+        Ok(Err((pos, self.seq(pos).load(Acquire))))
+    }
+}
+
+/// Polls before an empty or full call looks for dead holders (the look itself is
+/// rate-limited by the caller's clock; see `Maintenance`).
+const POLLS_PER_RECOVERY_CHECK: u32 = 1 << 12;
+
+/// Counts fruitless polls so that a caller looping on `try_*` still recovers from dead
+/// holders without paying for the look on every poll.
+#[derive(Default)]
+struct StuckPolls {
+    polls: u32,
+}
+
+impl StuckPolls {
+    #[inline]
+    fn tick(&mut self) -> bool {
+        self.polls = self.polls.wrapping_add(1);
+        !cfg!(shmring_loom) && self.polls % POLLS_PER_RECOVERY_CHECK == 0
+    }
+}
+
+/// A claimed slot a producer writes before publishing.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SlotClaim {
+    pub pos: u64,
+    pub len: u64,
+}
+
+/// The writing end's algorithm state.
+pub(crate) struct ProducerCore<M: RingMemory> {
+    shared: Shared<M>,
+    stuck: StuckPolls,
+    detached: Option<SlotClaim>,
+}
+
+impl<M: RingMemory> ProducerCore<M> {
+    /// Attaches a producer record owned by `me` (an owner word).
+    pub(crate) fn attach(mem: M, geo: MpmcGeometry, me: u64) -> Result<Self> {
+        Ok(ProducerCore {
+            shared: Shared::attach(mem, geo, ROLE_PRODUCER, me)?,
+            stuck: StuckPolls::default(),
+            detached: None,
+        })
+    }
+
+    pub(crate) fn shared(&self) -> &Shared<M> {
+        &self.shared
+    }
+
+    /// `Closed` once every consumer that attached has detached and none is left
+    /// (`PeerDead` if one of them died).
+    #[inline]
+    fn check_open(&self) -> Result<()> {
+        let peers = &self.shared.mem.control().peers;
+        if peers.attached[CONSUMERS].load(Relaxed) == 0
+            && peers.ever_attached[CONSUMERS].load(Relaxed) != 0
+        {
+            let sh = &self.shared;
+            return Err(if reg::any_dead(&sh.mem, &sh.geo, ROLE_CONSUMER) {
+                Error::PeerDead {
+                    detail: "every consumer has gone and at least one died without closing",
+                }
+            } else {
+                Error::Closed
+            });
+        }
+        self.shared.check_membership()
+    }
+
+    /// Takes up to `max` consecutive slots for messages of up to `max_message` bytes.
+    #[inline]
+    pub(crate) fn try_claim_many(&mut self, max: u64) -> Result<Taken> {
+        if self.detached.is_some() {
+            return Err(Error::invalid_argument(
+                "a detached reservation is pending: commit or cancel it first",
+            ));
+        }
+        self.check_open()?;
+        let tail = &self.shared.mem.control().producer.tail;
+        match self.shared.take(tail, max.clamp(1, MAX_BATCH), |pos| pos)? {
+            Ok(taken) => Ok(taken),
+            Err((pos, seq)) => {
+                if self.stuck.tick() {
+                    self.recover_full(pos, seq);
+                }
+                Err(Error::WouldBlock)
+            }
+        }
+    }
+
+    /// Takes one slot for a message of `len` bytes.
+    #[inline]
+    pub(crate) fn try_claim(&mut self, len: usize) -> Result<SlotClaim> {
+        let max = self.shared.geo.max_message;
+        if len as u64 > max {
+            return Err(Error::MessageTooLarge {
+                len,
+                max: max as usize,
+            });
+        }
+        let taken = self.try_claim_many(1)?;
+        Ok(SlotClaim {
+            pos: taken.pos,
+            len: len as u64,
+        })
+    }
+
+    /// Publishes position `pos` with `len` payload bytes already written (`CANCELLED`:
+    /// nothing). Positions of one batch are published in order.
+    #[inline]
+    fn publish(&self, pos: u64, len: u64) {
+        self.shared.len_word(pos).store(len, Relaxed);
+        // ORDERING P1 (pairs with C1): the length and payload are visible to a consumer
+        // that Acquires this sequence value.
+        self.shared.seq(pos).store(pos.wrapping_add(1), PUBLISH);
+    }
+
+    /// Publishes a claimed slot with its first `len` bytes (clamped to the claim).
+    /// `PeerDead` (and nothing published) if this producer's record was reaped meanwhile.
+    #[inline]
+    pub(crate) fn commit(&mut self, claim: SlotClaim, len: usize) -> Result<()> {
+        let len = (len as u64).min(claim.len);
+        let fenced = self.shared.check_membership();
+        if fenced.is_ok() {
+            self.publish(claim.pos, len);
+            self.shared.count(1, len);
+        }
+        // ORDERING K2 (pairs with K3): cleared after the publish, with Release, so a
+        // scanner that reads the cleared claim sees the publication.
+        self.shared.claim_word().store(claim::NONE, Release);
+        self.stuck.polls = 0;
+        fenced
+    }
+
+    /// Gives a claimed slot back: consumers skip it.
+    pub(crate) fn cancel(&mut self, claim: SlotClaim) {
+        if self.shared.check_membership().is_ok() {
+            self.publish(claim.pos, CANCELLED);
+        }
+        self.shared.claim_word().store(claim::NONE, Release);
+    }
+
+    /// Copies `msg` into one slot and publishes it.
+    #[inline]
+    pub(crate) fn try_write(&mut self, msg: &[u8]) -> Result<()> {
+        let claim = self.try_claim(msg.len())?;
+        self.write_payload(claim.pos, msg);
+        self.commit(claim, msg.len())
+    }
+
+    #[inline]
+    fn write_payload(&self, pos: u64, msg: &[u8]) {
+        let offset = self.shared.geo.slot_offset(pos) + slot::PAYLOAD;
+        self.shared.mem.track_write(offset, msg.len() as u64);
+        // SAFETY: the slot is ours until published (we took its position); `msg.len() <=
+        // max_message`, which the slot's payload area holds.
+        unsafe {
+            core::ptr::copy_nonoverlapping(msg.as_ptr(), self.shared.payload_ptr(pos), msg.len());
+        }
+    }
+
+    /// Copies as many of `msgs` as there are free slots (one compare-and-swap for all) and
+    /// publishes them. `WouldBlock` if none fit; `MessageTooLarge` before taking anything.
+    pub(crate) fn try_write_batch<B: AsRef<[u8]>>(&mut self, msgs: &[B]) -> Result<usize> {
+        let max = self.shared.geo.max_message as usize;
+        if let Some(big) = msgs.iter().find(|m| m.as_ref().len() > max) {
+            return Err(Error::MessageTooLarge {
+                len: big.as_ref().len(),
+                max,
+            });
+        }
+        if msgs.is_empty() {
+            return Ok(0);
+        }
+        let taken = self.try_claim_many(msgs.len() as u64)?;
+        let fenced = self.shared.check_membership();
+        let mut bytes = 0;
+        for (i, msg) in msgs.iter().take(taken.count as usize).enumerate() {
+            let pos = taken.pos.wrapping_add(i as u64);
+            let msg = msg.as_ref();
+            if fenced.is_ok() {
+                self.write_payload(pos, msg);
+                self.publish(pos, msg.len() as u64);
+                bytes += msg.len() as u64;
+            }
+        }
+        if fenced.is_ok() {
+            self.shared.count(taken.count, bytes);
+        }
+        self.shared.claim_word().store(claim::NONE, Release);
+        self.stuck.polls = 0;
+        fenced.map(|()| taken.count as usize)
+    }
+
+    pub(crate) fn set_detached(&mut self, claim: SlotClaim) {
+        debug_assert!(self.detached.is_none());
+        self.detached = Some(claim);
+    }
+
+    pub(crate) fn take_detached(&mut self) -> Option<SlotClaim> {
+        self.detached.take()
+    }
+
+    /// The ring is full at `pos` (its slot still holds position `pos - slot_count`). If a
+    /// consumer took that message and died before releasing it, free the slot.
+    fn recover_full(&self, pos: u64, seq: u64) {
+        let sh = &self.shared;
+        let lap = pos.wrapping_sub(sh.geo.slot_count);
+        // Published-and-taken (lap + 1), or taken by a consumer's skip (lap).
+        if seq != lap.wrapping_add(1) && seq != lap {
+            return;
+        }
+        // ORDERING K3 (pairs with K1 through the consumers' Release CAS of `head`).
+        let head = sh.mem.control().consumer.head.load(Acquire);
+        if !sh.is_past(head, lap) || reg::live_claimer(&sh.mem, &sh.geo, ROLE_CONSUMER, lap) {
+            return;
+        }
+        // Its taker is dead. The CAS fails if the slot changed since (a release we did not
+        // see, or another recoverer).
+        if sh
+            .seq(pos)
+            .compare_exchange(seq, pos, AcqRel, Relaxed)
+            .is_ok()
+        {
+            let peers = &sh.mem.control().peers;
+            if seq == lap.wrapping_add(1) {
+                peers.messages_dropped.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    /// Looks for dead holders now: reaps dead consumers' records and frees a slot a dead
+    /// consumer holds at the tail. Blocking sends call this between waits.
+    pub(crate) fn maintain(&mut self) {
+        let sh = &self.shared;
+        reg::reap(&sh.mem, &sh.geo, ROLE_CONSUMER);
+        let pos = sh.mem.control().producer.tail.load(Relaxed);
+        let seq = sh.seq(pos).load(Acquire);
+        if (seq.wrapping_sub(pos) as i64) < 0 {
+            self.recover_full(pos, seq);
+        }
+    }
+
+    /// Cancels a pending detached claim and gives the record back.
+    pub(crate) fn close(&mut self) {
+        if let Some(claim) = self.detached.take() {
+            self.cancel(claim);
+        }
+        reg::close(&self.shared.mem, &self.shared.geo, &self.shared.me);
+    }
+}
+
+/// A message a consumer took: its position and length.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SlotMessage {
+    pub pos: u64,
+    pub len: u64,
+}
+
+/// The reading end's algorithm state.
+pub(crate) struct ConsumerCore<M: RingMemory> {
+    shared: Shared<M>,
+    stuck: StuckPolls,
+    detached: Option<SlotMessage>,
+}
+
+impl<M: RingMemory> ConsumerCore<M> {
+    /// Attaches a consumer record owned by `me` (an owner word).
+    pub(crate) fn attach(mem: M, geo: MpmcGeometry, me: u64) -> Result<Self> {
+        Ok(ConsumerCore {
+            shared: Shared::attach(mem, geo, ROLE_CONSUMER, me)?,
+            stuck: StuckPolls::default(),
+            detached: None,
+        })
+    }
+
+    pub(crate) fn shared(&self) -> &Shared<M> {
+        &self.shared
+    }
+
+    /// Takes up to `max` consecutive published positions; `Ok(None)` if the next is not
+    /// published (`Err` only for an empty ring that has ended, or damage).
+    #[inline]
+    fn take_published(&mut self, max: u64) -> Result<Option<Taken>> {
+        let head = &self.shared.mem.control().consumer.head;
+        match self.shared.take(head, max, |pos| pos.wrapping_add(1))? {
+            Ok(taken) => {
+                self.stuck.polls = 0;
+                Ok(Some(taken))
+            }
+            Err((pos, _)) => {
+                if self.stuck.tick() {
+                    let _ = self.recover_empty(pos);
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// The length of a taken position, checked. A damaged length releases the slot (so
+    /// the ring keeps moving) and reports `Corrupted`.
+    #[inline]
+    fn checked_len(&mut self, pos: u64) -> Result<Option<u64>> {
+        let len = self.shared.len_word(pos).load(Relaxed);
+        if len == CANCELLED {
+            return Ok(None);
+        }
+        if len > self.shared.geo.max_message {
+            self.release(pos);
+            self.shared.claim_word().store(claim::NONE, Release);
+            return Err(Error::corrupted(format!(
+                "slot of position {pos} holds length {len}, above max_message {}",
+                self.shared.geo.max_message
+            )));
+        }
+        Ok(Some(len))
+    }
+
+    /// The next message, taken: the caller reads it in place, then `consume`s it.
+    /// `WouldBlock` if none is published; `Closed` / `PeerDead` once every producer has
+    /// detached (or died) and the ring is drained.
+    #[inline]
+    pub(crate) fn try_next(&mut self) -> Result<SlotMessage> {
+        if self.detached.is_some() {
+            return Err(Error::invalid_argument(
+                "a detached read is pending: release it first",
+            ));
+        }
+        let mut retried = false;
+        loop {
+            match self.take_published(1)? {
+                Some(taken) => match self.checked_len(taken.pos)? {
+                    Some(len) => {
+                        return Ok(SlotMessage {
+                            pos: taken.pos,
+                            len,
+                        });
+                    }
+                    // A cancelled claim: free it and look again.
+                    None => self.finish(taken.pos, 1, 0, 0),
+                },
+                None => {
+                    if let Some(err) = self.nothing_published()? {
+                        return Err(err);
+                    }
+                    if retried {
+                        return Err(Error::WouldBlock);
+                    }
+                    retried = true;
+                }
+            }
+        }
+    }
+
+    /// Why nothing is published: `WouldBlock` while a producer is attached (or none ever
+    /// was); otherwise the stream has ended, once positions left by departed producers are
+    /// skipped. `None`: look again (a message arrived, or a skip made one reachable).
+    fn nothing_published(&mut self) -> Result<Option<Error>> {
+        let sh = &self.shared;
+        let peers = &sh.mem.control().peers;
+        // ORDERING E2 (pairs with E1): Acquire, so a count of zero comes with every slot the
+        // departed producers published.
+        if peers.attached[PRODUCERS].load(Acquire) != 0
+            || peers.ever_attached[PRODUCERS].load(Relaxed) == 0
+        {
+            return Ok(Some(Error::WouldBlock));
+        }
+        let ctl = sh.mem.control();
+        let head = ctl.consumer.head.load(Acquire);
+        if sh.seq(head).load(Acquire) == head.wrapping_add(1) {
+            return Ok(None);
+        }
+        let tail = ctl.producer.tail.load(Acquire);
+        if tail != head {
+            // Taken by producers that are gone: skip them (or wait for a live one).
+            return Ok(self.recover_empty(head).then_some(Error::WouldBlock));
+        }
+        Ok(Some(if reg::any_dead(&sh.mem, &sh.geo, ROLE_PRODUCER) {
+            Error::PeerDead {
+                detail: "every producer has gone and at least one died without closing",
+            }
+        } else {
+            Error::Closed
+        }))
+    }
+
+    /// The ring is empty at `pos` (its slot waits for that position's producer). If a
+    /// producer took it and died before publishing, take the position and free the slot.
+    /// Returns whether the head moved.
+    fn recover_empty(&mut self, pos: u64) -> bool {
+        let sh = &self.shared;
+        if sh.seq(pos).load(Acquire) != pos {
+            return false;
+        }
+        // ORDERING K3 (pairs with K1 through the producers' Release CAS of `tail`).
+        let tail = sh.mem.control().producer.tail.load(Acquire);
+        if !sh.is_past(tail, pos) || reg::live_claimer(&sh.mem, &sh.geo, ROLE_PRODUCER, pos) {
+            return false;
+        }
+        // Its taker is dead: take the position as a consumer (one winner among the
+        // consumers), then free the slot for the next lap.
+        sh.claim_word().store(claim::new(pos, 1), Release);
+        let head = &sh.mem.control().consumer.head;
+        let took = head
+            .compare_exchange(pos, pos.wrapping_add(1), Release, Relaxed)
+            .is_ok();
+        if took {
+            let peers = &sh.mem.control().peers;
+            let free = pos.wrapping_add(sh.geo.slot_count);
+            // A CAS, not a store: if the "dead" producer published after all (only possible
+            // if its liveness was misjudged), its message is dropped, never overwritten by
+            // the slot going backwards.
+            match sh.seq(pos).compare_exchange(pos, free, Release, Relaxed) {
+                Ok(_) => peers.claims_skipped.fetch_add(1, Relaxed),
+                Err(_) => {
+                    sh.seq(pos).store(free, Release);
+                    peers.messages_dropped.fetch_add(1, Relaxed)
+                }
+            };
+        }
+        sh.claim_word().store(claim::NONE, Release);
+        took
+    }
+
+    /// Looks for dead holders now: reaps dead producers' records and skips a dead
+    /// producer's claim at the head. Blocking receives call this between waits.
+    pub(crate) fn maintain(&mut self) {
+        let sh = &self.shared;
+        reg::reap(&sh.mem, &sh.geo, ROLE_PRODUCER);
+        let pos = sh.mem.control().consumer.head.load(Relaxed);
+        let _ = self.recover_empty(pos);
+    }
+
+    /// Address of a taken message's payload.
+    #[inline]
+    pub(crate) fn payload(&self, msg: &SlotMessage) -> *const u8 {
+        let offset = self.shared.geo.slot_offset(msg.pos) + slot::PAYLOAD;
+        self.shared.mem.track_read(offset, msg.len);
+        self.shared.payload_ptr(msg.pos)
+    }
+
+    /// Frees a slot for the next lap.
+    #[inline]
+    fn release(&self, pos: u64) {
+        // ORDERING R1 (pairs with P0): our reads of the slot happen before the next lap's
+        // producer, which Acquires this value, writes it.
+        self.shared
+            .seq(pos)
+            .store(pos.wrapping_add(self.shared.geo.slot_count), Release);
+    }
+
+    /// Releases `count` taken positions from `pos` (`messages` of them real, `bytes` of
+    /// payload) and clears our claim.
+    #[inline]
+    fn finish(&mut self, pos: u64, count: u64, messages: u64, bytes: u64) {
+        for i in 0..count {
+            self.release(pos.wrapping_add(i));
+        }
+        if messages != 0 {
+            self.shared.count(messages, bytes);
+        }
+        // ORDERING K2 (pairs with K3), as for producers.
+        self.shared.claim_word().store(claim::NONE, Release);
+    }
+
+    /// Releases a message returned by `try_next`.
+    #[inline]
+    pub(crate) fn consume(&mut self, msg: SlotMessage) {
+        self.finish(msg.pos, 1, 1, msg.len);
+    }
+
+    /// Takes up to `max` published messages at once (one compare-and-swap), hands each to
+    /// `f` in place, and releases them all.
+    pub(crate) fn try_read_batch(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> Result<usize> {
+        if self.detached.is_some() {
+            return Err(Error::invalid_argument(
+                "a detached read is pending: release it first",
+            ));
+        }
+        let taken = match self.take_published((max as u64).min(MAX_BATCH))? {
+            Some(taken) => taken,
+            None => return Err(self.nothing_published()?.unwrap_or(Error::WouldBlock)),
+        };
+        let (mut messages, mut bytes) = (0, 0);
+        let mut damage = None;
+        for i in 0..taken.count {
+            let pos = taken.pos.wrapping_add(i);
+            let len = self.shared.len_word(pos).load(Relaxed);
+            if len == CANCELLED {
+                continue;
+            }
+            if len > self.shared.geo.max_message {
+                damage.get_or_insert(pos);
+                continue;
+            }
+            let msg = SlotMessage { pos, len };
+            // SAFETY: the position is ours until released; `len <= max_message` bytes of
+            // payload lie inside its slot.
+            f(unsafe { core::slice::from_raw_parts(self.payload(&msg), len as usize) });
+            messages += 1;
+            bytes += len;
+        }
+        self.finish(taken.pos, taken.count, messages, bytes);
+        match damage {
+            Some(pos) if messages == 0 => Err(Error::corrupted(format!(
+                "slot of position {pos} holds a length above max_message"
+            ))),
+            _ => Ok(messages as usize),
+        }
+    }
+
+    pub(crate) fn detached(&self) -> Option<SlotMessage> {
+        self.detached
+    }
+
+    pub(crate) fn set_detached(&mut self, msg: Option<SlotMessage>) {
+        self.detached = msg;
+    }
+
+    /// Releases a pending detached message and gives the record back.
+    pub(crate) fn close(&mut self) {
+        if let Some(msg) = self.detached.take() {
+            self.consume(msg);
+        }
+        reg::close(&self.shared.mem, &self.shared.geo, &self.shared.me);
+    }
+}
