@@ -72,6 +72,8 @@ typedef enum shmring_status {
   SHMRING_PEER_DEAD = 15,
   // Another OS failure.
   SHMRING_IO = 16,
+  // Every peer record of an MPMC ring is held by a live process.
+  SHMRING_REGISTRY_FULL = 17,
   // A required pointer argument was NULL.
   SHMRING_NULL_ARGUMENT = 100,
   // shmring panicked (a bug); the handle should not be used further.

@@ -22,6 +22,19 @@ for model in "${models[@]}"; do
         "$model" "$iterations" "$(elapsed "$start")" "$LOOM_MAX_PREEMPTIONS"
 done
 
+# MPMC models (loom-tests/tests/mpmc.rs); `two_producers_two_consumers` is #[ignore]d: its
+# state space did not finish within 400 s at LOOM_MAX_PREEMPTIONS=3.
+mpmc_models=(a_dead_producers_claim_is_skipped a_slow_producer_is_never_skipped attach_and_close_race_for_a_reused_record)
+for model in "${mpmc_models[@]}"; do
+    start=$(date +%s%N)
+    log=$(LOOM_LOG=info RUSTFLAGS="--cfg shmring_loom" CARGO_TARGET_DIR=target/loom \
+        cargo test --release --locked -p loom-tests --test mpmc --quiet -- --exact "$model" --nocapture 2>&1) \
+        || { echo "$log" | tail -30 >&2; echo "loom model $model FAILED" >&2; exit 1; }
+    iterations=$(grep -o 'Completed in [0-9]* iterations' <<<"$log" | grep -o '[0-9]*' || echo '?')
+    printf 'loom model mpmc::%-32s ok  %8s interleavings  %s (LOOM_MAX_PREEMPTIONS=%s)\n' \
+        "$model" "$iterations" "$(elapsed "$start")" "$LOOM_MAX_PREEMPTIONS"
+done
+
 # negative_control CFG TARGET_DIR MODEL EXPECTED LABEL: with `--cfg CFG` (an ordering
 # deliberately weakened in the shipped code) loom must fail MODEL with a message containing
 # EXPECTED. A deadlock can abort the test process, so each runs in its own `cargo test`

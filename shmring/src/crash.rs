@@ -2,7 +2,8 @@
 //! With `SHMRING_CRASH_AT=<step>:<n>` in its environment, a process kills itself with
 //! SIGKILL — no unwinding, no `Drop`, exactly a `kill -9` — the n-th time it reaches
 //! `<step>`. Steps: `producer-claimed`, `producer-written`, `producer-published`,
-//! `consumer-read`, `consumer-released`. Without the feature every point compiles to
+//! `consumer-read`, `consumer-released` (SPSC); `mpmc-producer-claimed`,
+//! `mpmc-producer-written`, `mpmc-consumer-taken` (MPMC). Without the feature every point compiles to
 //! nothing.
 
 #[cfg(feature = "crash-hooks")]

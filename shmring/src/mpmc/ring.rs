@@ -23,8 +23,8 @@ use crate::error::{Error, Result};
 use crate::layout::registry::{ROLE_CONSUMER, ROLE_PRODUCER, claim};
 use crate::layout::{registry, slot};
 use crate::memory::RingMemory;
-use crate::sync::AtomicU64;
 use crate::sync::Ordering::{AcqRel, Acquire, Relaxed, Release};
+use crate::sync::{AtomicU64, spin_loop};
 
 use super::registry::{self as reg, Membership};
 
@@ -230,6 +230,7 @@ impl<M: RingMemory> Shared<M> {
                     Ok(_) => return Ok(Ok(Taken { pos, count })),
                     Err(now) => pos = now,
                 }
+                spin_loop();
             } else if diff < 0 {
                 if claimed {
                     // A stale claim would make a dead taker of `pos` look alive.
@@ -237,6 +238,8 @@ impl<M: RingMemory> Shared<M> {
                 }
                 return Ok(Err((pos, seq)));
             } else {
+                // The slot is a lap ahead of our position: another taker moved on.
+                spin_loop();
                 pos = cursor.load(Relaxed);
             }
         }
@@ -299,8 +302,11 @@ impl<M: RingMemory> ProducerCore<M> {
     #[inline]
     fn check_open(&self) -> Result<()> {
         let peers = &self.shared.mem.control().peers;
-        if peers.attached[CONSUMERS].load(Relaxed) == 0
-            && peers.ever_attached[CONSUMERS].load(Relaxed) != 0
+        // `ever_attached` first, with Acquire: an attach increments `attached` before
+        // `ever_attached`, so a peer counted in the first is counted in the second (read
+        // the other way round, a new consumer could look like a departed one).
+        if peers.ever_attached[CONSUMERS].load(Acquire) != 0
+            && peers.attached[CONSUMERS].load(Acquire) == 0
         {
             let sh = &self.shared;
             return Err(if reg::any_dead(&sh.mem, &sh.geo, ROLE_CONSUMER) {
@@ -325,7 +331,10 @@ impl<M: RingMemory> ProducerCore<M> {
         self.check_open()?;
         let tail = &self.shared.mem.control().producer.tail;
         match self.shared.take(tail, max.clamp(1, MAX_BATCH), |pos| pos)? {
-            Ok(taken) => Ok(taken),
+            Ok(taken) => {
+                crate::crash::point("mpmc-producer-claimed");
+                Ok(taken)
+            }
             Err((pos, seq)) => {
                 if self.stuck.tick() {
                     self.recover_full(pos, seq);
@@ -356,6 +365,7 @@ impl<M: RingMemory> ProducerCore<M> {
     /// nothing). Positions of one batch are published in order.
     #[inline]
     fn publish(&self, pos: u64, len: u64) {
+        crate::crash::point("mpmc-producer-written");
         self.shared.len_word(pos).store(len, Relaxed);
         // ORDERING P1 (pairs with C1): the length and payload are visible to a consumer
         // that Acquires this sequence value.
@@ -532,6 +542,7 @@ impl<M: RingMemory> ConsumerCore<M> {
         let head = &self.shared.mem.control().consumer.head;
         match self.shared.take(head, max, |pos| pos.wrapping_add(1))? {
             Ok(taken) => {
+                crate::crash::point("mpmc-consumer-taken");
                 self.stuck.polls = 0;
                 Ok(Some(taken))
             }
@@ -607,8 +618,9 @@ impl<M: RingMemory> ConsumerCore<M> {
         let peers = &sh.mem.control().peers;
         // ORDERING E2 (pairs with E1): Acquire, so a count of zero comes with every slot the
         // departed producers published.
-        if peers.attached[PRODUCERS].load(Acquire) != 0
-            || peers.ever_attached[PRODUCERS].load(Relaxed) == 0
+        // `ever_attached` first, as in `ProducerCore::check_open`.
+        if peers.ever_attached[PRODUCERS].load(Acquire) == 0
+            || peers.attached[PRODUCERS].load(Acquire) != 0
         {
             return Ok(Some(Error::WouldBlock));
         }
@@ -620,7 +632,7 @@ impl<M: RingMemory> ConsumerCore<M> {
         let tail = ctl.producer.tail.load(Acquire);
         if tail != head {
             // Taken by producers that are gone: skip them (or wait for a live one).
-            return Ok(self.recover_empty(head).then_some(Error::WouldBlock));
+            return Ok((!self.recover_empty(head)).then_some(Error::WouldBlock));
         }
         Ok(Some(if reg::any_dead(&sh.mem, &sh.geo, ROLE_PRODUCER) {
             Error::PeerDead {
@@ -642,6 +654,11 @@ impl<M: RingMemory> ConsumerCore<M> {
         // ORDERING K3 (pairs with K1 through the producers' Release CAS of `tail`).
         let tail = sh.mem.control().producer.tail.load(Acquire);
         if !sh.is_past(tail, pos) || reg::live_claimer(&sh.mem, &sh.geo, ROLE_PRODUCER, pos) {
+            return false;
+        }
+        // No live claim: its taker published and cleared its claim after our first look
+        // (K2/K3 make the publication visible to this re-check), or it died.
+        if sh.seq(pos).load(Acquire) != pos {
             return false;
         }
         // Its taker is dead: take the position as a consumer (one winner among the
