@@ -12,28 +12,27 @@ RUSTFLAGS="--cfg shmring_loom" CARGO_TARGET_DIR=target/loom \
     cargo build --release --locked -p loom-tests --tests --quiet
 elapsed() { local ms=$(( ($(date +%s%N) - $1) / 1000000 )); printf '%d.%03d s' $((ms / 1000)) $((ms % 1000)); }
 
-for model in "${models[@]}"; do
-    start=$(date +%s%N)
-    log=$(LOOM_LOG=info RUSTFLAGS="--cfg shmring_loom" CARGO_TARGET_DIR=target/loom \
-        cargo test --release --locked -p loom-tests --test spsc --quiet -- --exact "$model" --nocapture 2>&1) \
-        || { echo "$log" | tail -30 >&2; echo "loom model $model FAILED" >&2; exit 1; }
-    iterations=$(grep -o 'Completed in [0-9]* iterations' <<<"$log" | grep -o '[0-9]*' || echo '?')
-    printf 'loom model %-38s ok  %8s interleavings  %s (LOOM_MAX_PREEMPTIONS=%s)\n' \
-        "$model" "$iterations" "$(elapsed "$start")" "$LOOM_MAX_PREEMPTIONS"
-done
+# run_models TEST MODEL...: runs each model of loom-tests/tests/TEST.rs in its own process,
+# printing its interleavings and time.
+run_models() {
+    local test=$1 model start log iterations
+    shift
+    for model in "$@"; do
+        start=$(date +%s%N)
+        log=$(LOOM_LOG=info RUSTFLAGS="--cfg shmring_loom" CARGO_TARGET_DIR=target/loom \
+            cargo test --release --locked -p loom-tests --test "$test" --quiet -- --exact "$model" --nocapture 2>&1) \
+            || { echo "$log" | tail -30 >&2; echo "loom model $test::$model FAILED" >&2; exit 1; }
+        iterations=$(grep -o 'Completed in [0-9]* iterations' <<<"$log" | grep -o '[0-9]*' || echo '?')
+        printf 'loom model %-50s ok  %8s interleavings  %s (LOOM_MAX_PREEMPTIONS=%s)\n' \
+            "$test::$model" "$iterations" "$(elapsed "$start")" "$LOOM_MAX_PREEMPTIONS"
+    done
+}
 
-# MPMC models (loom-tests/tests/mpmc.rs); `two_producers_two_consumers` is #[ignore]d: its
-# state space did not finish within 400 s at LOOM_MAX_PREEMPTIONS=3.
-mpmc_models=(a_dead_producers_claim_is_skipped a_slow_producer_is_never_skipped attach_and_close_race_for_a_reused_record)
-for model in "${mpmc_models[@]}"; do
-    start=$(date +%s%N)
-    log=$(LOOM_LOG=info RUSTFLAGS="--cfg shmring_loom" CARGO_TARGET_DIR=target/loom \
-        cargo test --release --locked -p loom-tests --test mpmc --quiet -- --exact "$model" --nocapture 2>&1) \
-        || { echo "$log" | tail -30 >&2; echo "loom model $model FAILED" >&2; exit 1; }
-    iterations=$(grep -o 'Completed in [0-9]* iterations' <<<"$log" | grep -o '[0-9]*' || echo '?')
-    printf 'loom model mpmc::%-32s ok  %8s interleavings  %s (LOOM_MAX_PREEMPTIONS=%s)\n' \
-        "$model" "$iterations" "$(elapsed "$start")" "$LOOM_MAX_PREEMPTIONS"
-done
+run_models spsc "${models[@]}"
+# `two_producers_two_consumers` is #[ignore]d: its state space did not finish within 400 s
+# at LOOM_MAX_PREEMPTIONS=3.
+run_models mpmc a_dead_producers_claim_is_skipped a_slow_producer_is_never_skipped \
+    attach_and_close_race_for_a_reused_record
 
 # negative_control CFG TARGET_DIR MODEL EXPECTED LABEL: with `--cfg CFG` (an ordering
 # deliberately weakened in the shipped code) loom must fail MODEL with a message containing

@@ -147,8 +147,7 @@ pub struct PeerLine {
     pub producer: PeerRecord,
     /// The consumer's record.
     pub consumer: PeerRecord,
-    /// MPMC: attached producer records, indexed by [`registry::ROLE_PRODUCER`] - 1 and
-    /// [`registry::ROLE_CONSUMER`] - 1 (incremented on attach, decremented on close or when
+    /// MPMC: attached records per role, indexed by [`registry::role_index`] (incremented on attach, decremented on close or when
     /// a dead holder is reaped).
     pub attached: [AtomicU32; 2],
     /// MPMC: attaches ever made in each role (so "no producer left" can be told from "no
@@ -428,6 +427,14 @@ pub mod registry {
     pub const ROLE_PRODUCER: u64 = 1;
     /// `role` value of a consumer record.
     pub const ROLE_CONSUMER: u64 = 2;
+
+    /// Index of a role's entry in the per-role arrays of `PeerLine` (`attached`,
+    /// `ever_attached`, `retired_*`). Anything but a consumer counts as a producer, so a
+    /// damaged role byte cannot index out of bounds.
+    #[inline]
+    pub const fn role_index(role: u64) -> usize {
+        (role == ROLE_CONSUMER) as usize
+    }
 
     /// Packs a `gen_state` word.
     #[inline]

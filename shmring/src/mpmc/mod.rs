@@ -37,7 +37,7 @@ use crate::attach::{self, Attached, Shape};
 use crate::config::{Config, OpenOptions};
 use crate::error::{Error, Result};
 use crate::layout::RingKind;
-use crate::layout::registry::{ROLE_CONSUMER, ROLE_PRODUCER};
+use crate::layout::registry::{ROLE_CONSUMER, ROLE_PRODUCER, role_index};
 use crate::memory::{RingMemory, ShmMemory};
 use crate::os;
 use crate::segment::{self, Location};
@@ -273,8 +273,8 @@ fn stats_of(memory: &ShmMemory, geometry: &MpmcGeometry) -> Stats {
         bytes_received,
         claims_skipped: ctl.peers.claims_skipped.load(Relaxed),
         messages_dropped: ctl.peers.messages_dropped.load(Relaxed),
-        producers: ctl.peers.attached[0].load(Relaxed),
-        consumers: ctl.peers.attached[1].load(Relaxed),
+        producers: ctl.peers.attached[role_index(ROLE_PRODUCER)].load(Relaxed),
+        consumers: ctl.peers.attached[role_index(ROLE_CONSUMER)].load(Relaxed),
         consumers_waiting: ctl.data_wake.waiters.load(Relaxed),
         producers_waiting: ctl.space_wake.waiters.load(Relaxed),
     }

@@ -8,7 +8,8 @@
 
 use crate::error::{Error, Result};
 use crate::layout::registry::{
-    self, BYTES, CLAIM, GEN_STATE, MESSAGES, OWNER, RECORD_SIZE, claim, gen_state, split, state,
+    self, BYTES, CLAIM, GEN_STATE, MESSAGES, OWNER, RECORD_SIZE, claim, gen_state, role_index,
+    split, state,
 };
 use crate::memory::RingMemory;
 use crate::sync::AtomicU32;
@@ -55,12 +56,6 @@ pub(crate) fn record<'a, M: RingMemory>(mem: &'a M, geo: &MpmcGeometry, index: u
         messages: mem.word(base + MESSAGES),
         bytes: mem.word(base + BYTES),
     }
-}
-
-/// Index into the control block's per-role counters. Anything but a consumer counts as a
-/// producer (a damaged role byte cannot index out of bounds).
-fn role_index(role: u64) -> usize {
-    usize::from(role == registry::ROLE_CONSUMER)
 }
 
 fn attached_count<M: RingMemory>(mem: &M, role: u64) -> &AtomicU32 {

@@ -42,8 +42,8 @@ const CANCELLED: u64 = u64::MAX;
 const CAS_ATTEMPTS: u32 = 1 << 12;
 /// Index of the producers' and consumers' entries in `PeerLine::attached` and
 /// `ever_attached`.
-const PRODUCERS: usize = (ROLE_PRODUCER - 1) as usize;
-const CONSUMERS: usize = (ROLE_CONSUMER - 1) as usize;
+const PRODUCERS: usize = registry::role_index(ROLE_PRODUCER);
+const CONSUMERS: usize = registry::role_index(ROLE_CONSUMER);
 /// Longest batch one call takes.
 pub(crate) const MAX_BATCH: u64 = 1024;
 
