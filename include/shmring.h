@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #define SHMRING_ABI_VERSION_MAJOR 0
-#define SHMRING_ABI_VERSION_MINOR 1
+#define SHMRING_ABI_VERSION_MINOR 2
 #define SHMRING_ABI_VERSION_PATCH 0
 #define SHMRING_ABI_VERSION ((SHMRING_ABI_VERSION_MAJOR << 16) | (SHMRING_ABI_VERSION_MINOR << 8) | SHMRING_ABI_VERSION_PATCH)
 
@@ -94,13 +94,13 @@ typedef enum shmring_peer_state {
   SHMRING_PEER_UNKNOWN = 3,
 } shmring_peer_state;
 
-// The consuming end of a ring (opaque).
+// A consuming end of a ring (opaque).
 typedef struct shmring_consumer_t shmring_consumer_t;
 
-// The producing end of a ring (opaque).
+// A producing end of a ring (opaque).
 typedef struct shmring_producer_t shmring_producer_t;
 
-// An open ring segment (opaque).
+// An open ring segment, SPSC or MPMC (opaque).
 typedef struct shmring_ring_t shmring_ring_t;
 
 // Creation parameters. Start from `shmring_config_init`, then change fields.
@@ -156,6 +156,48 @@ typedef struct shmring_stats_t {
   // Consumer's pid (0 if none).
   uint32_t consumer_pid;
 } shmring_stats_t;
+
+// MPMC creation parameters. Start from `shmring_mpmc_config_init`, then change fields.
+typedef struct shmring_mpmc_config_t {
+  // Number of slots: a power of two in 2..=2^24. Default 1024.
+  uint64_t slots;
+  // Slot payload (largest message), 1..=2^24. Default 240.
+  uint64_t max_message;
+  // Producers and consumers attached at once, 2..=1024. Default 16.
+  uint32_t max_peers;
+  // How blocked calls wait: `SHMRING_WAIT_*`. Default `SHMRING_WAIT_SPIN_YIELD`.
+  uint32_t wait_strategy;
+  // `SHMRING_FLAG_*` bits.
+  uint32_t flags;
+  // Futex/condvar: nanoseconds to poll before sleeping. Default 20000.
+  uint64_t spin_ns;
+} shmring_mpmc_config_t;
+
+// A snapshot of an MPMC ring.
+typedef struct shmring_mpmc_stats_t {
+  // Number of slots.
+  uint64_t slots;
+  // Largest message.
+  uint64_t max_message;
+  // Positions taken by producers, not yet by consumers.
+  uint64_t messages_in_flight;
+  // Messages published since creation.
+  uint64_t messages_sent;
+  // Payload bytes published since creation.
+  uint64_t bytes_sent;
+  // Messages released since creation.
+  uint64_t messages_received;
+  // Payload bytes released since creation.
+  uint64_t bytes_received;
+  // Claims of dead producers that consumers skipped.
+  uint64_t claims_skipped;
+  // Messages dead consumers had taken and not released.
+  uint64_t messages_dropped;
+  // Producers attached now.
+  uint32_t producers;
+  // Consumers attached now.
+  uint32_t consumers;
+} shmring_mpmc_stats_t;
 
 #ifdef __cplusplus
 extern "C" {
@@ -333,7 +375,7 @@ enum shmring_status shmring_read(struct shmring_consumer_t *consumer,
 enum shmring_status shmring_release(struct shmring_consumer_t *consumer);
 
 // Copies as many of the `count` messages at `msgs` as fit, in order, and publishes them
-// with one store; `*out_sent` receives how many (possibly 0: then the status is
+// (SPSC: with one store; MPMC: taking up to 64 slots per atomic operation); `*out_sent` receives how many (possibly 0: then the status is
 // `SHMRING_WOULD_BLOCK`). Never blocks.
 //
 // # Safety
@@ -362,6 +404,45 @@ enum shmring_status shmring_try_recv_batch(struct shmring_consumer_t *consumer,
 // `ring` is live; `out` is writable.
 enum shmring_status shmring_ring_stats(const struct shmring_ring_t *ring,
                                        struct shmring_stats_t *out);
+
+// Fills `*config` with the MPMC defaults. NULL is a no-op.
+//
+// # Safety
+// `config` is NULL or writable.
+void shmring_mpmc_config_init(struct shmring_mpmc_config_t *config);
+
+// Creates the MPMC ring `name`: many producers and consumers, each message to exactly one
+// consumer. Ends are attached and used with the same calls as SPSC ends
+// (`shmring_producer_create`, `shmring_try_send`, `shmring_read`, ...). `config` NULL
+// means defaults.
+//
+// # Safety
+// `name` is a NUL-terminated string; `config` is NULL or valid; `out` is writable.
+enum shmring_status shmring_mpmc_create(const char *name,
+                                        const struct shmring_mpmc_config_t *config,
+                                        struct shmring_ring_t **out);
+
+// Opens the existing MPMC ring `name` (`SHMRING_INCOMPATIBLE` for an SPSC ring).
+//
+// # Safety
+// `name` is a NUL-terminated string; `out` is writable.
+enum shmring_status shmring_mpmc_open(const char *name, struct shmring_ring_t **out);
+
+// Creates the MPMC ring, or opens it if it exists (its parameters must match `config`).
+//
+// # Safety
+// As `shmring_mpmc_create`.
+enum shmring_status shmring_mpmc_create_or_open(const char *name,
+                                                const struct shmring_mpmc_config_t *config,
+                                                struct shmring_ring_t **out);
+
+// Reads an MPMC ring's counters into `*out` (`SHMRING_INVALID_ARGUMENT` for an SPSC ring:
+// use `shmring_ring_stats`).
+//
+// # Safety
+// `ring` is live; `out` is writable.
+enum shmring_status shmring_mpmc_stats(const struct shmring_ring_t *ring,
+                                       struct shmring_mpmc_stats_t *out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -14,13 +14,12 @@ use std::ffi::{CStr, CString, c_char, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
-use shmring::spsc::{Consumer, Producer, Ring};
-use shmring::{Config, Error, OpenOptions, PeerState, WaitStrategy};
+use shmring::{Config, Error, OpenOptions, PeerState, WaitStrategy, mpmc, spsc};
 
 /// ABI major version: bumped on any incompatible change.
 pub const SHMRING_ABI_VERSION_MAJOR: u32 = 0;
 /// ABI minor version: bumped when functions are added.
-pub const SHMRING_ABI_VERSION_MINOR: u32 = 1;
+pub const SHMRING_ABI_VERSION_MINOR: u32 = 2;
 /// ABI patch version.
 pub const SHMRING_ABI_VERSION_PATCH: u32 = 0;
 /// `major << 16 | minor << 8 | patch`, as `shmring_abi_version()` returns it.
@@ -203,12 +202,29 @@ fn timeout_of(timeout_ns: u64) -> Duration {
     Duration::from_nanos(timeout_ns)
 }
 
-/// An open ring segment (opaque).
-pub struct shmring_ring_t(Ring);
-/// The producing end of a ring (opaque).
-pub struct shmring_producer_t(Producer);
-/// The consuming end of a ring (opaque).
-pub struct shmring_consumer_t(Consumer);
+/// Either kind of ring or end. Every call below that both kinds support works on both.
+enum Kind<S, M> {
+    Spsc(S),
+    Mpmc(M),
+}
+
+/// Runs `$body` with `$x` bound to whichever kind `$handle` holds (both kinds have the
+/// method `$body` calls, with the same signature).
+macro_rules! either {
+    ($handle:expr, $x:ident => $body:expr) => {
+        match $handle {
+            Kind::Spsc($x) => $body,
+            Kind::Mpmc($x) => $body,
+        }
+    };
+}
+
+/// An open ring segment, SPSC or MPMC (opaque).
+pub struct shmring_ring_t(Kind<spsc::Ring, mpmc::Ring>);
+/// A producing end of a ring (opaque).
+pub struct shmring_producer_t(Kind<spsc::Producer, mpmc::Producer>);
+/// A consuming end of a ring (opaque).
+pub struct shmring_consumer_t(Kind<spsc::Consumer, mpmc::Consumer>);
 
 /// `shmring_config_t.wait_strategy`: busy-poll.
 pub const SHMRING_WAIT_SPIN: u32 = 1;
@@ -243,8 +259,9 @@ pub struct shmring_config_t {
     pub spin_ns: u64,
 }
 
-fn config_of(cfg: &shmring_config_t) -> Result<Config, Fail> {
-    let wait = match cfg.wait_strategy {
+/// The settings both kinds of ring share.
+fn common_config(wait_strategy: u32, flags: u32, spin_ns: u64) -> Result<Config, Fail> {
+    let wait = match wait_strategy {
         1 => WaitStrategy::Spin,
         2 => WaitStrategy::SpinYield,
         3 => WaitStrategy::Futex,
@@ -255,13 +272,17 @@ fn config_of(cfg: &shmring_config_t) -> Result<Config, Fail> {
             }));
         }
     };
-    let mut config = Config::new()
-        .capacity(cfg.capacity)
+    Ok(Config::new()
         .wait_strategy(wait)
-        .group_access(cfg.flags & SHMRING_FLAG_GROUP_ACCESS != 0)
-        .populate(cfg.flags & SHMRING_FLAG_NO_POPULATE == 0)
-        .lock_memory(cfg.flags & SHMRING_FLAG_LOCK_MEMORY != 0)
-        .spin_before_sleep(Duration::from_nanos(cfg.spin_ns));
+        .group_access(flags & SHMRING_FLAG_GROUP_ACCESS != 0)
+        .populate(flags & SHMRING_FLAG_NO_POPULATE == 0)
+        .lock_memory(flags & SHMRING_FLAG_LOCK_MEMORY != 0)
+        .spin_before_sleep(Duration::from_nanos(spin_ns)))
+}
+
+fn config_of(cfg: &shmring_config_t) -> Result<Config, Fail> {
+    let mut config =
+        common_config(cfg.wait_strategy, cfg.flags, cfg.spin_ns)?.capacity(cfg.capacity);
     if cfg.max_message != 0 {
         config = config.max_message(cfg.max_message);
     }
@@ -376,7 +397,10 @@ pub unsafe extern "C" fn shmring_ring_create(
         let name = name_arg(name)?;
         nonnull_mut(out, "out")?;
         let config = config_arg(config)?;
-        handle_out(out, shmring_ring_t(Ring::create(name, &config)?));
+        handle_out(
+            out,
+            shmring_ring_t(Kind::Spsc(spsc::Ring::create(name, &config)?)),
+        );
         Ok(())
     })
 }
@@ -395,7 +419,10 @@ pub unsafe extern "C" fn shmring_ring_open(
         nonnull_mut(out, "out")?;
         handle_out(
             out,
-            shmring_ring_t(Ring::open_with(name, &OpenOptions::new())?),
+            shmring_ring_t(Kind::Spsc(spsc::Ring::open_with(
+                name,
+                &OpenOptions::new(),
+            )?)),
         );
         Ok(())
     })
@@ -416,7 +443,10 @@ pub unsafe extern "C" fn shmring_ring_create_or_open(
         let name = name_arg(name)?;
         nonnull_mut(out, "out")?;
         let config = config_arg(config)?;
-        handle_out(out, shmring_ring_t(Ring::create_or_open(name, &config)?));
+        handle_out(
+            out,
+            shmring_ring_t(Kind::Spsc(spsc::Ring::create_or_open(name, &config)?)),
+        );
         Ok(())
     })
 }
@@ -458,7 +488,11 @@ pub unsafe extern "C" fn shmring_producer_create(
     boundary(|| {
         let ring = nonnull(ring, "ring")?;
         nonnull_mut(out, "out")?;
-        handle_out(out, shmring_producer_t(ring.0.producer()?));
+        let producer = match &ring.0 {
+            Kind::Spsc(r) => Kind::Spsc(r.producer()?),
+            Kind::Mpmc(r) => Kind::Mpmc(r.producer()?),
+        };
+        handle_out(out, shmring_producer_t(producer));
         Ok(())
     })
 }
@@ -475,7 +509,11 @@ pub unsafe extern "C" fn shmring_consumer_create(
     boundary(|| {
         let ring = nonnull(ring, "ring")?;
         nonnull_mut(out, "out")?;
-        handle_out(out, shmring_consumer_t(ring.0.consumer()?));
+        let consumer = match &ring.0 {
+            Kind::Spsc(r) => Kind::Spsc(r.consumer()?),
+            Kind::Mpmc(r) => Kind::Mpmc(r.consumer()?),
+        };
+        handle_out(out, shmring_consumer_t(consumer));
         Ok(())
     })
 }
@@ -515,7 +553,8 @@ pub unsafe extern "C" fn shmring_try_send(
 ) -> shmring_status {
     boundary(|| {
         let p = nonnull_mut(producer, "producer")?;
-        p.0.try_send(bytes_arg(data, len)?)?;
+        let msg = bytes_arg(data, len)?;
+        either!(&mut p.0, p => p.try_send(msg))?;
         Ok(())
     })
 }
@@ -536,9 +575,9 @@ pub unsafe extern "C" fn shmring_send_timeout(
         let p = nonnull_mut(producer, "producer")?;
         let msg = bytes_arg(data, len)?;
         if timeout_ns == u64::MAX {
-            p.0.send(msg)?;
+            either!(&mut p.0, p => p.send(msg))?;
         } else {
-            p.0.send_timeout(msg, timeout_of(timeout_ns))?;
+            either!(&mut p.0, p => p.send_timeout(msg, timeout_of(timeout_ns)))?;
         }
         Ok(())
     })
@@ -561,7 +600,8 @@ pub unsafe extern "C" fn shmring_try_recv(
     boundary(|| {
         let c = nonnull_mut(consumer, "consumer")?;
         nonnull_mut(out_len, "out_len")?;
-        let n = c.0.try_recv(buf_arg(buf, cap)?)?;
+        let buf = buf_arg(buf, cap)?;
+        let n = either!(&mut c.0, c => c.try_recv(buf))?;
         write_out(out_len, n);
         Ok(())
     })
@@ -585,9 +625,9 @@ pub unsafe extern "C" fn shmring_recv_timeout(
         nonnull_mut(out_len, "out_len")?;
         let buf = buf_arg(buf, cap)?;
         let n = if timeout_ns == u64::MAX {
-            c.0.recv(buf)?
+            either!(&mut c.0, c => c.recv(buf))?
         } else {
-            c.0.recv_timeout(buf, timeout_of(timeout_ns))?
+            either!(&mut c.0, c => c.recv_timeout(buf, timeout_of(timeout_ns)))?
         };
         write_out(out_len, n);
         Ok(())
@@ -612,9 +652,9 @@ pub unsafe extern "C" fn shmring_reserve(
         let p = nonnull_mut(producer, "producer")?;
         nonnull_mut(out_ptr, "out_ptr")?;
         let ptr = match timeout_ns {
-            0 => p.0.try_reserve_detached(len)?,
-            u64::MAX => p.0.reserve_detached(len, None)?,
-            ns => p.0.reserve_detached(len, Some(timeout_of(ns)))?,
+            0 => either!(&mut p.0, p => p.try_reserve_detached(len))?,
+            u64::MAX => either!(&mut p.0, p => p.reserve_detached(len, None))?,
+            ns => either!(&mut p.0, p => p.reserve_detached(len, Some(timeout_of(ns))))?,
         };
         write_out(out_ptr, ptr.as_ptr().cast());
         Ok(())
@@ -631,7 +671,7 @@ pub unsafe extern "C" fn shmring_commit(
     len: usize,
 ) -> shmring_status {
     boundary(|| {
-        nonnull_mut(producer, "producer")?.0.commit_detached(len)?;
+        either!(&mut nonnull_mut(producer, "producer")?.0, p => p.commit_detached(len))?;
         Ok(())
     })
 }
@@ -643,7 +683,7 @@ pub unsafe extern "C" fn shmring_commit(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmring_cancel(producer: *mut shmring_producer_t) -> shmring_status {
     boundary(|| {
-        nonnull_mut(producer, "producer")?.0.cancel_detached();
+        either!(&mut nonnull_mut(producer, "producer")?.0, p => p.cancel_detached());
         Ok(())
     })
 }
@@ -667,9 +707,9 @@ pub unsafe extern "C" fn shmring_read(
         nonnull_mut(out_ptr, "out_ptr")?;
         nonnull_mut(out_len, "out_len")?;
         let (ptr, len) = match timeout_ns {
-            0 => c.0.try_read_detached()?,
-            u64::MAX => c.0.read_detached(None)?,
-            ns => c.0.read_detached(Some(timeout_of(ns)))?,
+            0 => either!(&mut c.0, c => c.try_read_detached())?,
+            u64::MAX => either!(&mut c.0, c => c.read_detached(None))?,
+            ns => either!(&mut c.0, c => c.read_detached(Some(timeout_of(ns))))?,
         };
         write_out(out_ptr, ptr.as_ptr().cast_const().cast());
         write_out(out_len, len);
@@ -684,7 +724,7 @@ pub unsafe extern "C" fn shmring_read(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmring_release(consumer: *mut shmring_consumer_t) -> shmring_status {
     boundary(|| {
-        nonnull_mut(consumer, "consumer")?.0.release_detached()?;
+        either!(&mut nonnull_mut(consumer, "consumer")?.0, c => c.release_detached())?;
         Ok(())
     })
 }
@@ -700,7 +740,7 @@ pub struct shmring_msg_t {
 }
 
 /// Copies as many of the `count` messages at `msgs` as fit, in order, and publishes them
-/// with one store; `*out_sent` receives how many (possibly 0: then the status is
+/// (SPSC: with one store; MPMC: taking up to 64 slots per atomic operation); `*out_sent` receives how many (possibly 0: then the status is
 /// `SHMRING_WOULD_BLOCK`). Never blocks.
 ///
 /// # Safety
@@ -725,19 +765,10 @@ pub unsafe extern "C" fn shmring_try_send_batch(
             // SAFETY: non-NULL, `count` elements (documented contract).
             unsafe { std::slice::from_raw_parts(msgs, count) }
         };
-        let mut batch = p.0.batch();
-        let mut outcome = Ok(());
-        for m in msgs {
-            match batch.try_push(bytes_arg(m.data, m.len)?) {
-                Ok(()) => {}
-                Err(Error::WouldBlock) => break,
-                Err(e) => {
-                    outcome = Err(e);
-                    break;
-                }
-            }
-        }
-        let sent = batch.publish();
+        let (sent, outcome) = match &mut p.0 {
+            Kind::Spsc(p) => spsc_batch(p, msgs)?,
+            Kind::Mpmc(p) => mpmc_batch(p, msgs)?,
+        };
         if sent == 0 {
             outcome?;
             return Err(Fail::Rust(Error::WouldBlock));
@@ -745,6 +776,54 @@ pub unsafe extern "C" fn shmring_try_send_batch(
         write_out(out_sent, sent);
         Ok(())
     })
+}
+
+/// Pushes `msgs` into one SPSC batch until the ring is full; (sent, error that stopped it).
+fn spsc_batch(
+    p: &mut spsc::Producer,
+    msgs: &[shmring_msg_t],
+) -> Result<(usize, Result<(), Error>), Fail> {
+    let mut batch = p.batch();
+    let mut outcome = Ok(());
+    for m in msgs {
+        match batch.try_push(bytes_arg(m.data, m.len)?) {
+            Ok(()) => {}
+            Err(Error::WouldBlock) => break,
+            Err(e) => {
+                outcome = Err(e);
+                break;
+            }
+        }
+    }
+    Ok((batch.publish(), outcome))
+}
+
+/// Slices handed to one MPMC batch call (a stack array: no allocation per call).
+const MPMC_BATCH_CHUNK: usize = 64;
+
+/// Sends `msgs` to an MPMC ring in chunks, one claim per chunk, until the ring is full.
+fn mpmc_batch(
+    p: &mut mpmc::Producer,
+    msgs: &[shmring_msg_t],
+) -> Result<(usize, Result<(), Error>), Fail> {
+    let mut sent = 0;
+    for chunk in msgs.chunks(MPMC_BATCH_CHUNK) {
+        let mut slices: [&[u8]; MPMC_BATCH_CHUNK] = [&[]; MPMC_BATCH_CHUNK];
+        for (slot, m) in slices.iter_mut().zip(chunk) {
+            *slot = bytes_arg(m.data, m.len)?;
+        }
+        match p.try_send_batch(&slices[..chunk.len()]) {
+            Ok(n) => {
+                sent += n;
+                if n < chunk.len() {
+                    break;
+                }
+            }
+            Err(Error::WouldBlock) => break,
+            Err(e) => return Ok((sent, Err(e))),
+        }
+    }
+    Ok((sent, Ok(())))
 }
 
 /// Called by `shmring_try_recv_batch` once per message, in order; `data` is valid only
@@ -770,11 +849,12 @@ pub unsafe extern "C" fn shmring_try_recv_batch(
         let c = nonnull_mut(consumer, "consumer")?;
         nonnull_mut(out_count, "out_count")?;
         let callback = callback.ok_or(Fail::Null("callback"))?;
-        let n = c.0.try_recv_batch(max, |m| {
+        let each = |m: &[u8]| {
             // SAFETY: a C function pointer supplied by the caller; the slice is valid for
             // the duration of the call, as documented.
             unsafe { callback(ctx, m.as_ptr().cast(), m.len()) }
-        })?;
+        };
+        let n = either!(&mut c.0, c => c.try_recv_batch(max, each))?;
         write_out(out_count, n);
         Ok(())
     })
@@ -845,7 +925,12 @@ pub unsafe extern "C" fn shmring_ring_stats(
     boundary(|| {
         let ring = nonnull(ring, "ring")?;
         nonnull_mut(out, "out")?;
-        let s = ring.0.stats();
+        let Kind::Spsc(ring) = &ring.0 else {
+            return Err(Fail::Rust(Error::InvalidArgument {
+                detail: "an MPMC ring: use shmring_mpmc_stats".into(),
+            }));
+        };
+        let s = ring.stats();
         let (producer_state, producer_pid) = peer_of(s.producer);
         let (consumer_state, consumer_pid) = peer_of(s.consumer);
         write_out(
@@ -863,6 +948,189 @@ pub unsafe extern "C" fn shmring_ring_stats(
                 producer_pid,
                 consumer_state,
                 consumer_pid,
+            },
+        );
+        Ok(())
+    })
+}
+
+/// MPMC creation parameters. Start from `shmring_mpmc_config_init`, then change fields.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct shmring_mpmc_config_t {
+    /// Number of slots: a power of two in 2..=2^24. Default 1024.
+    pub slots: u64,
+    /// Slot payload (largest message), 1..=2^24. Default 240.
+    pub max_message: u64,
+    /// Producers and consumers attached at once, 2..=1024. Default 16.
+    pub max_peers: u32,
+    /// How blocked calls wait: `SHMRING_WAIT_*`. Default `SHMRING_WAIT_SPIN_YIELD`.
+    pub wait_strategy: u32,
+    /// `SHMRING_FLAG_*` bits.
+    pub flags: u32,
+    /// Futex/condvar: nanoseconds to poll before sleeping. Default 20000.
+    pub spin_ns: u64,
+}
+
+/// Fills `*config` with the MPMC defaults. NULL is a no-op.
+///
+/// # Safety
+/// `config` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_mpmc_config_init(config: *mut shmring_mpmc_config_t) {
+    if config.is_null() {
+        return;
+    }
+    write_out(
+        config,
+        shmring_mpmc_config_t {
+            slots: 1024,
+            max_message: 240,
+            max_peers: 16,
+            wait_strategy: SHMRING_WAIT_SPIN_YIELD,
+            flags: 0,
+            spin_ns: 20_000,
+        },
+    );
+}
+
+/// NULL means the defaults.
+fn mpmc_config_arg(config: *const shmring_mpmc_config_t) -> Result<Config, Fail> {
+    if config.is_null() {
+        return Ok(Config::new());
+    }
+    let cfg = nonnull(config, "config")?;
+    Ok(common_config(cfg.wait_strategy, cfg.flags, cfg.spin_ns)?
+        .slots(cfg.slots)
+        .max_message(cfg.max_message)
+        .max_peers(cfg.max_peers))
+}
+
+/// Creates the MPMC ring `name`: many producers and consumers, each message to exactly one
+/// consumer. Ends are attached and used with the same calls as SPSC ends
+/// (`shmring_producer_create`, `shmring_try_send`, `shmring_read`, ...). `config` NULL
+/// means defaults.
+///
+/// # Safety
+/// `name` is a NUL-terminated string; `config` is NULL or valid; `out` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_mpmc_create(
+    name: *const c_char,
+    config: *const shmring_mpmc_config_t,
+    out: *mut *mut shmring_ring_t,
+) -> shmring_status {
+    boundary(|| {
+        let name = name_arg(name)?;
+        nonnull_mut(out, "out")?;
+        let config = mpmc_config_arg(config)?;
+        handle_out(
+            out,
+            shmring_ring_t(Kind::Mpmc(mpmc::Ring::create(name, &config)?)),
+        );
+        Ok(())
+    })
+}
+
+/// Opens the existing MPMC ring `name` (`SHMRING_INCOMPATIBLE` for an SPSC ring).
+///
+/// # Safety
+/// `name` is a NUL-terminated string; `out` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_mpmc_open(
+    name: *const c_char,
+    out: *mut *mut shmring_ring_t,
+) -> shmring_status {
+    boundary(|| {
+        let name = name_arg(name)?;
+        nonnull_mut(out, "out")?;
+        handle_out(out, shmring_ring_t(Kind::Mpmc(mpmc::Ring::open(name)?)));
+        Ok(())
+    })
+}
+
+/// Creates the MPMC ring, or opens it if it exists (its parameters must match `config`).
+///
+/// # Safety
+/// As `shmring_mpmc_create`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_mpmc_create_or_open(
+    name: *const c_char,
+    config: *const shmring_mpmc_config_t,
+    out: *mut *mut shmring_ring_t,
+) -> shmring_status {
+    boundary(|| {
+        let name = name_arg(name)?;
+        nonnull_mut(out, "out")?;
+        let config = mpmc_config_arg(config)?;
+        handle_out(
+            out,
+            shmring_ring_t(Kind::Mpmc(mpmc::Ring::create_or_open(name, &config)?)),
+        );
+        Ok(())
+    })
+}
+
+/// A snapshot of an MPMC ring.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct shmring_mpmc_stats_t {
+    /// Number of slots.
+    pub slots: u64,
+    /// Largest message.
+    pub max_message: u64,
+    /// Positions taken by producers, not yet by consumers.
+    pub messages_in_flight: u64,
+    /// Messages published since creation.
+    pub messages_sent: u64,
+    /// Payload bytes published since creation.
+    pub bytes_sent: u64,
+    /// Messages released since creation.
+    pub messages_received: u64,
+    /// Payload bytes released since creation.
+    pub bytes_received: u64,
+    /// Claims of dead producers that consumers skipped.
+    pub claims_skipped: u64,
+    /// Messages dead consumers had taken and not released.
+    pub messages_dropped: u64,
+    /// Producers attached now.
+    pub producers: u32,
+    /// Consumers attached now.
+    pub consumers: u32,
+}
+
+/// Reads an MPMC ring's counters into `*out` (`SHMRING_INVALID_ARGUMENT` for an SPSC ring:
+/// use `shmring_ring_stats`).
+///
+/// # Safety
+/// `ring` is live; `out` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_mpmc_stats(
+    ring: *const shmring_ring_t,
+    out: *mut shmring_mpmc_stats_t,
+) -> shmring_status {
+    boundary(|| {
+        let ring = nonnull(ring, "ring")?;
+        nonnull_mut(out, "out")?;
+        let Kind::Mpmc(ring) = &ring.0 else {
+            return Err(Fail::Rust(Error::InvalidArgument {
+                detail: "an SPSC ring: use shmring_ring_stats".into(),
+            }));
+        };
+        let s = ring.stats();
+        write_out(
+            out,
+            shmring_mpmc_stats_t {
+                slots: s.slots,
+                max_message: s.max_message,
+                messages_in_flight: s.messages_in_flight,
+                messages_sent: s.messages_sent,
+                bytes_sent: s.bytes_sent,
+                messages_received: s.messages_received,
+                bytes_received: s.bytes_received,
+                claims_skipped: s.claims_skipped,
+                messages_dropped: s.messages_dropped,
+                producers: s.producers,
+                consumers: s.consumers,
             },
         );
         Ok(())

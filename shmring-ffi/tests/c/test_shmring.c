@@ -264,6 +264,95 @@ static void test_messages(void) {
     shmring_ring_free(ring);
 }
 
+static void test_mpmc(void) {
+    char name[64];
+    name_for(name, sizeof name, "mpmc");
+    shmring_mpmc_config_t cfg;
+    shmring_mpmc_config_init(&cfg);
+    CHECK(cfg.slots == 1024 && cfg.max_message == 240 && cfg.max_peers == 16);
+    cfg.slots = 4;
+    cfg.max_message = 32;
+    cfg.max_peers = 4;
+    cfg.wait_strategy = SHMRING_WAIT_FUTEX;
+    shmring_ring_t *ring = NULL, *other = NULL;
+    CHECK_STATUS(shmring_mpmc_create(name, &cfg, &ring), SHMRING_OK);
+    /* The kinds do not mix. */
+    CHECK_STATUS(shmring_ring_open(name, &other), SHMRING_INCOMPATIBLE);
+    CHECK(other == NULL);
+    CHECK_STATUS(shmring_mpmc_open(name, &other), SHMRING_OK);
+    cfg.slots = 8;
+    shmring_ring_t *mismatch = NULL;
+    CHECK_STATUS(shmring_mpmc_create_or_open(name, &cfg, &mismatch), SHMRING_INCOMPATIBLE);
+    CHECK(mismatch == NULL);
+
+    shmring_producer_t *a = NULL, *b = NULL, *extra = NULL;
+    shmring_consumer_t *r1 = NULL, *r2 = NULL;
+    CHECK_STATUS(shmring_producer_create(ring, &a), SHMRING_OK);
+    CHECK_STATUS(shmring_producer_create(other, &b), SHMRING_OK);
+    CHECK_STATUS(shmring_consumer_create(ring, &r1), SHMRING_OK);
+    CHECK_STATUS(shmring_consumer_create(other, &r2), SHMRING_OK);
+    CHECK_STATUS(shmring_producer_create(ring, &extra), SHMRING_REGISTRY_FULL);
+    CHECK(extra == NULL);
+
+    /* The same calls as SPSC: copy, zero copy, batch, timeouts. */
+    CHECK_STATUS(shmring_try_send(a, "from a", 6), SHMRING_OK);
+    CHECK_STATUS(shmring_try_send(b, "from b", 6), SHMRING_OK);
+    CHECK_STATUS(shmring_try_send(a, "0123456789012345678901234567890123", 33),
+                 SHMRING_MESSAGE_TOO_LARGE);
+    char buf[32];
+    size_t len = 0;
+    CHECK_STATUS(shmring_try_recv(r1, buf, sizeof buf, &len), SHMRING_OK);
+    CHECK(len == 6 && memcmp(buf, "from a", 6) == 0);
+    /* A short buffer keeps the message for the next call. */
+    CHECK_STATUS(shmring_try_recv(r2, buf, 2, &len), SHMRING_BUFFER_TOO_SMALL);
+    CHECK_STATUS(shmring_recv_timeout(r2, buf, sizeof buf, &len, 1000000), SHMRING_OK);
+    CHECK(len == 6 && memcmp(buf, "from b", 6) == 0);
+    void *slot = NULL;
+    CHECK_STATUS(shmring_reserve(a, 9, 0, &slot), SHMRING_OK);
+    memcpy(slot, "zero copy", 9);
+    CHECK_STATUS(shmring_commit(a, 9), SHMRING_OK);
+    CHECK_STATUS(shmring_reserve(a, 5, 0, &slot), SHMRING_OK);
+    CHECK_STATUS(shmring_cancel(a), SHMRING_OK); /* consumers skip the cancelled slot */
+    const void *ptr = NULL;
+    CHECK_STATUS(shmring_read(r2, 0, &ptr, &len), SHMRING_OK);
+    CHECK(len == 9 && memcmp(ptr, "zero copy", 9) == 0);
+    CHECK_STATUS(shmring_release(r2), SHMRING_OK);
+    CHECK_STATUS(shmring_recv_timeout(r1, buf, sizeof buf, &len, 20000000), SHMRING_TIMEOUT);
+
+    char texts[6][8];
+    shmring_msg_t msgs[6];
+    for (int i = 0; i < 6; i++) {
+        memset(texts[i], 'a' + i, sizeof texts[i]);
+        msgs[i].data = texts[i];
+        msgs[i].len = (size_t)i + 1;
+    }
+    size_t sent = 0, got = 0;
+    CHECK_STATUS(shmring_try_send_batch(b, msgs, 6, &sent), SHMRING_OK);
+    CHECK(sent == 4); /* four slots */
+    struct collected seen = {0, 0, 1};
+    CHECK_STATUS(shmring_try_recv_batch(r1, 16, collect, &seen, &got), SHMRING_OK);
+    CHECK(got == 4 && seen.count == 4 && seen.in_order);
+
+    shmring_mpmc_stats_t stats;
+    shmring_stats_t spsc_stats;
+    CHECK_STATUS(shmring_ring_stats(ring, &spsc_stats), SHMRING_INVALID_ARGUMENT);
+    CHECK_STATUS(shmring_mpmc_stats(ring, &stats), SHMRING_OK);
+    CHECK(stats.slots == 4 && stats.max_message == 32);
+    CHECK(stats.messages_sent == 7 && stats.messages_received == 7 && stats.messages_in_flight == 0);
+    CHECK(stats.producers == 2 && stats.consumers == 2 && stats.claims_skipped == 0);
+
+    /* End of stream once every producer has gone. */
+    shmring_producer_free(a);
+    CHECK_STATUS(shmring_try_recv(r1, buf, sizeof buf, &len), SHMRING_WOULD_BLOCK);
+    shmring_producer_free(b);
+    CHECK_STATUS(shmring_try_recv(r1, buf, sizeof buf, &len), SHMRING_CLOSED);
+    shmring_consumer_free(r1);
+    shmring_consumer_free(r2);
+    CHECK_STATUS(shmring_unlink(name), SHMRING_OK);
+    shmring_ring_free(other);
+    shmring_ring_free(ring);
+}
+
 int main(void) {
     test_version_and_strings();
     test_names_and_existence();
@@ -271,6 +360,7 @@ int main(void) {
     test_untrusted_segments();
     test_batches();
     test_messages();
+    test_mpmc();
     printf("%d passed, %d failed\n", checks - failures, failures);
     return failures == 0 ? 0 : 1;
 }
