@@ -77,9 +77,9 @@ impl Plan {
     /// the sleeping strategies "spin 20µs" (polls, then sleeps) / "asleep" (no spin window).
     pub(crate) fn mode(&self) -> &'static str {
         match self.transport.as_str() {
-            "shmring-spsc-futex" | "shmring-spsc-condvar" if self.spin.is_zero() => "asleep",
-            "shmring-spsc-futex" | "shmring-spsc-condvar" => "spin 20µs",
-            "shmring-spsc-spin" | "floor-spin" => "busy",
+            t if transport::sleeps(t) && self.spin.is_zero() => "asleep",
+            t if transport::sleeps(t) => "spin 20µs",
+            t if t.starts_with("shmring") || t == "floor-spin" => "busy",
             _ => "kernel",
         }
     }
@@ -250,7 +250,7 @@ fn plans(
                 continue;
             }
             plans.push(plan.clone());
-            if transport == "shmring-spsc-futex" || transport == "shmring-spsc-condvar" {
+            if transport::sleeps(transport) {
                 plan.spin = Duration::ZERO;
                 plans.push(plan);
             }
@@ -310,6 +310,17 @@ fn measure(plan: &Plan) -> Res<Sample> {
         String,
         Option<std::net::TcpListener>,
     ) = match plan.transport.as_str() {
+        t if t.starts_with("shmring-mpmc") => {
+            let (a, b) = names("mpmc");
+            let (ca, cb) = (a.clone(), b.clone());
+            cleanup.0.push(Box::new(move || {
+                let _ = shmring::mpmc::unlink(&ca);
+                let _ = shmring::mpmc::unlink(&cb);
+            }));
+            let ep =
+                transport::ShmringMpmc::create((&a, &b), transport::strategy(t), plan.spin, size)?;
+            (Box::new(ep), format!("{a},{b}"), None)
+        }
         t if t.starts_with("shmring") => {
             let (a, b) = names("ring");
             let (ca, cb) = (a.clone(), b.clone());
@@ -319,7 +330,7 @@ fn measure(plan: &Plan) -> Res<Sample> {
             }));
             let ep = transport::Shmring::create(
                 (&a, &b),
-                transport::Shmring::strategy(t),
+                transport::strategy(t),
                 plan.spin,
                 size,
                 plan.api,
@@ -461,8 +472,7 @@ fn measure(plan: &Plan) -> Res<Sample> {
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0);
     sample.wake_syscalls += child_calls;
-    sample.counts_syscalls =
-        plan.transport == "shmring-spsc-futex" || plan.transport == "shmring-spsc-condvar";
+    sample.counts_syscalls = transport::sleeps(&plan.transport);
     Ok(sample)
 }
 
@@ -535,6 +545,10 @@ fn run_child(spec: &str) -> Res<()> {
     pin_to_cpu(1);
     let size = plan.size;
     let mut ep: Box<dyn Endpoint> = match plan.transport.as_str() {
+        t if t.starts_with("shmring-mpmc") => {
+            let (a, b) = extra.split_once(',').ok_or("ring names")?;
+            Box::new(transport::ShmringMpmc::open((a, b), plan.spin)?)
+        }
         t if t.starts_with("shmring") => {
             let (a, b) = extra.split_once(',').ok_or("ring names")?;
             Box::new(transport::Shmring::open((a, b), plan.spin, plan.api)?)

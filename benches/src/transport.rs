@@ -9,7 +9,7 @@ use std::net::{TcpListener, TcpStream};
 use std::os::fd::{FromRawFd, RawFd};
 use std::time::Duration;
 
-use shmring::{Config, Error, OpenOptions, WaitStrategy, spsc};
+use shmring::{Config, Error, OpenOptions, WaitStrategy, mpmc, spsc};
 
 /// First byte of the message that ends a throughput stream.
 pub(crate) const END: u8 = 0xFF;
@@ -22,6 +22,8 @@ pub(crate) const ALL: &[&str] = &[
     "shmring-spsc-spin",
     "shmring-spsc-futex",
     "shmring-spsc-condvar",
+    "shmring-mpmc-spin",
+    "shmring-mpmc-futex",
     "pipe",
     "fifo",
     "uds-stream",
@@ -103,16 +105,23 @@ pub(crate) struct Shmring {
     api: Api,
 }
 
-impl Shmring {
-    /// Ring names for a run, and the strategy a transport name selects.
-    pub(crate) fn strategy(transport: &str) -> WaitStrategy {
-        match transport {
-            "shmring-spsc-futex" => WaitStrategy::Futex,
-            "shmring-spsc-condvar" => WaitStrategy::Condvar,
-            _ => WaitStrategy::Spin,
-        }
+/// The wait strategy a shmring transport name selects (`shmring-<kind>-<strategy>`).
+pub(crate) fn strategy(transport: &str) -> WaitStrategy {
+    if transport.ends_with("-futex") {
+        WaitStrategy::Futex
+    } else if transport.ends_with("-condvar") {
+        WaitStrategy::Condvar
+    } else {
+        WaitStrategy::Spin
     }
+}
 
+/// Whether a transport's receiver may sleep in shmring's wait (futex / condvar).
+pub(crate) fn sleeps(transport: &str) -> bool {
+    transport.starts_with("shmring") && strategy(transport) != WaitStrategy::Spin
+}
+
+impl Shmring {
     /// Creates both rings (parent side). `spin`: sleep strategies' spin window.
     pub(crate) fn create(
         names: (&str, &str),
@@ -144,6 +153,65 @@ impl Shmring {
             rx: inbound.consumer()?,
             api,
         })
+    }
+}
+
+/// A shmring MPMC pair: one ring each way, one producer and one consumer on each (what a
+/// single pair pays for the multi-peer protocol). Copy API only.
+pub(crate) struct ShmringMpmc {
+    tx: mpmc::Producer,
+    rx: mpmc::Consumer,
+}
+
+impl ShmringMpmc {
+    /// Creates both rings (parent side): slots of `size` bytes, as many as the SPSC ring
+    /// of that size holds bytes for (at least 64).
+    pub(crate) fn create(
+        names: (&str, &str),
+        strategy: WaitStrategy,
+        spin: Duration,
+        size: usize,
+    ) -> shmring::Result<ShmringMpmc> {
+        let slots = (ring_capacity(size) / (size as u64 + 16).next_power_of_two())
+            .next_power_of_two()
+            .clamp(64, 1 << 14);
+        let config = Config::new()
+            .slots(slots)
+            .max_message(size.max(1) as u64)
+            .max_peers(2)
+            .wait_strategy(strategy)
+            .spin_before_sleep(spin);
+        let out = mpmc::Ring::create(names.0, &config)?;
+        let back = mpmc::Ring::create(names.1, &config)?;
+        Ok(ShmringMpmc {
+            tx: out.producer()?,
+            rx: back.consumer()?,
+        })
+    }
+
+    /// Opens both rings (child side), crossed over.
+    pub(crate) fn open(names: (&str, &str), spin: Duration) -> shmring::Result<ShmringMpmc> {
+        let options = OpenOptions::new().spin_before_sleep(spin);
+        let inbound = mpmc::Ring::open_with(names.0, &options)?;
+        let outbound = mpmc::Ring::open_with(names.1, &options)?;
+        Ok(ShmringMpmc {
+            tx: outbound.producer()?,
+            rx: inbound.consumer()?,
+        })
+    }
+}
+
+impl Endpoint for ShmringMpmc {
+    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        self.tx.send_timeout(msg, CALL_TIMEOUT).map_err(to_io)
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.rx.recv_timeout(buf, CALL_TIMEOUT).map_err(to_io)
+    }
+
+    fn wake_syscalls(&self) -> u64 {
+        self.tx.wake_syscalls() + self.rx.wake_syscalls()
     }
 }
 

@@ -13,7 +13,7 @@ fn quick_run_reports_every_requested_figure() {
         .args([
             "--quick",
             "--transports",
-            "floor-spin,shmring-spsc-spin,shmring-spsc-futex,pipe,memcpy",
+            "floor-spin,shmring-spsc-spin,shmring-spsc-futex,shmring-mpmc-futex,pipe,memcpy",
         ])
         .arg("--json")
         .arg(&json)
@@ -31,6 +31,8 @@ fn quick_run_reports_every_requested_figure() {
         "| floor-spin | busy | 8 B |",
         "| shmring-spsc-spin | busy | 64 B |",
         "| shmring-spsc-futex | asleep | 1024 B |",
+        "| shmring-mpmc-futex | asleep | 8 B |",
+        "| shmring-mpmc-futex | copy | 64 B |",
         "| pipe | kernel | 8 B |",
         "| shmring-spsc-spin | batch32 | 65536 B |",
         "| shmring-spsc-spin | zero-copy | 8 B |",
