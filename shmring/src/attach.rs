@@ -4,6 +4,7 @@
 //! `init_state = READY` with Release. An opener Acquires `init_state`; until it reads READY it
 //! waits (bounded), and if the recorded creator is dead it says so instead of waiting.
 
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -154,6 +155,16 @@ pub(crate) fn open(location: &Location, options: &OpenOptions, kind: RingKind) -
         crate::segment::validate_name(name)?;
     }
     let fd = Segment::open_fd(location)?;
+    open_fd(fd, location, options, kind)
+}
+
+/// Opens the segment behind `fd` (found at `location`) and checks it holds a ring of `kind`.
+pub(crate) fn open_fd(
+    fd: OwnedFd,
+    location: &Location,
+    options: &OpenOptions,
+    kind: RingKind,
+) -> Result<Attached> {
     let trust = TrustPolicy {
         any_owner: options.any_owner,
         writable_by_others: options.writable_by_others,
@@ -173,7 +184,10 @@ pub(crate) fn open(location: &Location, options: &OpenOptions, kind: RingKind) -
         }
         thread::sleep(INIT_POLL);
     };
-    let segment = Segment::map(&fd, location, size, options.populate, options.lock_memory)?;
+    let mut segment = Segment::map(&fd, location, size, options.populate, options.lock_memory)?;
+    if *location == Location::Anonymous {
+        segment.keep_fd(fd);
+    }
     let h = &control_of(&segment).header;
     loop {
         // ORDERING H2 (pairs with H1): Acquire, so the fields read below are the creator's.

@@ -69,6 +69,30 @@ pub(crate) fn file_open(path: &Path) -> io::Result<OwnedFd> {
     rustix::fs::open(path, flags, Mode::empty()).map_err(io_err)
 }
 
+/// Creates an anonymous shared-memory file (memfd) of `len` bytes, sealed so that nobody,
+/// whoever holds a descriptor, can shrink or grow it (or change the seals): a mapping of it
+/// can never fault with SIGBUS.
+pub(crate) fn memfd_create_sealed(label: &str, len: u64) -> io::Result<OwnedFd> {
+    use rustix::fs::{MemfdFlags, SealFlags};
+    let fd = rustix::fs::memfd_create(label, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
+        .map_err(io_err)?;
+    rustix::fs::ftruncate(&fd, len).map_err(io_err)?;
+    rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)
+        .map_err(io_err)?;
+    Ok(fd)
+}
+
+/// Whether `fd`'s size is sealed: it can neither shrink nor grow.
+pub(crate) fn size_sealed(fd: impl AsFd) -> io::Result<bool> {
+    use rustix::fs::SealFlags;
+    match rustix::fs::fcntl_get_seals(fd) {
+        Ok(seals) => Ok(seals.contains(SealFlags::SHRINK | SealFlags::GROW)),
+        // A file that does not support sealing (not a memfd) is not sealed.
+        Err(rustix::io::Errno::INVAL) => Ok(false),
+        Err(e) => Err(io_err(e)),
+    }
+}
+
 /// Removes a file-backed segment's path.
 pub(crate) fn file_unlink(path: &Path) -> io::Result<()> {
     fs::remove_file(path)

@@ -20,6 +20,8 @@ pub(crate) enum Location {
     Shm(String),
     /// A file (for persistence, hugetlbfs, or another filesystem).
     Path(PathBuf),
+    /// An anonymous memfd, shared by passing its descriptor; sealed against resizing.
+    Anonymous,
 }
 
 impl Location {
@@ -27,6 +29,7 @@ impl Location {
         match self {
             Location::Shm(name) => name.clone(),
             Location::Path(path) => path.display().to_string(),
+            Location::Anonymous => "(anonymous ring)".into(),
         }
     }
 }
@@ -73,6 +76,8 @@ pub(crate) struct TrustPolicy {
 pub(crate) struct Segment {
     map: MmapRaw,
     location: Location,
+    /// An anonymous segment's descriptor, kept to share it.
+    fd: Option<OwnedFd>,
 }
 
 impl Segment {
@@ -89,6 +94,14 @@ impl Segment {
         let fd = match location {
             Location::Shm(name) => os::shm_create(name, mode),
             Location::Path(path) => os::file_create(path, mode),
+            Location::Anonymous => {
+                // Sized and sealed at birth: no holder of the descriptor can resize it.
+                let fd = os::memfd_create_sealed("shmring", len)
+                    .map_err(|e| Error::from_os("memfd_create", &shown, e))?;
+                let mut segment = Segment::map(&fd, location, len, populate, lock)?;
+                segment.fd = Some(fd);
+                return Ok(segment);
+            }
         }
         .map_err(|e| Error::from_os("create", &shown, e))?;
         let mapped = (|| {
@@ -108,16 +121,36 @@ impl Segment {
         match location {
             Location::Shm(name) => os::shm_open(name),
             Location::Path(path) => os::file_open(path),
+            Location::Anonymous => {
+                return Err(Error::invalid_argument(
+                    "an anonymous ring is opened from its descriptor",
+                ));
+            }
         }
         .map_err(|e| Error::from_os("open", &location.display(), e))
     }
 
-    /// Checks type, owner and mode of an open segment and returns its size.
+    /// Checks type, owner and mode of an open segment and returns its size. An anonymous
+    /// segment has no name to squat: whoever holds its descriptor was given it, so owner
+    /// and mode do not matter; it must instead be sealed against resizing.
     pub(crate) fn check_file(fd: &OwnedFd, location: &Location, trust: TrustPolicy) -> Result<u64> {
         let shown = location.display();
         let info = os::fstat(fd).map_err(|e| Error::from_os("fstat", &shown, e))?;
         if !info.is_regular {
             return Err(Error::permission(format!("{shown} is not a regular file")));
+        }
+        if *location == Location::Anonymous {
+            let sealed =
+                os::size_sealed(fd).map_err(|e| Error::from_os("F_GET_SEALS", &shown, e))?;
+            if !sealed {
+                return Err(Error::permission(
+                    "the descriptor's file is not sealed against shrinking and growing \
+                     (F_SEAL_SHRINK | F_SEAL_GROW): a holder could truncate it under the \
+                     mapping"
+                        .to_string(),
+                ));
+            }
+            return Ok(info.size);
         }
         let me = os::euid();
         if !trust.any_owner && info.uid != me {
@@ -165,7 +198,25 @@ impl Segment {
         Ok(Segment {
             map,
             location: location.clone(),
+            fd: None,
         })
+    }
+
+    /// Keeps an anonymous segment's descriptor so it can be shared again.
+    pub(crate) fn keep_fd(&mut self, fd: OwnedFd) {
+        self.fd = Some(fd);
+    }
+
+    /// A new descriptor of an anonymous segment (close-on-exec), to pass to another
+    /// process (`SCM_RIGHTS`, or inheritance after clearing close-on-exec).
+    pub(crate) fn share_fd(&self) -> Result<OwnedFd> {
+        let fd = self.fd.as_ref().ok_or_else(|| {
+            Error::invalid_argument(
+                "only anonymous rings are shared by descriptor; open it by name",
+            )
+        })?;
+        fd.try_clone()
+            .map_err(|e| Error::from_os("dup", &self.location.display(), e))
     }
 
     /// First byte of the mapping (page-aligned).
@@ -193,6 +244,8 @@ pub(crate) fn unlink(location: &Location) -> Result<()> {
             os::shm_unlink(name)
         }
         Location::Path(path) => os::file_unlink(path),
+        // Nothing to remove: it disappears with its last descriptor and mapping.
+        Location::Anonymous => Ok(()),
     }
     .map_err(|e| Error::from_os("unlink", &shown, e))
 }

@@ -49,15 +49,24 @@ fn names_squatted_by_another_user_are_never_adopted() {
         assert_eq!(before.uid(), OTHER, "{role}: the squatter owns the name");
 
         let create = spsc::Ring::create(name.as_str(), &Config::new().capacity(4096));
-        assert!(matches!(create, Err(Error::AlreadyExists { .. })), "{role}: {create:?}");
+        assert!(
+            matches!(create, Err(Error::AlreadyExists { .. })),
+            "{role}: {create:?}"
+        );
         let create = mpmc::Ring::create(name.as_str(), &Config::new().slots(16));
-        assert!(matches!(create, Err(Error::AlreadyExists { .. })), "{role}: {create:?}");
+        assert!(
+            matches!(create, Err(Error::AlreadyExists { .. })),
+            "{role}: {create:?}"
+        );
         for open in [
             spsc::Ring::open(name.as_str()).map(drop),
             mpmc::Ring::open(name.as_str()).map(drop),
             spsc::Ring::create_or_open(name.as_str(), &Config::new().capacity(4096)).map(drop),
         ] {
-            assert!(matches!(open, Err(Error::PermissionDenied { .. })), "{role}: {open:?}");
+            assert!(
+                matches!(open, Err(Error::PermissionDenied { .. })),
+                "{role}: {open:?}"
+            );
         }
         // Nothing was written: same size, owner and mode.
         let after = std::fs::metadata(name.path()).unwrap();

@@ -107,6 +107,41 @@ impl Ring {
         )
     }
 
+    /// Creates a ring with no name: an anonymous memory file (memfd) sealed against
+    /// shrinking and growing, so no process holding it can truncate it under a mapping
+    /// (SIGBUS). Share it with [`share_fd`](Ring::share_fd) (pass the descriptor over a Unix
+    /// socket or to a child) and attach with [`open_fd`](Ring::open_fd). Linux only.
+    ///
+    /// ```
+    /// use shmring::{Config, OpenOptions, spsc::Ring};
+    /// let ring = Ring::create_anonymous(&Config::new().capacity(4096))?;
+    /// let other = Ring::open_fd(ring.share_fd()?, &OpenOptions::new())?;
+    /// # let _ = other;
+    /// # Ok::<(), shmring::Error>(())
+    /// ```
+    pub fn create_anonymous(config: &Config) -> Result<Ring> {
+        Ring::from_attached(
+            attach::create(&Location::Anonymous, config, RingKind::Spsc)?,
+            config.spin,
+        )
+    }
+
+    /// Attaches to an anonymous ring through a descriptor from
+    /// [`share_fd`](Ring::share_fd). `PermissionDenied` if the file is not sealed against
+    /// resizing (a holder could truncate it under our mapping).
+    pub fn open_fd(fd: std::os::fd::OwnedFd, options: &OpenOptions) -> Result<Ring> {
+        Ring::from_attached(
+            attach::open_fd(fd, &Location::Anonymous, options, RingKind::Spsc)?,
+            options.spin,
+        )
+    }
+
+    /// A new descriptor of an anonymous ring (close-on-exec) to hand to another process.
+    /// `InvalidArgument` for a named ring (open it by name instead).
+    pub fn share_fd(&self) -> Result<std::os::fd::OwnedFd> {
+        self.memory.segment().share_fd()
+    }
+
     fn from_attached(attached: Attached, spin: Duration) -> Result<Ring> {
         let crate::attach::Shape::Spsc(geometry) = attached.shape else {
             return Err(Error::incompatible("not an SPSC ring"));
