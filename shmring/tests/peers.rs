@@ -10,10 +10,11 @@ use std::sync::Mutex;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{ShmName, length, message, role};
+use common::{ShmName, length, message, role, rounds};
 use shmring::{Config, Error, WaitStrategy, spsc::Ring};
 
 const MAX: usize = 200;
+/// Kill rounds per strategy (scaled by the soak script).
 const ROUNDS: u64 = 8;
 /// A survivor must learn of the death within this (the liveness interval is 100 ms).
 const DETECTION_BOUND: Duration = Duration::from_secs(5);
@@ -98,7 +99,7 @@ fn check(seq: u64, got: &[u8], expected: &mut Vec<u8>) {
 fn producer_killed(strategy: WaitStrategy) {
     let _pair = ONE_PAIR_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let mut detection = Vec::new();
-    for round in 0..ROUNDS {
+    for round in 0..rounds(ROUNDS) {
         let name = ShmName::new("killprod");
         let ring = Ring::create(name.as_str(), &config(strategy)).unwrap();
         let mut rx = ring.consumer().unwrap();
@@ -148,7 +149,8 @@ fn producer_killed(strategy: WaitStrategy) {
     }
     detection.sort();
     println!(
-        "{strategy:?}: {ROUNDS} rounds, PeerDead after kill: median {:?}, max {:?}",
+        "{strategy:?}: {} rounds, PeerDead after kill: median {:?}, max {:?}",
+        detection.len(),
         detection[detection.len() / 2],
         detection[detection.len() - 1]
     );

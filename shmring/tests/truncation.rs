@@ -50,7 +50,10 @@ fn child_entry() {
         // A consumer of a named ring that the parent will truncate.
         "named-consumer" => {
             // The SIGBUS below is expected: no core file for it.
-            let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            let no_core = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
             // SAFETY: plain system call with a valid struct.
             unsafe { libc::setrlimit(libc::RLIMIT_CORE, &no_core) };
             let ring = spsc::Ring::open(&arg).unwrap();

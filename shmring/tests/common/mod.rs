@@ -100,3 +100,14 @@ pub fn wait_bounded(child: &mut Child, limit: Duration) -> ExitStatus {
 pub fn role() -> Option<(String, String)> {
     Some((std::env::var(ROLE_VAR).ok()?, std::env::var(RING_VAR).ok()?))
 }
+
+/// Rounds a kill test runs: `base`, times `SHMRING_SOAK_SCALE` when set (the soak script,
+/// `reliability/soak.sh`, runs the same tests longer).
+pub fn rounds(base: u64) -> u64 {
+    let scale = std::env::var("SHMRING_SOAK_SCALE")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(1)
+        .max(1);
+    base * scale
+}
