@@ -35,15 +35,15 @@ run_models mpmc a_dead_producers_claim_is_skipped a_slow_producer_is_never_skipp
 # (run it by hand: LOOM_MAX_PREEMPTIONS=2 and the command in loom-tests/tests/mpmc.rs).
 LOOM_MAX_PREEMPTIONS=1 run_models mpmc two_producers_two_consumers
 
-# negative_control CFG TARGET_DIR MODEL EXPECTED LABEL: with `--cfg CFG` (an ordering
+# negative_control CFG TARGET_DIR TEST MODEL EXPECTED LABEL: with `--cfg CFG` (an ordering
 # deliberately weakened in the shipped code) loom must fail MODEL with a message containing
 # EXPECTED. A deadlock can abort the test process, so each runs in its own `cargo test`
 # process and only the message is checked.
 negative_control() {
-    local cfg=$1 dir=$2 model=$3 expected=$4 label=$5 start output
+    local cfg=$1 dir=$2 test=$3 model=$4 expected=$5 label=$6 start output
     start=$(date +%s%N)
     if output=$(RUSTFLAGS="--cfg shmring_loom --cfg $cfg" CARGO_TARGET_DIR="$dir" \
-        cargo test --release --locked -p loom-tests --test spsc --quiet -- --exact "$model" 2>&1); then
+        cargo test --release --locked -p loom-tests --test "$test" --quiet -- --exact "$model" 2>&1); then
         echo "negative control FAILED: loom accepted the model with $cfg" >&2
         exit 1
     fi
@@ -57,9 +57,13 @@ negative_control() {
 
 # The publishing store (P1) weakened to Relaxed: the consumer reads payload bytes that were
 # not made visible to it.
-negative_control shmring_weaken_publish target/loom-weak wrap_with_padding_then_close \
+negative_control shmring_weaken_publish target/loom-weak spsc wrap_with_padding_then_close \
     "Causality violation" "P1 weakened to Relaxed"
+# The same for the MPMC slot publish (one `--cfg` weakens both rings' P1): a consumer sees
+# the slot published but not its length word.
+LOOM_MAX_PREEMPTIONS=1 negative_control shmring_weaken_publish target/loom-weak mpmc \
+    two_producers_two_consumers "torn message" "MPMC P1 weakened to Relaxed"
 # The waker's SeqCst fence (N1) removed: the Dekker pair is broken and the consumer sleeps
 # through the last wake-up.
-negative_control shmring_weaken_dekker target/loom-dekker futex_wakeups_are_never_lost \
+negative_control shmring_weaken_dekker target/loom-dekker spsc futex_wakeups_are_never_lost \
     "deadlock" "N1 fence removed"

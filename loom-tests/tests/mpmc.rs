@@ -19,7 +19,10 @@ fn message(p: u8, seq: u8) -> Vec<u8> {
 
 /// Checks a received message and returns (producer, seq).
 fn check(out: &[u8]) -> (u8, u8) {
-    assert_eq!(out, message(out[0], out[1]), "torn message");
+    assert!(
+        out.len() == 4 && out == message(out[0], out[1]),
+        "torn message {out:?}"
+    );
     (out[0], out[1])
 }
 
