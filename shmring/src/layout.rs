@@ -137,6 +137,10 @@ pub struct PeerRecord {
     /// compare-and-swap: `pid << 32 | (start time in clock ticks since boot) mod 2^32`;
     /// 0 while never held. A pid reused by another process has another start time.
     pub owner: AtomicU64,
+    /// Bumped by every holder that takes the role (first attach or takeover).
+    pub generation: AtomicU32,
+    /// Zero.
+    pub reserved: AtomicU32,
 }
 
 /// Attach records of both roles: written at attach and close only, so reading it on every
@@ -244,6 +248,8 @@ impl ControlBlock {
                 state: AtomicU32::new(0),
                 pid: AtomicU32::new(0),
                 owner: AtomicU64::new(0),
+                generation: AtomicU32::new(0),
+                reserved: AtomicU32::new(0),
             }
         }
         fn wake() -> WakeLine {
@@ -540,7 +546,7 @@ pub const FINGERPRINT: u64 = {
         offset_of!(ControlBlock, space_wake) as u64,
         offset_of!(ControlBlock, condvar) as u64,
         size_of::<PeerRecord>() as u64,
-        offset_of!(PeerRecord, owner) as u64,
+        offset_of!(PeerRecord, owner) as u64 | (offset_of!(PeerRecord, generation) as u64) << 16,
         offset_of!(PeerLine, consumer) as u64,
         offset_of!(ProducerLine, messages) as u64,
         offset_of!(ConsumerLine, messages) as u64,
@@ -602,13 +608,15 @@ const _: () = {
     assert!(offset_of!(SegmentHeader, initial_position) == 88);
     assert!(offset_of!(SegmentHeader, slot_count) == 96);
     assert!(offset_of!(SegmentHeader, max_peers) == 104);
-    assert!(offset_of!(PeerLine, attached) == 32);
-    assert!(offset_of!(PeerLine, ever_attached) == 40);
-    assert!(offset_of!(PeerLine, claims_skipped) == 48);
-    assert!(offset_of!(PeerLine, messages_dropped) == 56);
-    assert!(offset_of!(PeerLine, retired_messages) == 64);
-    assert!(offset_of!(PeerLine, retired_bytes) == 80);
-    assert!(size_of::<PeerRecord>() == 16);
+    assert!(offset_of!(PeerLine, consumer) == 24);
+    assert!(offset_of!(PeerLine, attached) == 48);
+    assert!(offset_of!(PeerLine, ever_attached) == 56);
+    assert!(offset_of!(PeerLine, claims_skipped) == 64);
+    assert!(offset_of!(PeerLine, messages_dropped) == 72);
+    assert!(offset_of!(PeerLine, retired_messages) == 80);
+    assert!(offset_of!(PeerLine, retired_bytes) == 96);
+    assert!(size_of::<PeerRecord>() == 24);
+    assert!(offset_of!(PeerRecord, generation) == 16);
     assert!(size_of::<PeerLine>() == LINE);
     assert!(size_of::<ProducerLine>() == LINE);
     assert!(size_of::<ConsumerLine>() == LINE);
@@ -645,7 +653,7 @@ mod tests {
             offset_of!(ControlBlock, consumer) + offset_of!(ConsumerLine, head),
             offset_of!(ControlBlock, peers) + offset_of!(PeerLine, consumer),
         ];
-        assert_eq!(offsets, [128, 256, 384, 144]);
+        assert_eq!(offsets, [128, 256, 384, 152]);
         assert_eq!(
             [
                 offset_of!(ControlBlock, data_wake),
@@ -657,7 +665,7 @@ mod tests {
         assert_eq!(MAGIC.to_le_bytes(), *b"SHMRING1");
         // Recomputed by hand from the same inputs would be circular; instead pin the value
         // so any layout change is a conscious, visible edit.
-        assert_eq!(FINGERPRINT, 0x9f49_1128_4099_c316_u64, "{FINGERPRINT:#x}");
+        assert_eq!(FINGERPRINT, 0x6adc_5a92_26c5_b636_u64, "{FINGERPRINT:#x}");
     }
 
     #[test]

@@ -52,7 +52,7 @@ mod sync;
 
 pub use config::{Config, OpenOptions};
 pub use error::{Error, Result, Role};
-pub use stats::{PeerState, Stats};
+pub use stats::{PeerInfo, PeerState, PeerStatus, Stats};
 pub use wait::WaitStrategy;
 
 /// The README's code blocks, compiled (and where not `no_run`, run) as doctests.

@@ -1,5 +1,6 @@
 //! Occupancy and counters, read from a segment's control block.
 
+use crate::error::Role;
 use crate::layout::{ControlBlock, PeerRecord, peer_state};
 use crate::spsc::ring::Geometry;
 use crate::sync::Ordering::{Acquire, Relaxed};
@@ -76,6 +77,54 @@ fn peer(record: &PeerRecord) -> PeerState {
     }
 }
 
+/// The two role records of an SPSC ring as [`PeerInfo`]s (never-held roles left out).
+pub(crate) fn spsc_peers(ctl: &ControlBlock, alive: impl Fn(u64) -> bool) -> Vec<PeerInfo> {
+    let roles = [
+        (
+            Role::Producer,
+            &ctl.peers.producer,
+            &ctl.producer.messages,
+            &ctl.producer.bytes,
+        ),
+        (
+            Role::Consumer,
+            &ctl.peers.consumer,
+            &ctl.consumer.messages,
+            &ctl.consumer.bytes,
+        ),
+    ];
+    roles
+        .into_iter()
+        .enumerate()
+        .filter_map(|(index, (role, record, messages, bytes))| {
+            let state = record.state.load(Acquire);
+            let generation = record.generation.load(Relaxed);
+            if state == peer_state::FREE && generation == 0 {
+                return None;
+            }
+            let owner = record.owner.load(Acquire);
+            let status = match state {
+                peer_state::ATTACHED if alive(owner) => PeerStatus::Attached,
+                peer_state::ATTACHED => PeerStatus::AttachedDead,
+                peer_state::CLOSED => PeerStatus::Closed,
+                // Claimed (owner set) but the state not yet stored.
+                peer_state::FREE if owner != 0 && alive(owner) => PeerStatus::Attached,
+                peer_state::FREE => PeerStatus::AttachedDead,
+                other => PeerStatus::Unknown(other as u8),
+            };
+            Some(PeerInfo {
+                index: index as u32,
+                role: Some(role),
+                status,
+                pid: record.pid.load(Relaxed),
+                generation,
+                messages: messages.load(Relaxed),
+                bytes: bytes.load(Relaxed),
+            })
+        })
+        .collect()
+}
+
 pub(crate) fn stats_of(ctl: &ControlBlock, geometry: Geometry) -> Stats {
     // Consumer first: what it released was sent, so the differences below never go negative
     // for an honest pair (wrapping arithmetic keeps a dishonest one from panicking).
@@ -99,4 +148,40 @@ pub(crate) fn stats_of(ctl: &ControlBlock, geometry: Geometry) -> Stats {
         producer: peer(&ctl.peers.producer),
         consumer: peer(&ctl.peers.consumer),
     }
+}
+
+/// What one peer record says: an MPMC registry record, or one of an SPSC ring's two
+/// role records (index 0 producer, 1 consumer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PeerInfo {
+    /// Record index.
+    pub index: u32,
+    /// Which end (`None`: a role byte this build never writes).
+    pub role: Option<crate::Role>,
+    /// The record's state.
+    pub status: PeerStatus,
+    /// Process id of the (last) holder.
+    pub pid: u32,
+    /// Bumped on every attach to this record.
+    pub generation: u32,
+    /// Messages published (producer) or released (consumer) by this record's holders.
+    pub messages: u64,
+    /// Payload bytes likewise.
+    pub bytes: u64,
+}
+
+/// A peer record's state, as `peers()` of either ring kind reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerStatus {
+    /// Attached, and its process runs.
+    Attached,
+    /// Attached in the record, but its process has died (not yet reaped).
+    AttachedDead,
+    /// Closed by its holder.
+    Closed,
+    /// Its process died without closing; reaped.
+    Dead,
+    /// A state byte this build never writes.
+    Unknown(u8),
 }

@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{ShmName, length, message, role, rounds};
-use shmring::{Config, Error, WaitStrategy, spsc::Ring};
+use shmring::{Config, Error, PeerStatus, WaitStrategy, spsc::Ring};
 
 const MAX: usize = 200;
 /// Kill rounds per strategy (scaled by the soak script).
@@ -140,8 +140,20 @@ fn producer_killed(strategy: WaitStrategy) {
             seq > committed,
             "round {round}: committed {committed}, delivered {seq}"
         );
+        // The registry shows the dead holder as such, then the takeover's new generation.
+        let producer_record =
+            |ring: &Ring| ring.peers().into_iter().find(|p| p.index == 0).unwrap();
+        let dead = producer_record(&ring);
+        assert_eq!(
+            (dead.status, dead.generation),
+            (PeerStatus::AttachedDead, 1)
+        );
+        assert_eq!(dead.pid, child.id());
         // A new producer takes the dead one's role and continues the stream.
         let mut tx = ring.producer().unwrap();
+        let taken = producer_record(&ring);
+        assert_eq!((taken.status, taken.generation), (PeerStatus::Attached, 2));
+        assert_eq!(taken.pid, std::process::id());
         message(seq, length(seq, MAX), &mut expected);
         tx.send(&expected).unwrap();
         let n = rx.recv_timeout(&mut buf, CALL_TIMEOUT).unwrap();

@@ -41,9 +41,9 @@ use crate::layout::registry::{ROLE_CONSUMER, ROLE_PRODUCER, role_index};
 use crate::memory::{RingMemory, ShmMemory};
 use crate::os;
 use crate::segment::{self, Location};
+pub use crate::stats::{PeerInfo, PeerStatus};
 use crate::sync::Ordering::Relaxed;
 use crate::wait::{Event, Wait, WaitStrategy, Waiter};
-pub use registry::{PeerInfo, PeerStatus};
 use ring::{ConsumerCore, MpmcGeometry, ProducerCore, SlotClaim, SlotMessage};
 
 /// How often a blocked call looks for dead peers (reaps their records, skips their claims).

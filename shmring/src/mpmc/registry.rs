@@ -16,6 +16,7 @@ use crate::sync::AtomicU32;
 use crate::sync::Ordering::{AcqRel, Acquire, Relaxed, Release};
 
 use super::ring::MpmcGeometry;
+use crate::stats::{PeerInfo, PeerStatus};
 
 /// Passes over the registry before attach gives up on records that keep changing.
 const ATTACH_ROUNDS: u32 = 4;
@@ -254,41 +255,6 @@ pub(crate) fn any_dead<M: RingMemory>(mem: &M, geo: &MpmcGeometry, role: u64) ->
             && (st == state::DEAD
                 || (st == state::ATTACHED && !mem.owner_alive(rec.owner.load(Acquire))))
     })
-}
-
-/// What one registry record says.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct PeerInfo {
-    /// Record index.
-    pub index: u32,
-    /// Which end (`None`: a role byte this build never writes).
-    pub role: Option<crate::Role>,
-    /// The record's state.
-    pub status: PeerStatus,
-    /// Process id of the (last) holder.
-    pub pid: u32,
-    /// Bumped on every attach to this record.
-    pub generation: u32,
-    /// Messages published (producer) or released (consumer) by this record's holders.
-    pub messages: u64,
-    /// Payload bytes likewise.
-    pub bytes: u64,
-}
-
-/// A registry record's state, as [`mpmc::Ring::peers`](crate::mpmc::Ring::peers) reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PeerStatus {
-    /// Attached, and its process runs.
-    Attached,
-    /// Attached in the record, but its process has died (not yet reaped).
-    AttachedDead,
-    /// Closed by its holder.
-    Closed,
-    /// Its process died without closing; reaped.
-    Dead,
-    /// A state byte this build never writes.
-    Unknown(u8),
 }
 
 /// Every record that has ever been held.

@@ -250,6 +250,27 @@ impl Ring {
         self.len() == 0
     }
 
+    /// The two role records that have been held (producer index 0, consumer index 1), in
+    /// the same form as an MPMC ring's registry: status (a holder whose process died shows
+    /// as `AttachedDead`), pid, generation (takeovers count), and counters.
+    ///
+    /// ```
+    /// use shmring::{Config, PeerStatus, spsc::Ring};
+    /// let name = format!("/doc-spsc-peers-{}", std::process::id());
+    /// let ring = Ring::create(&name, &Config::new().capacity(4096))?;
+    /// let _tx = ring.producer()?;
+    /// let peers = ring.peers();
+    /// assert_eq!(peers.len(), 1);
+    /// assert_eq!((peers[0].status, peers[0].generation), (PeerStatus::Attached, 1));
+    /// ring.unlink()?;
+    /// # Ok::<(), shmring::Error>(())
+    /// ```
+    pub fn peers(&self) -> Vec<crate::PeerInfo> {
+        crate::stats::spsc_peers(self.memory.control(), |owner| {
+            self.memory.owner_alive(owner)
+        })
+    }
+
     /// Removes the ring's name (or path). Attached handles keep working; new opens fail.
     pub fn unlink(&self) -> Result<()> {
         segment::unlink(self.memory.segment().location())
@@ -318,6 +339,7 @@ fn attach_role(ctl: &ControlBlock, role: Role) -> Result<Attach> {
             .is_ok()
         {
             record.pid.store(me.pid, Relaxed);
+            record.generation.fetch_add(1, Relaxed);
             // Only the owner writes `state`; the previous one, if any, is dead. A close
             // that raced in before our claim is seen here and kept.
             if record.state.compare_exchange(
