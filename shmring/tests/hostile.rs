@@ -45,21 +45,20 @@ proptest! {
         truncate in prop::option::of(0..CONTROL_SIZE + CAPACITY),
     ) {
         let name = ShmName::new("fuzz");
-        {
-            let ring = Ring::create(name.as_str(), &Config::new().capacity(CAPACITY)).unwrap();
-            let mut tx = ring.producer().unwrap();
-            for i in 0..20u8 {
-                let _ = tx.try_send(&vec![i; usize::from(i) * 7]);
-            }
-            // `tx` stays attached while damaged; dropped at the end of this block.
-            let file = FileOptions::new().write(true).open(name.path()).unwrap();
-            for (offset, value) in &writes {
-                file.write_all_at(&value.to_le_bytes(), offset & !7).unwrap();
-            }
-            if let Some(len) = truncate {
-                file.set_len(len).unwrap();
-            }
-            std::mem::forget(tx); // its close would write into a segment we may have shrunk
+        let ring = Ring::create(name.as_str(), &Config::new().capacity(CAPACITY)).unwrap();
+        let mut tx = ring.producer().unwrap();
+        for i in 0..20u8 {
+            let _ = tx.try_send(&vec![i; usize::from(i) * 7]);
+        }
+        let file = FileOptions::new().write(true).open(name.path()).unwrap();
+        // `tx` stays attached while damaged; the guard closes it after the checks, on every
+        // way out (a failed `prop_assert!` returns early).
+        let _tx = RestoreThenClose { file: &file, tx: Some(tx) };
+        for (offset, value) in &writes {
+            file.write_all_at(&value.to_le_bytes(), offset & !7).unwrap();
+        }
+        if let Some(len) = truncate {
+            file.set_len(len).unwrap();
         }
         let quick = OpenOptions::new().init_timeout(Duration::from_millis(5));
         match Ring::open_with(name.as_str(), &quick) {
@@ -84,6 +83,20 @@ proptest! {
                 }
             }
         }
+    }
+}
+
+/// Closes a producer of a damaged segment: first gives the segment back its pages (the
+/// close writes to it; touching pages past a truncation would be SIGBUS, not a result).
+struct RestoreThenClose<'a> {
+    file: &'a std::fs::File,
+    tx: Option<shmring::spsc::Producer>,
+}
+
+impl Drop for RestoreThenClose<'_> {
+    fn drop(&mut self) {
+        self.file.set_len(CONTROL_SIZE + CAPACITY).unwrap();
+        drop(self.tx.take());
     }
 }
 
