@@ -17,21 +17,24 @@ fn code_of(example: &str) -> String {
 }
 
 fn binary(example: &str) -> PathBuf {
-    // tests run from target/<profile>/deps; examples are built to target/<profile>/examples.
+    // Tests run from target[/<triple>]/<profile>/deps; examples are built next to deps.
     let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(example);
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    let path = profile_dir.join("examples").join(example);
     if !path.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "shmring", "--example", example])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        let mut build = Command::new(env!("CARGO"));
+        build.args(["build", "-p", "shmring", "--example", example]);
+        if profile_dir.file_name().is_some_and(|p| p == "release") {
+            build.arg("--release");
+        }
+        // A `--target` build (e.g. reliability/asan.sh) puts its profiles under the triple.
+        let above = profile_dir.parent().unwrap();
+        if let Some(triple) = above.file_name().and_then(|n| n.to_str()) {
+            if triple.matches('-').count() >= 2 && !triple.starts_with("target") {
+                build.args(["--target", triple]);
+            }
+        }
+        assert!(build.status().unwrap().success());
     }
     path
 }
