@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use common::ShmName;
 use proptest::prelude::*;
 use shmring::layout::CONTROL_SIZE;
-use shmring::{Config, Error, OpenOptions, WaitStrategy, spsc::Ring};
+use shmring::{Config, Error, OpenOptions, WaitStrategy, mpmc, spsc::Ring};
 
 const CAPACITY: u64 = 1024;
 
@@ -31,7 +31,56 @@ fn acceptable(err: &Error) -> bool {
             | Error::AlreadyAttached { .. }
             | Error::BufferTooSmall { .. }
             | Error::PermissionDenied { .. }
+            // MPMC: all records look held, or our own record was overwritten.
+            | Error::RegistryFull { .. }
+            | Error::PeerDead { .. }
     )
+}
+
+/// An MPMC ring of 16 slots of 48 bytes and 4 peers: 512 + 16 × 64 = 1,536 data bytes.
+fn mpmc_config() -> Config {
+    Config::new().slots(16).max_message(48).max_peers(4)
+}
+const MPMC_DATA: u64 = 4 * 128 + 16 * 64;
+
+/// Every MPMC operation once, each answering with success or a typed error.
+fn exercise_mpmc(
+    tx: &mut mpmc::Producer,
+    rx: &mut mpmc::Consumer,
+    round: u64,
+    buf: &mut [u8],
+) -> Result<(u64, u64), String> {
+    let (mut ok, mut typed) = (0, 0);
+    let mut tally = |r: Result<(), Error>, what: &str| match r {
+        Ok(()) => {
+            ok += 1;
+            Ok(())
+        }
+        Err(e) if acceptable(&e) => {
+            typed += 1;
+            Ok(())
+        }
+        Err(e) => Err(format!("{what}: {e:?}")),
+    };
+    tally(tx.try_send(&round.to_le_bytes()), "send")?;
+    tally(
+        tx.try_send_batch(&[&b"ab"[..], b"cde"]).map(drop),
+        "send batch",
+    )?;
+    tally(
+        tx.try_reserve(8).and_then(|mut g| {
+            g.copy_from_slice(&round.to_le_bytes());
+            g.commit()
+        }),
+        "reserve",
+    )?;
+    tally(rx.try_recv(buf).map(|n| assert!(n <= buf.len())), "recv")?;
+    tally(rx.try_read().map(|m| assert!(m.len() <= 48)), "read")?;
+    tally(
+        rx.try_recv_batch(8, |m| assert!(m.len() <= 48)).map(drop),
+        "recv batch",
+    )?;
+    Ok((ok, typed))
 }
 
 proptest! {
@@ -53,7 +102,7 @@ proptest! {
         let file = FileOptions::new().write(true).open(name.path()).unwrap();
         // `tx` stays attached while damaged; the guard closes it after the checks, on every
         // way out (a failed `prop_assert!` returns early).
-        let _tx = RestoreThenClose { file: &file, tx: Some(tx) };
+        let _tx = RestoreThenClose { file: &file, len: CONTROL_SIZE + CAPACITY, tx: Some(Box::new(tx)) };
         for (offset, value) in &writes {
             file.write_all_at(&value.to_le_bytes(), offset & !7).unwrap();
         }
@@ -84,18 +133,57 @@ proptest! {
             }
         }
     }
+
+    /// The same for an MPMC segment: header, peer line, registry records, slots.
+    #[test]
+    fn damaged_mpmc_segments_give_typed_errors(
+        writes in prop::collection::vec((0..CONTROL_SIZE + MPMC_DATA, any::<u64>()), 1..12),
+        truncate in prop::option::of(0..CONTROL_SIZE + MPMC_DATA),
+    ) {
+        let name = ShmName::new("fuzz-mpmc");
+        let ring = mpmc::Ring::create(name.as_str(), &mpmc_config()).unwrap();
+        let mut tx = ring.producer().unwrap();
+        for i in 0..12u8 {
+            let _ = tx.try_send(&vec![i; usize::from(i) * 4]);
+        }
+        let file = FileOptions::new().write(true).open(name.path()).unwrap();
+        for (offset, value) in &writes {
+            file.write_all_at(&value.to_le_bytes(), offset & !7).unwrap();
+        }
+        if let Some(len) = truncate {
+            file.set_len(len).unwrap();
+        }
+        let _tx = RestoreThenClose { file: &file, len: CONTROL_SIZE + MPMC_DATA, tx: Some(Box::new(tx)) };
+        let quick = OpenOptions::new().init_timeout(Duration::from_millis(5));
+        match mpmc::Ring::open_with(name.as_str(), &quick) {
+            Err(e) => prop_assert!(acceptable(&e), "open: {e:?}"),
+            Ok(ring) => {
+                let _ = ring.stats();
+                let _ = ring.peers();
+                if let (Ok(mut tx), Ok(mut rx)) = (ring.producer(), ring.consumer()) {
+                    let mut buf = vec![0u8; 48];
+                    for round in 0..10 {
+                        let outcome = exercise_mpmc(&mut tx, &mut rx, round, &mut buf);
+                        prop_assert!(outcome.is_ok(), "{outcome:?}");
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Closes a producer of a damaged segment: first gives the segment back its pages (the
 /// close writes to it; touching pages past a truncation would be SIGBUS, not a result).
 struct RestoreThenClose<'a> {
     file: &'a std::fs::File,
-    tx: Option<shmring::spsc::Producer>,
+    /// The segment's size before the damage.
+    len: u64,
+    tx: Option<Box<dyn std::any::Any>>,
 }
 
 impl Drop for RestoreThenClose<'_> {
     fn drop(&mut self) {
-        self.file.set_len(CONTROL_SIZE + CAPACITY).unwrap();
+        self.file.set_len(self.len).unwrap();
         drop(self.tx.take());
     }
 }
@@ -190,4 +278,56 @@ fn counters_at_their_maximum_wrap_instead_of_panicking() {
     assert_eq!(rx.try_recv(&mut buf).unwrap(), 100);
     let stats = ring.stats();
     assert_eq!((stats.messages_sent, stats.bytes_sent), (0, 99));
+}
+
+/// A live peer scribbles random words over an MPMC segment (header, registry, slots) while
+/// a producer and a consumer use every API: each call returns, with success or a typed
+/// error.
+#[test]
+fn a_scribbling_peer_cannot_crash_or_hang_mpmc_ends() {
+    let name = ShmName::new("scribble-mpmc");
+    let ring = mpmc::Ring::create(name.as_str(), &mpmc_config()).unwrap();
+    let mut tx = ring.producer().unwrap();
+    let mut rx = ring.consumer().unwrap();
+    const WRITES: u64 = 5_000;
+    let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicU64::new(0));
+    let scribbler = {
+        let (path, stop, written) = (name.path(), stop.clone(), written.clone());
+        std::thread::spawn(move || {
+            let file = FileOptions::new().write(true).open(path).unwrap();
+            let mut state = 0x9E37_79B9_7F4A_7C15u64;
+            while !stop.load(Ordering::Relaxed) {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let offset = (state % (CONTROL_SIZE + MPMC_DATA)) & !7;
+                // Small values too, so positions and lengths look plausible sometimes.
+                let value = if state & 1 == 0 {
+                    state >> 40
+                } else {
+                    state.rotate_left(17)
+                };
+                file.write_all_at(&value.to_le_bytes(), offset).unwrap();
+                written.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    let (mut ok, mut typed, mut rounds) = (0u64, 0u64, 0u64);
+    let mut buf = vec![0u8; 48];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while written.load(Ordering::Relaxed) < WRITES && Instant::now() < deadline {
+        rounds += 1;
+        let (o, t) = exercise_mpmc(&mut tx, &mut rx, rounds, &mut buf).unwrap();
+        ok += o;
+        typed += t;
+    }
+    stop.store(true, Ordering::Relaxed);
+    scribbler.join().unwrap();
+    let writes = written.load(Ordering::Relaxed);
+    assert!(writes >= WRITES, "only {writes} hostile writes within 60 s");
+    assert_eq!(ok + typed, 6 * rounds);
+    println!(
+        "MPMC: {writes} hostile writes over {rounds} rounds: {ok} operations succeeded, {typed} typed errors"
+    );
 }
