@@ -237,6 +237,14 @@ impl HeapMpmc {
         self.memory.control().peers.messages_dropped.load(Relaxed)
     }
 
+    /// Raw access for corruption tests: overwrites the 8-byte word at data-region offset
+    /// `offset` (reduced to an 8-aligned offset inside the region: registry and slots).
+    pub fn poke_word(&self, offset: u64, value: u64) {
+        use crate::sync::Ordering::Relaxed;
+        let offset = (offset % self.geometry.data_len()) & !7;
+        self.memory.word(offset).store(value, Relaxed);
+    }
+
     /// Producers and consumers the registry counts as attached.
     pub fn attached(&self) -> (u32, u32) {
         use crate::sync::Ordering::Relaxed;
