@@ -21,7 +21,11 @@ fuzz_target!(|data: &[u8]| {
     file.write_all(data).unwrap();
     drop(file);
     let options = OpenOptions::new().init_timeout(Duration::ZERO);
-    if let Ok(ring) = Ring::open_at(&path, &options) {
+    let opened = Ring::open_at(&path, &options);
+    // Unlinked at once (the mapping outlives the name): libFuzzer's time limit may end the
+    // process in the middle of an iteration, which must not leave a file in /dev/shm.
+    let _ = std::fs::remove_file(&path);
+    if let Ok(ring) = opened {
         if let Ok(mut rx) = ring.consumer() {
             let mut buf = [0u8; 512];
             for _ in 0..16 {
@@ -38,5 +42,4 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    let _ = std::fs::remove_file(&path);
 });
