@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #define SHMRING_ABI_VERSION_MAJOR 0
-#define SHMRING_ABI_VERSION_MINOR 2
+#define SHMRING_ABI_VERSION_MINOR 3
 #define SHMRING_ABI_VERSION_PATCH 0
 #define SHMRING_ABI_VERSION ((SHMRING_ABI_VERSION_MAJOR << 16) | (SHMRING_ABI_VERSION_MINOR << 8) | SHMRING_ABI_VERSION_PATCH)
 
@@ -24,8 +24,9 @@
 #define SHMRING_WAIT_FUTEX 3
 
 // `shmring_config_t.wait_strategy`: poll for `spin_ns`, then sleep on a process-shared
-// robust condvar.
-#define SHMRING_WAIT_CONDVAR 4
+// POSIX semaphore. (4 was the condvar strategy, removed in ABI 0.3: glibc's shared condvar
+// can hang every peer of a process killed while waiting. It is refused, never reused.)
+#define SHMRING_WAIT_SEMAPHORE 5
 
 // `shmring_config_t.flags`: create with mode 0660 instead of 0600.
 #define SHMRING_FLAG_GROUP_ACCESS 1
@@ -68,12 +69,18 @@ typedef enum shmring_status {
   SHMRING_TIMEOUT = 13,
   // The other end closed.
   SHMRING_CLOSED = 14,
-  // A peer died in a way that affected the call; retry.
+  // End of stream: a peer of this stream died without closing (after everything it
+  // published was received). Final like SHMRING_CLOSED until a peer attaches again.
   SHMRING_PEER_DEAD = 15,
   // Another OS failure.
   SHMRING_IO = 16,
   // Every peer record of an MPMC ring is held by a live process.
   SHMRING_REGISTRY_FULL = 17,
+  // The filesystem (or memory) has no room for a ring of this size; nothing was created.
+  SHMRING_NO_SPACE = 18,
+  // The handle no longer holds its place in the ring (recovered by another process);
+  // free it and create a new one.
+  SHMRING_REVOKED = 19,
   // A required pointer argument was NULL.
   SHMRING_NULL_ARGUMENT = 100,
   // shmring panicked (a bug); the handle should not be used further.
@@ -92,6 +99,8 @@ typedef enum shmring_peer_state {
   SHMRING_PEER_CLOSED = 2,
   // A value shmring never writes.
   SHMRING_PEER_UNKNOWN = 3,
+  // The holder died without closing, and another process found out.
+  SHMRING_PEER_DIED = 4,
 } shmring_peer_state;
 
 // A consuming end of a ring (opaque).
@@ -113,7 +122,7 @@ typedef struct shmring_config_t {
   uint32_t wait_strategy;
   // `SHMRING_FLAG_*` bits.
   uint32_t flags;
-  // Futex/condvar: nanoseconds to poll before sleeping. Default 20000.
+  // Futex/semaphore: nanoseconds to poll before sleeping. Default 20000.
   uint64_t spin_ns;
 } shmring_config_t;
 
@@ -169,7 +178,7 @@ typedef struct shmring_mpmc_config_t {
   uint32_t wait_strategy;
   // `SHMRING_FLAG_*` bits.
   uint32_t flags;
-  // Futex/condvar: nanoseconds to poll before sleeping. Default 20000.
+  // Futex/semaphore: nanoseconds to poll before sleeping. Default 20000.
   uint64_t spin_ns;
 } shmring_mpmc_config_t;
 

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-3}"
-models=(wrap_with_padding_then_close full_ring_reuses_released_space batch_published_by_its_first_header mixed_sizes_over_two_laps futex_wakeups_are_never_lost)
+models=(wrap_with_padding_then_close full_ring_reuses_released_space batch_published_by_its_first_header mixed_sizes_over_two_laps futex_wakeups_are_never_lost semaphore_wakeups_are_never_lost)
 
 RUSTFLAGS="--cfg shmring_loom" CARGO_TARGET_DIR=target/loom \
     cargo build --release --locked -p loom-tests --tests --quiet
@@ -30,7 +30,8 @@ run_models() {
 
 run_models spsc "${models[@]}"
 run_models mpmc a_dead_producers_claim_is_skipped a_slow_producer_is_never_skipped \
-    attach_and_close_race_for_a_reused_record closed_comes_after_every_message
+    attach_and_close_race_for_a_reused_record closed_comes_after_every_message \
+    a_death_is_seen_by_every_consumer_at_the_end
 # Five threads: bound 1 here (~20 s); bound 2 explores 457,468 interleavings in ~3.5 min
 # (run it by hand: LOOM_MAX_PREEMPTIONS=2 and the command in loom-tests/tests/mpmc.rs).
 LOOM_MAX_PREEMPTIONS=1 run_models mpmc two_producers_two_consumers
@@ -67,3 +68,11 @@ LOOM_MAX_PREEMPTIONS=1 negative_control shmring_weaken_publish target/loom-weak 
 # through the last wake-up.
 negative_control shmring_weaken_dekker target/loom-dekker spsc futex_wakeups_are_never_lost \
     "deadlock" "N1 fence removed"
+# The death counted after the dead producer's present bit clears (D1 swapped): a consumer
+# can find no producer and no death, and end the stream with Closed.
+negative_control shmring_weaken_death_order target/loom-death mpmc \
+    a_death_is_seen_by_every_consumer_at_the_end "stream ended with Closed" "D1 swapped"
+# The same fence removed under the semaphore strategy: the waker misses the sleeper bit and
+# never posts.
+negative_control shmring_weaken_dekker target/loom-dekker spsc semaphore_wakeups_are_never_lost \
+    "deadlock" "N1 fence removed, semaphore"

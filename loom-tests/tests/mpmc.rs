@@ -232,3 +232,45 @@ fn attach_and_close_race_for_a_reused_record() {
         assert_eq!(ring.attached(), (0, 1));
     });
 }
+
+/// A producer dies; two consumers race to find it out (each reaps dead producers when it
+/// finds nothing). Whichever order they run in, each sees the end of the stream as
+/// `PeerDead`, never `Closed`: the death is counted before the dead holder's present bit
+/// clears (D1), and a consumer reads the count after finding no producer present (E2).
+#[test]
+fn a_death_is_seen_by_every_consumer_at_the_end() {
+    loom::model(|| {
+        let ring = Arc::new(heap_mpmc(2, 8, 3, 0).unwrap());
+        let dying = ring.producer(1).unwrap();
+        let mut first = ring.consumer(2).unwrap();
+        let mut second = ring.consumer(3).unwrap();
+        // Dropped without closing: dead, as far as the ring can tell.
+        drop(dying);
+        ring.mark_dead(1);
+        let other = thread::spawn(move || end_of_stream(&mut second));
+        let mine = end_of_stream(&mut first);
+        let theirs = other.join().unwrap();
+        for end in [mine, theirs] {
+            assert!(
+                matches!(end, Error::PeerDead { .. }),
+                "stream ended with {end:?}"
+            );
+        }
+    });
+}
+
+/// Receives until the stream ends (nothing is sent), looking for dead producers whenever
+/// it finds nothing; returns how it ended.
+fn end_of_stream(rx: &mut shmring::testing::HeapMpmcConsumer) -> Error {
+    let mut out = Vec::new();
+    loop {
+        match rx.try_recv(&mut out) {
+            Err(Error::WouldBlock) => {
+                rx.maintain();
+                thread::yield_now();
+            }
+            Err(end) => return end,
+            Ok(_) => panic!("nothing was sent"),
+        }
+    }
+}

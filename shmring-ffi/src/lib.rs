@@ -19,7 +19,7 @@ use shmring::{Config, Error, OpenOptions, PeerState, WaitStrategy, mpmc, spsc};
 /// ABI major version: bumped on any incompatible change.
 pub const SHMRING_ABI_VERSION_MAJOR: u32 = 0;
 /// ABI minor version: bumped when functions are added.
-pub const SHMRING_ABI_VERSION_MINOR: u32 = 2;
+pub const SHMRING_ABI_VERSION_MINOR: u32 = 3;
 /// ABI patch version.
 pub const SHMRING_ABI_VERSION_PATCH: u32 = 0;
 /// `major << 16 | minor << 8 | patch`, as `shmring_abi_version()` returns it.
@@ -61,12 +61,18 @@ pub enum shmring_status {
     SHMRING_TIMEOUT = 13,
     /// The other end closed.
     SHMRING_CLOSED = 14,
-    /// A peer died in a way that affected the call; retry.
+    /// End of stream: a peer of this stream died without closing (after everything it
+    /// published was received). Final like SHMRING_CLOSED until a peer attaches again.
     SHMRING_PEER_DEAD = 15,
     /// Another OS failure.
     SHMRING_IO = 16,
     /// Every peer record of an MPMC ring is held by a live process.
     SHMRING_REGISTRY_FULL = 17,
+    /// The filesystem (or memory) has no room for a ring of this size; nothing was created.
+    SHMRING_NO_SPACE = 18,
+    /// The handle no longer holds its place in the ring (recovered by another process);
+    /// free it and create a new one.
+    SHMRING_REVOKED = 19,
     /// A required pointer argument was NULL.
     SHMRING_NULL_ARGUMENT = 100,
     /// shmring panicked (a bug); the handle should not be used further.
@@ -77,25 +83,33 @@ pub enum shmring_status {
 
 use shmring_status::*;
 
+/// The status of `err`: the number of its `ErrorKind` (the two lists are the same, which
+/// `every_error_kind_has_its_status` checks).
 fn status_of(err: &Error) -> shmring_status {
-    match err {
-        Error::NotFound { .. } => SHMRING_NOT_FOUND,
-        Error::AlreadyExists { .. } => SHMRING_ALREADY_EXISTS,
-        Error::PermissionDenied { .. } => SHMRING_PERMISSION_DENIED,
-        Error::InvalidName { .. } => SHMRING_INVALID_NAME,
-        Error::InvalidArgument { .. } => SHMRING_INVALID_ARGUMENT,
-        Error::Incompatible { .. } => SHMRING_INCOMPATIBLE,
-        Error::Corrupted { .. } => SHMRING_CORRUPTED,
-        Error::Uninitialized { .. } => SHMRING_UNINITIALIZED,
-        Error::AlreadyAttached { .. } => SHMRING_ALREADY_ATTACHED,
-        Error::MessageTooLarge { .. } => SHMRING_MESSAGE_TOO_LARGE,
-        Error::BufferTooSmall { .. } => SHMRING_BUFFER_TOO_SMALL,
-        Error::WouldBlock => SHMRING_WOULD_BLOCK,
-        Error::Timeout => SHMRING_TIMEOUT,
-        Error::Closed => SHMRING_CLOSED,
-        Error::PeerDead { .. } => SHMRING_PEER_DEAD,
-        Error::Io { .. } => SHMRING_IO,
-        Error::RegistryFull { .. } => SHMRING_REGISTRY_FULL,
+    status_of_code(err.kind().code())
+}
+
+fn status_of_code(code: i32) -> shmring_status {
+    match code {
+        1 => SHMRING_NOT_FOUND,
+        2 => SHMRING_ALREADY_EXISTS,
+        3 => SHMRING_PERMISSION_DENIED,
+        4 => SHMRING_INVALID_NAME,
+        5 => SHMRING_INVALID_ARGUMENT,
+        6 => SHMRING_INCOMPATIBLE,
+        7 => SHMRING_CORRUPTED,
+        8 => SHMRING_UNINITIALIZED,
+        9 => SHMRING_ALREADY_ATTACHED,
+        10 => SHMRING_MESSAGE_TOO_LARGE,
+        11 => SHMRING_BUFFER_TOO_SMALL,
+        12 => SHMRING_WOULD_BLOCK,
+        13 => SHMRING_TIMEOUT,
+        14 => SHMRING_CLOSED,
+        15 => SHMRING_PEER_DEAD,
+        16 => SHMRING_IO,
+        17 => SHMRING_REGISTRY_FULL,
+        18 => SHMRING_NO_SPACE,
+        19 => SHMRING_REVOKED,
         _ => SHMRING_UNKNOWN,
     }
 }
@@ -233,8 +247,9 @@ pub const SHMRING_WAIT_SPIN_YIELD: u32 = 2;
 /// `shmring_config_t.wait_strategy`: poll for `spin_ns`, then sleep on a futex (Linux).
 pub const SHMRING_WAIT_FUTEX: u32 = 3;
 /// `shmring_config_t.wait_strategy`: poll for `spin_ns`, then sleep on a process-shared
-/// robust condvar.
-pub const SHMRING_WAIT_CONDVAR: u32 = 4;
+/// POSIX semaphore. (4 was the condvar strategy, removed in ABI 0.3: glibc's shared condvar
+/// can hang every peer of a process killed while waiting. It is refused, never reused.)
+pub const SHMRING_WAIT_SEMAPHORE: u32 = 5;
 
 /// `shmring_config_t.flags`: create with mode 0660 instead of 0600.
 pub const SHMRING_FLAG_GROUP_ACCESS: u32 = 1;
@@ -255,7 +270,7 @@ pub struct shmring_config_t {
     pub wait_strategy: u32,
     /// `SHMRING_FLAG_*` bits.
     pub flags: u32,
-    /// Futex/condvar: nanoseconds to poll before sleeping. Default 20000.
+    /// Futex/semaphore: nanoseconds to poll before sleeping. Default 20000.
     pub spin_ns: u64,
 }
 
@@ -265,7 +280,15 @@ fn common_config(wait_strategy: u32, flags: u32, spin_ns: u64) -> Result<Config,
         1 => WaitStrategy::Spin,
         2 => WaitStrategy::SpinYield,
         3 => WaitStrategy::Futex,
-        4 => WaitStrategy::Condvar,
+        5 => WaitStrategy::Semaphore,
+        4 => {
+            return Err(Fail::Rust(Error::InvalidArgument {
+                detail: "wait strategy 4 (condvar) was removed: a process killed while \
+                         waiting on a shared pthread condvar can hang its peers; use \
+                         SHMRING_WAIT_FUTEX or SHMRING_WAIT_SEMAPHORE"
+                    .into(),
+            }));
+        }
         other => {
             return Err(Fail::Rust(Error::InvalidArgument {
                 detail: format!("unknown wait strategy {other}"),
@@ -318,6 +341,9 @@ pub extern "C" fn shmring_status_str(status: i32) -> *const c_char {
         14 => c"SHMRING_CLOSED",
         15 => c"SHMRING_PEER_DEAD",
         16 => c"SHMRING_IO",
+        17 => c"SHMRING_REGISTRY_FULL",
+        18 => c"SHMRING_NO_SPACE",
+        19 => c"SHMRING_REVOKED",
         100 => c"SHMRING_NULL_ARGUMENT",
         101 => c"SHMRING_PANIC",
         _ => c"SHMRING_UNKNOWN",
@@ -872,6 +898,8 @@ pub enum shmring_peer_state {
     SHMRING_PEER_CLOSED = 2,
     /// A value shmring never writes.
     SHMRING_PEER_UNKNOWN = 3,
+    /// The holder died without closing, and another process found out.
+    SHMRING_PEER_DIED = 4,
 }
 
 /// A snapshot of a ring (like `mq_getattr`).
@@ -909,7 +937,8 @@ fn peer_of(state: PeerState) -> (shmring_peer_state, u32) {
         PeerState::Free => (shmring_peer_state::SHMRING_PEER_FREE, 0),
         PeerState::Attached { pid } => (shmring_peer_state::SHMRING_PEER_ATTACHED, pid),
         PeerState::Closed { pid } => (shmring_peer_state::SHMRING_PEER_CLOSED, pid),
-        PeerState::Unknown(_) => (shmring_peer_state::SHMRING_PEER_UNKNOWN, 0),
+        PeerState::Dead { pid } => (shmring_peer_state::SHMRING_PEER_DIED, pid),
+        _ => (shmring_peer_state::SHMRING_PEER_UNKNOWN, 0),
     }
 }
 
@@ -968,7 +997,7 @@ pub struct shmring_mpmc_config_t {
     pub wait_strategy: u32,
     /// `SHMRING_FLAG_*` bits.
     pub flags: u32,
-    /// Futex/condvar: nanoseconds to poll before sleeping. Default 20000.
+    /// Futex/semaphore: nanoseconds to poll before sleeping. Default 20000.
     pub spin_ns: u64,
 }
 
@@ -1140,6 +1169,22 @@ pub unsafe extern "C" fn shmring_mpmc_stats(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_error_kind_has_its_status() {
+        for kind in shmring::ErrorKind::ALL {
+            let status = status_of_code(kind.code());
+            assert_ne!(status, SHMRING_UNKNOWN, "{kind:?} has no status");
+            assert_eq!(status as i32, kind.code(), "{kind:?}");
+            // SAFETY: the library's strings are static and NUL-terminated.
+            let name = unsafe { CStr::from_ptr(shmring_status_str(status as i32)) };
+            assert_ne!(
+                name.to_str().unwrap(),
+                "SHMRING_UNKNOWN",
+                "{kind:?} has no name"
+            );
+        }
+    }
 
     #[test]
     fn a_panic_becomes_a_status_and_a_message() {

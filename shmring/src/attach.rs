@@ -16,7 +16,7 @@ use crate::layout::{
 };
 use crate::memory::{ShmMemory, control_of};
 use crate::mpmc::ring::MpmcGeometry;
-use crate::os::{self, ProcessId};
+use crate::os;
 use crate::segment::{Location, Segment, TrustPolicy};
 use crate::spsc::ring::{Geometry, max_message_limit};
 use crate::sync::Ordering::{Acquire, Relaxed, Release};
@@ -59,6 +59,24 @@ impl Shape {
                 config.max_message.unwrap_or(DEFAULT_MPMC_MAX_MESSAGE),
                 config.max_peers,
             )?)),
+        }
+    }
+}
+
+impl std::fmt::Display for Shape {
+    /// The parameters in words, e.g. "capacity 4096 bytes and max_message 2040".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Shape::Spsc(geo) => write!(
+                f,
+                "capacity {} bytes and max_message {}",
+                geo.capacity, geo.max_message
+            ),
+            Shape::Mpmc(geo) => write!(
+                f,
+                "{} slots, max_message {} and max_peers {}",
+                geo.slot_count, geo.max_message, geo.max_peers
+            ),
         }
     }
 }
@@ -132,8 +150,8 @@ pub(crate) fn create(location: &Location, config: &Config, kind: RingKind) -> Re
         let memory = ShmMemory::new(segment.clone(), capacity);
         crate::mpmc::ring::init_slots(&memory, &geo, config.initial_position);
     }
-    if config.wait == WaitStrategy::Condvar {
-        if let Err(err) = crate::wait::init_condvar(ctl) {
+    if config.wait == WaitStrategy::Semaphore {
+        if let Err(err) = crate::wait::init_semaphores(ctl) {
             let _ = crate::segment::unlink(location);
             return Err(err);
         }
@@ -141,6 +159,7 @@ pub(crate) fn create(location: &Location, config: &Config, kind: RingKind) -> Re
     // ORDERING H1 (pairs with H2): Release publishes every field above to an opener that
     // Acquires READY.
     h.init_state.store(init_state::READY, Release);
+    segment.release_creator();
     Ok(Attached {
         segment,
         shape,
@@ -172,22 +191,35 @@ pub(crate) fn open_fd(
     let deadline = Instant::now() + options.init_timeout;
     // The creator sizes the segment in one ftruncate; until then it is empty.
     let size = loop {
-        let size = Segment::check_file(&fd, location, trust)?;
-        if size >= CONTROL_SIZE {
-            break size;
+        let info = Segment::check_file(&fd, location, trust)?;
+        if info.size >= CONTROL_SIZE {
+            break info.size;
         }
-        if Instant::now() >= deadline {
+        if info.size > 0 {
+            return Err(Error::incompatible(format!(
+                "{} is not a shmring segment ({} bytes, less than a ring's {CONTROL_SIZE}-byte \
+                 header)",
+                location.display(),
+                info.size
+            )));
+        }
+        // Empty. A creator holds its lock from before it sizes the file; an empty file
+        // whose creator is gone and that has not changed for the whole timeout will never
+        // become a ring.
+        let stale = info
+            .changed
+            .elapsed()
+            .is_ok_and(|age| age >= options.init_timeout);
+        let creator = *location == Location::Anonymous || Segment::creator_busy(&fd);
+        if (stale && !creator) || Instant::now() >= deadline {
             return Err(Error::Uninitialized {
                 creator_pid: None,
-                creator_alive: false,
+                creator_alive: creator,
             });
         }
         thread::sleep(INIT_POLL);
     };
-    let mut segment = Segment::map(&fd, location, size, options.populate, options.lock_memory)?;
-    if *location == Location::Anonymous {
-        segment.keep_fd(fd);
-    }
+    let segment = Segment::map(fd, location, size, options.populate, options.lock_memory)?;
     let h = &control_of(&segment).header;
     loop {
         // ORDERING H2 (pairs with H1): Acquire, so the fields read below are the creator's.
@@ -195,18 +227,19 @@ pub(crate) fn open_fd(
         if state == init_state::READY {
             break;
         }
-        if state != init_state::CREATING {
+        let magic = h.magic.load(Relaxed);
+        if state != init_state::CREATING || (magic != 0 && magic != MAGIC) {
+            // Not something a creator is half-way through: not ours at all, or damaged.
+            not_a_ring(&segment, magic)?;
             return Err(Error::corrupted(format!("unknown init state {state}")));
         }
-        let creator = ProcessId {
-            pid: h.creator_pid.load(Relaxed),
-            start_time: h.creator_start_time.load(Relaxed),
-        };
-        let recorded = creator.pid != 0;
-        let alive = recorded && os::process_alive(creator);
-        if (recorded && !alive) || Instant::now() >= deadline {
+        let pid = h.creator_pid.load(Relaxed);
+        // The creator holds its lock until READY: free means it died (in whatever PID
+        // namespace it ran).
+        let alive = Segment::creator_busy(segment.fd());
+        if !alive || Instant::now() >= deadline {
             return Err(Error::Uninitialized {
-                creator_pid: recorded.then_some(creator.pid),
+                creator_pid: (pid != 0).then_some(pid),
                 creator_alive: alive,
             });
         }
@@ -221,6 +254,23 @@ pub(crate) fn open_fd(
     })
 }
 
+/// `Incompatible` unless `magic` is shmring's.
+fn not_a_ring(segment: &Segment, magic: u64) -> Result<()> {
+    if magic == MAGIC {
+        return Ok(());
+    }
+    if magic.swap_bytes() == MAGIC {
+        return Err(Error::incompatible(
+            "the ring was made on a machine of the other byte order",
+        ));
+    }
+    Err(Error::incompatible(format!(
+        "{} is not a shmring segment (it does not start with shmring's magic number; \
+         found {magic:#018x})",
+        segment.location().display()
+    )))
+}
+
 /// Every header field read once into a local and checked.
 fn validate(
     segment: &Segment,
@@ -228,17 +278,7 @@ fn validate(
     options: &OpenOptions,
 ) -> Result<(Shape, WaitStrategy)> {
     let h = &control_of(segment).header;
-    let magic = h.magic.load(Relaxed);
-    if magic != MAGIC {
-        if magic.swap_bytes() == MAGIC {
-            return Err(Error::incompatible(
-                "the ring was made on a machine of the other byte order",
-            ));
-        }
-        return Err(Error::incompatible(format!(
-            "not a shmring segment (magic {magic:#018x})"
-        )));
-    }
+    not_a_ring(segment, h.magic.load(Relaxed))?;
     let version = h.layout_version.load(Relaxed);
     if version != LAYOUT_VERSION {
         return Err(Error::incompatible(format!(
@@ -268,7 +308,9 @@ fn validate(
     if let Some(expected) = options.expect_wait {
         if expected != wait {
             return Err(Error::incompatible(format!(
-                "the ring waits with {wait:?}, the caller insists on {expected:?}"
+                "{} waits with the {wait} strategy, and this call asked for {expected} \
+                 (create_or_open needs the creator's wait strategy; Ring::open accepts any)",
+                segment.location().display()
             )));
         }
     }
@@ -326,7 +368,9 @@ pub(crate) fn create_or_open(
                 let wanted = Shape::requested(config, kind)?;
                 if found.shape != wanted {
                     return Err(Error::incompatible(format!(
-                        "the existing ring has {:?}, asked for {wanted:?}",
+                        "{} exists with {}, and this call asked for {wanted}: use the \
+                         same parameters, or Ring::open to take it as it is",
+                        location.display(),
                         found.shape
                     )));
                 }

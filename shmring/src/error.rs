@@ -112,11 +112,33 @@ pub enum Error {
     /// The other side closed: a consumer has drained everything that was sent, or a
     /// producer's consumer is gone.
     Closed,
-    /// A peer process died in a way that affected this call (e.g. holding the condvar
-    /// strategy's mutex). The ring itself is intact; the call can be retried.
+    /// End of stream because a peer died: like [`Closed`](Error::Closed), but at least one
+    /// holder of the other role in this stream died without closing (a consumer gets it
+    /// only after receiving everything the dead producers published, so it is final, like
+    /// `Closed`). A process that takes the role again starts a new stream.
     PeerDead {
+        /// Which side died and what it means for this call.
+        detail: &'static str,
+    },
+    /// This handle no longer holds its place in the ring: another process found its slot
+    /// abandoned and recovered it (the handle was copied into a child by `fork` and used
+    /// there after the parent closed it, or the segment was altered). Nothing more is sent
+    /// or received through it; drop it and attach a new handle.
+    Revoked {
         /// What happened.
         detail: &'static str,
+    },
+    /// The filesystem (or memory) cannot hold a ring of this size: creation reserves every
+    /// byte up front, so a ring never dies of SIGBUS later for want of space.
+    NoSpace {
+        /// The ring's name or path.
+        location: String,
+        /// Bytes the segment needs.
+        needed: u64,
+        /// Bytes the filesystem has free, where it says.
+        available: Option<u64>,
+        /// Where the space was wanted, in words (e.g. `/dev/shm (tmpfs)`).
+        filesystem: String,
     },
     /// An operating-system call failed in a way not covered above.
     Io {
@@ -130,7 +152,126 @@ pub enum Error {
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Which [`Error`] it is, as a plain value (like `std::io::ErrorKind`), with a stable number
+/// that the C ABI's `shmring_status` uses for the same condition. Numbers are never reused.
+///
+/// ```
+/// use shmring::{ErrorKind, spsc::Ring};
+/// let err = Ring::open("/shmring-doc-kind-never-created").unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::NotFound);
+/// assert_eq!(ErrorKind::NotFound.code(), 1);
+/// ```
+#[repr(i32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// [`Error::NotFound`].
+    NotFound = 1,
+    /// [`Error::AlreadyExists`].
+    AlreadyExists = 2,
+    /// [`Error::PermissionDenied`].
+    PermissionDenied = 3,
+    /// [`Error::InvalidName`].
+    InvalidName = 4,
+    /// [`Error::InvalidArgument`].
+    InvalidArgument = 5,
+    /// [`Error::Incompatible`].
+    Incompatible = 6,
+    /// [`Error::Corrupted`].
+    Corrupted = 7,
+    /// [`Error::Uninitialized`].
+    Uninitialized = 8,
+    /// [`Error::AlreadyAttached`].
+    AlreadyAttached = 9,
+    /// [`Error::MessageTooLarge`].
+    MessageTooLarge = 10,
+    /// [`Error::BufferTooSmall`].
+    BufferTooSmall = 11,
+    /// [`Error::WouldBlock`].
+    WouldBlock = 12,
+    /// [`Error::Timeout`].
+    Timeout = 13,
+    /// [`Error::Closed`].
+    Closed = 14,
+    /// [`Error::PeerDead`].
+    PeerDead = 15,
+    /// [`Error::Io`].
+    Io = 16,
+    /// [`Error::RegistryFull`].
+    RegistryFull = 17,
+    /// [`Error::NoSpace`].
+    NoSpace = 18,
+    /// [`Error::Revoked`].
+    Revoked = 19,
+}
+
+impl ErrorKind {
+    /// Every kind, in number order.
+    pub const ALL: [ErrorKind; 19] = [
+        ErrorKind::NotFound,
+        ErrorKind::AlreadyExists,
+        ErrorKind::PermissionDenied,
+        ErrorKind::InvalidName,
+        ErrorKind::InvalidArgument,
+        ErrorKind::Incompatible,
+        ErrorKind::Corrupted,
+        ErrorKind::Uninitialized,
+        ErrorKind::AlreadyAttached,
+        ErrorKind::MessageTooLarge,
+        ErrorKind::BufferTooSmall,
+        ErrorKind::WouldBlock,
+        ErrorKind::Timeout,
+        ErrorKind::Closed,
+        ErrorKind::PeerDead,
+        ErrorKind::Io,
+        ErrorKind::RegistryFull,
+        ErrorKind::NoSpace,
+        ErrorKind::Revoked,
+    ];
+
+    /// The stable number of this kind (the C ABI's status code for it).
+    pub const fn code(self) -> i32 {
+        self as i32
+    }
+
+    /// The kind with number `code`, if there is one.
+    pub fn from_code(code: i32) -> Option<ErrorKind> {
+        ErrorKind::ALL.into_iter().find(|kind| kind.code() == code)
+    }
+
+    /// Whether this kind ends a stream ([`Closed`](ErrorKind::Closed) or
+    /// [`PeerDead`](ErrorKind::PeerDead)): nothing more will arrive until a peer attaches.
+    pub const fn is_end_of_stream(self) -> bool {
+        matches!(self, ErrorKind::Closed | ErrorKind::PeerDead)
+    }
+}
+
 impl Error {
+    /// Which error this is, as a plain value.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
+            Error::PermissionDenied { .. } => ErrorKind::PermissionDenied,
+            Error::InvalidName { .. } => ErrorKind::InvalidName,
+            Error::InvalidArgument { .. } => ErrorKind::InvalidArgument,
+            Error::Incompatible { .. } => ErrorKind::Incompatible,
+            Error::Corrupted { .. } => ErrorKind::Corrupted,
+            Error::Uninitialized { .. } => ErrorKind::Uninitialized,
+            Error::AlreadyAttached { .. } => ErrorKind::AlreadyAttached,
+            Error::RegistryFull { .. } => ErrorKind::RegistryFull,
+            Error::MessageTooLarge { .. } => ErrorKind::MessageTooLarge,
+            Error::BufferTooSmall { .. } => ErrorKind::BufferTooSmall,
+            Error::WouldBlock => ErrorKind::WouldBlock,
+            Error::Timeout => ErrorKind::Timeout,
+            Error::Closed => ErrorKind::Closed,
+            Error::PeerDead { .. } => ErrorKind::PeerDead,
+            Error::Revoked { .. } => ErrorKind::Revoked,
+            Error::NoSpace { .. } => ErrorKind::NoSpace,
+            Error::Io { .. } => ErrorKind::Io,
+        }
+    }
+
     pub(crate) fn corrupted(detail: impl Into<String>) -> Self {
         Error::Corrupted {
             detail: detail.into(),
@@ -235,9 +376,73 @@ impl fmt::Display for Error {
             Error::WouldBlock => f.write_str("the ring is full or empty; try again later"),
             Error::Timeout => f.write_str("timed out waiting for the ring"),
             Error::Closed => f.write_str("the other end closed the ring"),
-            Error::PeerDead { detail } => write!(f, "peer died: {detail}; retry the call"),
+            Error::PeerDead { detail } => write!(
+                f,
+                "end of stream, a peer died: {detail}; a new peer may attach and continue"
+            ),
+            Error::Revoked { detail } => write!(
+                f,
+                "this handle was revoked: {detail}; drop it and attach a new one"
+            ),
+            Error::NoSpace {
+                location,
+                needed,
+                available,
+                filesystem,
+            } => {
+                write!(
+                    f,
+                    "not enough space for {location}: it needs {}",
+                    mib(*needed)
+                )?;
+                match available {
+                    Some(free) => write!(f, " and {filesystem} has {} free", mib(*free))?,
+                    None => write!(f, " and {filesystem} has less")?,
+                }
+                f.write_str(
+                    "; remove rings nobody uses, choose a smaller ring, or give the \
+                     filesystem more room (Docker: --shm-size=1g; Kubernetes: an emptyDir \
+                     volume with medium: Memory and a sizeLimit; a host: \
+                     mount -o remount,size=... /dev/shm)",
+                )
+            }
             Error::Io { op, source } => write!(f, "{op} failed: {source}"),
         }
+    }
+}
+
+/// Bytes in MiB with one decimal, for messages.
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20))
+}
+
+impl From<Error> for std::io::Error {
+    /// For `?` in functions returning `io::Result`: the kind maps to the nearest
+    /// `io::ErrorKind`, the message is kept, and an `Io` error keeps its OS error.
+    fn from(err: Error) -> Self {
+        use std::io::ErrorKind as K;
+        let kind = match err.kind() {
+            ErrorKind::Io => {
+                if let Error::Io { source, .. } = err {
+                    return source;
+                }
+                K::Other
+            }
+            ErrorKind::NotFound => K::NotFound,
+            ErrorKind::AlreadyExists => K::AlreadyExists,
+            ErrorKind::PermissionDenied => K::PermissionDenied,
+            ErrorKind::InvalidName | ErrorKind::InvalidArgument => K::InvalidInput,
+            ErrorKind::WouldBlock => K::WouldBlock,
+            ErrorKind::Timeout => K::TimedOut,
+            ErrorKind::Closed | ErrorKind::PeerDead => K::BrokenPipe,
+            ErrorKind::Corrupted | ErrorKind::Incompatible | ErrorKind::Uninitialized => {
+                K::InvalidData
+            }
+            ErrorKind::NoSpace => K::StorageFull,
+            ErrorKind::MessageTooLarge => K::FileTooLarge,
+            _ => K::Other,
+        };
+        std::io::Error::new(kind, err)
     }
 }
 

@@ -10,10 +10,9 @@
 //! 128   PeerLine        producer / consumer attach records (written rarely)
 //! 256   ProducerLine    tail + counters      (written only by the producer)
 //! 384   ConsumerLine    head + counters      (written only by the consumer)
-//! 512   WakeLine        data available: futex word + sleeping consumers
-//! 640   WakeLine        space available: futex word + sleeping producers
-//! 768   CondvarBlock    process-shared robust mutex + two condvars (condvar strategy)
-//! 1024  data region     SPSC: `capacity` bytes of 8-byte-aligned records
+//! 512   RoleLine        producers: attached, asleep (waiting for space), deaths, wake words
+//! 896   RoleLine        consumers: attached, asleep (waiting for data), deaths, wake words
+//! 1280  data region     SPSC: `capacity` bytes of 8-byte-aligned records
 //!                       MPMC: `max_peers` registry records, then `slot_count` slots
 //! ```
 
@@ -22,12 +21,12 @@ use crate::sync::{AtomicU32, AtomicU64};
 /// `"SHMRING1"` read as a little-endian `u64`; a big-endian reader sees a different number.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMRING1");
 /// Bumped on any change to the bytes described here.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 /// Alignment and padding unit between words written by different sides. 128, not 64:
 /// x86's adjacent-line prefetcher pairs 64-byte lines.
 pub const LINE: usize = 128;
 /// Size of the control block; the data region starts here.
-pub const CONTROL_SIZE: u64 = 1024;
+pub const CONTROL_SIZE: u64 = 1280;
 /// Records start on multiples of this.
 pub const RECORD_ALIGN: u64 = 8;
 /// Size of a record's header word.
@@ -68,14 +67,40 @@ pub mod init_state {
     pub const READY: u32 = 1;
 }
 
-/// `PeerRecord::state` values. A role moves FREE → ATTACHED → CLOSED and never back.
+/// `PeerRecord::state` values. FREE → ATTACHED → CLOSED or DEAD → ATTACHED (taken again)
+/// ...; an ATTACHED record whose holder died may also be taken over directly.
 pub mod peer_state {
     /// Nobody has attached in this role yet.
     pub const FREE: u32 = 0;
-    /// A live handle holds the role.
+    /// A live handle holds the role (or held it, if its process died and nobody noticed).
     pub const ATTACHED: u32 = 1;
     /// The holder closed (or dropped) its handle: end of stream for the other side.
     pub const CLOSED: u32 = 2;
+    /// The holder's process died without closing, and another process noticed.
+    pub const DEAD: u32 = 3;
+}
+
+/// Byte-range locks on the segment's file (open-file-description locks, `F_OFD_SETLK`),
+/// which the kernel drops when the last descriptor of their holder closes, however the
+/// process ends. They touch no byte of the file: offsets name locks, not data.
+///
+/// - A handle holds the write lock on its peer slot's byte for as long as it is attached:
+///   a peer is alive exactly while its byte is locked, whatever PID namespace it runs in
+///   and whatever its pid means to the checker. Recovering a dead peer's record (reaping,
+///   taking it over) is done while holding that byte, so it never races a new holder.
+/// - The creator holds [`CREATOR`](locks::CREATOR) until the header is READY.
+pub mod locks {
+    /// Held by the creator while it initialises the segment.
+    pub const CREATOR: u64 = 0;
+    /// Peer slot `s` is locked at byte `PEER_BASE + s` (SPSC: 0 producer, 1 consumer;
+    /// MPMC: the registry record index).
+    pub const PEER_BASE: u64 = 64;
+
+    /// The lock byte of peer slot `slot`.
+    #[inline]
+    pub const fn peer_byte(slot: u32) -> u64 {
+        PEER_BASE + slot as u64
+    }
 }
 
 /// Bits of `SegmentHeader::flags`.
@@ -143,6 +168,9 @@ pub struct PeerRecord {
     pub reserved: AtomicU32,
 }
 
+/// Slots of peers whose sleeper bits a wake line has room for (the largest `max_peers`).
+pub const SLEEPER_SLOTS: usize = 1024;
+
 /// Attach records of both roles: written at attach and close only, so reading it on every
 /// operation costs a cache hit.
 #[repr(C, align(128))]
@@ -151,11 +179,8 @@ pub struct PeerLine {
     pub producer: PeerRecord,
     /// The consumer's record.
     pub consumer: PeerRecord,
-    /// MPMC: attached records per role, indexed by [`registry::role_index`] (incremented on attach, decremented on close or when
-    /// a dead holder is reaped).
-    pub attached: [AtomicU32; 2],
-    /// MPMC: attaches ever made in each role (so "no producer left" can be told from "no
-    /// producer yet").
+    /// Attaches ever made in each role, indexed by [`registry::role_index`] (so "no
+    /// producer left" can be told from "no producer yet").
     pub ever_attached: [AtomicU32; 2],
     /// MPMC: claims of dead producers that consumers skipped (never published).
     pub claims_skipped: AtomicU64,
@@ -166,6 +191,8 @@ pub struct PeerLine {
     pub retired_messages: [AtomicU64; 2],
     /// MPMC: payload bytes likewise.
     pub retired_bytes: [AtomicU64; 2],
+    /// Zero.
+    pub reserved: [AtomicU64; 3],
 }
 
 /// Written only by the producer.
@@ -190,34 +217,41 @@ pub struct ConsumerLine {
     pub bytes: AtomicU64,
 }
 
-/// Where sleepers on one event wait (futex strategy) and announce themselves (futex and
-/// condvar strategies). Written only on the slow path, so the waker's check of `waiters`
-/// after every publish is a cache hit.
+/// Everything about one role's holders that the other role reads: who is attached, who is
+/// asleep, how many died, and the words sleepers sleep on. Bits are per peer slot (SPSC:
+/// 0 producer, 1 consumer; MPMC: registry index), set and cleared only by the slot's
+/// holder or by a process that holds the slot's lock because its holder died, so they are
+/// exact: a holder that dies leaves its bits to be cleared when its slot is recovered. A
+/// ring with `n` slots uses the first `ceil(n / 64)` words of each bit array. Written only
+/// at attach, close and on the slow path of waiting, so the other role's reads on every
+/// message are cache hits.
 #[repr(C, align(128))]
-pub struct WakeLine {
-    /// Futex word: bumped by a waker that saw `waiters > 0`; sleepers wait on its value.
+pub struct RoleLine {
+    /// Slots asleep (or about to sleep) waiting for this role's event: producers for
+    /// space, consumers for data.
+    pub sleepers: [AtomicU64; SLEEPER_SLOTS / 64],
+    /// Slots attached in this role.
+    pub present: [AtomicU64; SLEEPER_SLOTS / 64],
+    /// Futex strategy: bumped by a waker that saw a sleeper; sleepers wait on its value.
     pub seq: AtomicU32,
-    /// Processes asleep, or about to sleep, on this event.
-    pub waiters: AtomicU32,
+    /// Zero.
+    pub reserved: AtomicU32,
+    /// Holders of this role that died without closing, since creation.
+    pub deaths: AtomicU64,
+    /// `deaths` when the current stream began (the role went from no holder to one): the
+    /// stream ended by a death if `deaths` has moved past it when the last holder leaves.
+    pub stream_start: AtomicU64,
+    /// Semaphore strategy: a process-shared POSIX semaphore, initialised by the creator;
+    /// posted once per sleeper by a waker that saw one.
+    pub semaphore: SemaphoreSlot,
 }
 
-/// Room for one glibc pthread object (`pthread_mutex_t` is 40 bytes, `pthread_cond_t` 48
-/// on x86_64 and aarch64), accessed only through libc once initialised.
-#[repr(C, align(64))]
-pub struct PthreadSlot {
+/// Room for one POSIX `sem_t` (32 bytes in glibc on 64-bit targets), accessed only
+/// through libc once initialised.
+#[repr(C, align(8))]
+pub struct SemaphoreSlot {
     /// Raw storage.
-    pub words: [AtomicU64; 8],
-}
-
-/// The condvar strategy's process-shared objects, initialised by the creator.
-#[repr(C, align(128))]
-pub struct CondvarBlock {
-    /// Robust, process-shared mutex guarding both `waiters` counts' sleepers.
-    pub mutex: PthreadSlot,
-    /// Signalled when data becomes available.
-    pub data_cond: PthreadSlot,
-    /// Signalled when space becomes available.
-    pub space_cond: PthreadSlot,
+    pub words: [AtomicU64; 4],
 }
 
 /// Everything before the data region.
@@ -231,12 +265,10 @@ pub struct ControlBlock {
     pub producer: ProducerLine,
     /// Consumer-owned words.
     pub consumer: ConsumerLine,
-    /// Consumers waiting for data.
-    pub data_wake: WakeLine,
-    /// Producers waiting for space.
-    pub space_wake: WakeLine,
-    /// Condvar strategy objects (zero under the other strategies).
-    pub condvar: CondvarBlock,
+    /// The producers' attachment, sleep and death words.
+    pub producers: RoleLine,
+    /// The consumers'.
+    pub consumers: RoleLine,
 }
 
 impl ControlBlock {
@@ -252,15 +284,17 @@ impl ControlBlock {
                 reserved: AtomicU32::new(0),
             }
         }
-        fn wake() -> WakeLine {
-            WakeLine {
+        fn role_line() -> RoleLine {
+            RoleLine {
+                sleepers: core::array::from_fn(|_| AtomicU64::new(0)),
+                present: core::array::from_fn(|_| AtomicU64::new(0)),
                 seq: AtomicU32::new(0),
-                waiters: AtomicU32::new(0),
-            }
-        }
-        fn slot() -> PthreadSlot {
-            PthreadSlot {
-                words: core::array::from_fn(|_| AtomicU64::new(0)),
+                reserved: AtomicU32::new(0),
+                deaths: AtomicU64::new(0),
+                stream_start: AtomicU64::new(0),
+                semaphore: SemaphoreSlot {
+                    words: core::array::from_fn(|_| AtomicU64::new(0)),
+                },
             }
         }
         Box::new(ControlBlock {
@@ -287,12 +321,12 @@ impl ControlBlock {
             peers: PeerLine {
                 producer: peer(),
                 consumer: peer(),
-                attached: [AtomicU32::new(0), AtomicU32::new(0)],
                 ever_attached: [AtomicU32::new(0), AtomicU32::new(0)],
                 claims_skipped: AtomicU64::new(0),
                 messages_dropped: AtomicU64::new(0),
                 retired_messages: [AtomicU64::new(0), AtomicU64::new(0)],
                 retired_bytes: [AtomicU64::new(0), AtomicU64::new(0)],
+                reserved: core::array::from_fn(|_| AtomicU64::new(0)),
             },
             producer: ProducerLine {
                 tail: AtomicU64::new(0),
@@ -304,13 +338,8 @@ impl ControlBlock {
                 messages: AtomicU64::new(0),
                 bytes: AtomicU64::new(0),
             },
-            data_wake: wake(),
-            space_wake: wake(),
-            condvar: CondvarBlock {
-                mutex: slot(),
-                data_cond: slot(),
-                space_cond: slot(),
-            },
+            producers: role_line(),
+            consumers: role_line(),
         })
     }
 }
@@ -522,7 +551,7 @@ pub mod slot {
 #[cfg(not(shmring_loom))]
 pub const FINGERPRINT: u64 = {
     use core::mem::{offset_of, size_of};
-    let facts: [u64; 39] = [
+    let facts: [u64; 42] = [
         LAYOUT_VERSION as u64,
         size_of::<ControlBlock>() as u64,
         size_of::<SegmentHeader>() as u64,
@@ -534,17 +563,19 @@ pub const FINGERPRINT: u64 = {
         offset_of!(SegmentHeader, initial_position) as u64,
         offset_of!(SegmentHeader, slot_count) as u64,
         offset_of!(SegmentHeader, max_peers) as u64,
-        offset_of!(PeerLine, attached) as u64,
+        offset_of!(PeerLine, ever_attached) as u64,
         offset_of!(PeerLine, claims_skipped) as u64,
         offset_of!(PeerLine, retired_bytes) as u64,
+        offset_of!(RoleLine, present) as u64,
         registry::RECORD_SIZE | registry::CLAIM << 16 | registry::MESSAGES << 32,
         slot::stride(1) | slot::PAYLOAD << 16 | slot::LEN << 32,
         offset_of!(ControlBlock, peers) as u64,
         offset_of!(ControlBlock, producer) as u64,
         offset_of!(ControlBlock, consumer) as u64,
-        offset_of!(ControlBlock, data_wake) as u64,
-        offset_of!(ControlBlock, space_wake) as u64,
-        offset_of!(ControlBlock, condvar) as u64,
+        offset_of!(ControlBlock, producers) as u64,
+        offset_of!(ControlBlock, consumers) as u64,
+        size_of::<RoleLine>() as u64,
+        offset_of!(RoleLine, seq) as u64 | (offset_of!(RoleLine, semaphore) as u64) << 16,
         size_of::<PeerRecord>() as u64,
         offset_of!(PeerRecord, owner) as u64 | (offset_of!(PeerRecord, generation) as u64) << 16,
         offset_of!(PeerLine, consumer) as u64,
@@ -560,8 +591,9 @@ pub const FINGERPRINT: u64 = {
         size_of::<usize>() as u64,
         core::mem::align_of::<AtomicU64>() as u64,
         LINE as u64,
-        size_of::<libc::pthread_mutex_t>() as u64,
-        size_of::<libc::pthread_cond_t>() as u64,
+        size_of::<libc::sem_t>() as u64,
+        locks::CREATOR | locks::PEER_BASE << 16,
+        offset_of!(RoleLine, deaths) as u64 | (offset_of!(RoleLine, stream_start) as u64) << 16,
     ];
     // FNV-1a over the facts' little-endian bytes.
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
@@ -609,12 +641,11 @@ const _: () = {
     assert!(offset_of!(SegmentHeader, slot_count) == 96);
     assert!(offset_of!(SegmentHeader, max_peers) == 104);
     assert!(offset_of!(PeerLine, consumer) == 24);
-    assert!(offset_of!(PeerLine, attached) == 48);
-    assert!(offset_of!(PeerLine, ever_attached) == 56);
-    assert!(offset_of!(PeerLine, claims_skipped) == 64);
-    assert!(offset_of!(PeerLine, messages_dropped) == 72);
-    assert!(offset_of!(PeerLine, retired_messages) == 80);
-    assert!(offset_of!(PeerLine, retired_bytes) == 96);
+    assert!(offset_of!(PeerLine, ever_attached) == 48);
+    assert!(offset_of!(PeerLine, claims_skipped) == 56);
+    assert!(offset_of!(PeerLine, messages_dropped) == 64);
+    assert!(offset_of!(PeerLine, retired_messages) == 72);
+    assert!(offset_of!(PeerLine, retired_bytes) == 88);
     assert!(size_of::<PeerRecord>() == 24);
     assert!(offset_of!(PeerRecord, generation) == 16);
     assert!(size_of::<PeerLine>() == LINE);
@@ -624,15 +655,17 @@ const _: () = {
     assert!(offset_of!(ControlBlock, peers) == 128);
     assert!(offset_of!(ControlBlock, producer) == 256);
     assert!(offset_of!(ControlBlock, consumer) == 384);
-    assert!(offset_of!(ControlBlock, data_wake) == 512);
-    assert!(offset_of!(ControlBlock, space_wake) == 640);
-    assert!(offset_of!(ControlBlock, condvar) == 768);
-    assert!(offset_of!(CondvarBlock, data_cond) == 64);
-    assert!(offset_of!(CondvarBlock, space_cond) == 128);
-    assert!(size_of::<libc::pthread_mutex_t>() <= size_of::<PthreadSlot>());
-    assert!(size_of::<libc::pthread_cond_t>() <= size_of::<PthreadSlot>());
-    assert!(core::mem::align_of::<libc::pthread_mutex_t>() <= 64);
-    assert!(core::mem::align_of::<libc::pthread_cond_t>() <= 64);
+    assert!(offset_of!(ControlBlock, producers) == 512);
+    assert!(offset_of!(ControlBlock, consumers) == 896);
+    assert!(size_of::<RoleLine>() == 3 * LINE);
+    assert!(offset_of!(RoleLine, sleepers) == 0);
+    assert!(offset_of!(RoleLine, present) == 128);
+    assert!(offset_of!(RoleLine, seq) == 256);
+    assert!(offset_of!(RoleLine, deaths) == 264);
+    assert!(offset_of!(RoleLine, stream_start) == 272);
+    assert!(offset_of!(RoleLine, semaphore) == 280);
+    assert!(size_of::<libc::sem_t>() <= size_of::<SemaphoreSlot>());
+    assert!(align_of::<libc::sem_t>() <= align_of::<SemaphoreSlot>());
     assert!(size_of::<ControlBlock>() as u64 == CONTROL_SIZE);
     assert!(align_of::<ControlBlock>() == LINE);
     assert!(CONTROL_SIZE % LINE as u64 == 0);
@@ -656,16 +689,16 @@ mod tests {
         assert_eq!(offsets, [128, 256, 384, 152]);
         assert_eq!(
             [
-                offset_of!(ControlBlock, data_wake),
-                offset_of!(ControlBlock, space_wake),
-                offset_of!(ControlBlock, condvar),
+                offset_of!(ControlBlock, producers),
+                offset_of!(ControlBlock, consumers),
+                offset_of!(ControlBlock, consumers) + offset_of!(RoleLine, present),
             ],
-            [512, 640, 768]
+            [512, 896, 1024]
         );
         assert_eq!(MAGIC.to_le_bytes(), *b"SHMRING1");
         // Recomputed by hand from the same inputs would be circular; instead pin the value
         // so any layout change is a conscious, visible edit.
-        assert_eq!(FINGERPRINT, 0x6adc_5a92_26c5_b636_u64, "{FINGERPRINT:#x}");
+        assert_eq!(FINGERPRINT, 0xb5ab_5525_13e5_0cc4_u64, "{FINGERPRINT:#x}");
     }
 
     #[test]

@@ -40,6 +40,7 @@ mod crash;
 mod error;
 mod memory;
 mod os;
+mod peers;
 mod segment;
 mod stats;
 mod wait;
@@ -51,7 +52,7 @@ pub mod spsc;
 mod sync;
 
 pub use config::{Config, OpenOptions};
-pub use error::{Error, Result, Role};
+pub use error::{Error, ErrorKind, Result, Role};
 pub use stats::{PeerInfo, PeerState, PeerStatus, Stats};
 pub use wait::WaitStrategy;
 

@@ -6,7 +6,8 @@
 
 use std::sync::Arc;
 
-use crate::layout::{CONTROL_SIZE, ControlBlock, RECORD_HEADER};
+use crate::error::{Error, Result};
+use crate::layout::{CONTROL_SIZE, ControlBlock, RECORD_HEADER, locks};
 use crate::segment::Segment;
 use crate::sync::{AccessTracker, AtomicU64, RawCell};
 
@@ -19,7 +20,18 @@ use crate::sync::{AccessTracker, AtomicU64, RawCell};
 /// - `word(offset)`, for every 8-aligned `offset < capacity()`, is the atomic word at
 ///   `offset` (on real memory: the 8 bytes at `data_ptr() + offset`);
 /// - `control()` is the control block that belongs with this data region.
+///
+/// Peer slots are locks: a handle holds its slot's lock (through its [`Holder`]) for as
+/// long as it is attached, and the lock disappears when the holder's process dies, so a
+/// slot is *alive* exactly while it is locked. Shared memory uses open-file-description
+/// locks on the segment's file (see `layout::locks`); heap memory keeps a table that a test
+/// can make forget a holder it declares dead.
+///
+/// [`Holder`]: RingMemory::Holder
 pub(crate) unsafe trait RingMemory {
+    /// What one handle holds slot locks through: an open file description of the segment
+    /// (shared memory) or an owner number (heap memory). Dropping it releases its locks.
+    type Holder;
     /// The control block (header, peers, positions).
     fn control(&self) -> &ControlBlock;
     /// Bytes in the data region.
@@ -28,10 +40,15 @@ pub(crate) unsafe trait RingMemory {
     fn data_ptr(&self) -> *mut u8;
     /// The record header word at `offset` (8-aligned, `< capacity()`).
     fn word(&self, offset: u64) -> &AtomicU64;
-    /// Whether the process an owner word names still runs (0 counts as alive: "attaching").
-    /// Shared memory asks the OS (pid + start time); heap memory keeps a list of owners
-    /// a test declared dead.
-    fn owner_alive(&self, owner: u64) -> bool;
+    /// A holder for a handle about to attach, whose owner word is `owner`.
+    fn new_holder(&self, owner: u64) -> Result<Self::Holder>;
+    /// Takes `slot`'s lock for `holder` without waiting; `Ok(false)` if another live holder
+    /// has it. Taking a lock `holder` already has succeeds.
+    fn lock_slot(&self, holder: &Self::Holder, slot: u32) -> Result<bool>;
+    /// Gives back `holder`'s lock on `slot`.
+    fn unlock_slot(&self, holder: &Self::Holder, slot: u32);
+    /// Whether a live holder (any handle, this process's included) holds `slot`'s lock.
+    fn slot_alive(&self, slot: u32) -> bool;
     /// Tells a model checker that `len` payload bytes at `offset` are being read.
     #[inline]
     fn track_read(&self, _offset: u64, _len: u64) {}
@@ -78,6 +95,8 @@ pub(crate) fn control_of(segment: &Segment) -> &ControlBlock {
 // region starts at CONTROL_SIZE, a multiple of 128 from a page-aligned base; `capacity` is a
 // multiple of 8, so every 8-aligned offset below it leaves 8 bytes for a word.
 unsafe impl RingMemory for ShmMemory {
+    type Holder = std::os::fd::OwnedFd;
+
     #[inline]
     fn control(&self) -> &ControlBlock {
         control_of(&self.segment)
@@ -103,14 +122,35 @@ unsafe impl RingMemory for ShmMemory {
         unsafe { &*self.data_ptr().add(offset as usize).cast::<AtomicU64>() }
     }
 
-    #[inline]
-    fn owner_alive(&self, owner: u64) -> bool {
-        crate::os::owner_alive(owner)
+    fn new_holder(&self, _owner: u64) -> Result<Self::Holder> {
+        let shown = self.segment.location().display();
+        crate::os::reopen(self.segment.fd()).map_err(|e| Error::from_os("reopen", &shown, e))
+    }
+
+    fn lock_slot(&self, holder: &Self::Holder, slot: u32) -> Result<bool> {
+        crate::os::lock_byte(holder, locks::peer_byte(slot)).map_err(|source| Error::Io {
+            op: "fcntl(F_OFD_SETLK)",
+            source,
+        })
+    }
+
+    fn unlock_slot(&self, holder: &Self::Holder, slot: u32) {
+        // Failure leaves the lock to be dropped when the holder's descriptor closes.
+        let _ = crate::os::unlock_byte(holder, locks::peer_byte(slot));
+    }
+
+    fn slot_alive(&self, slot: u32) -> bool {
+        // The segment's own descriptor never holds a peer lock, so every handle's lock,
+        // this process's included, shows. An error counts as alive: a live peer must never
+        // be judged dead.
+        crate::os::byte_locked(self.segment.fd(), locks::peer_byte(slot)).unwrap_or(true)
     }
 }
 
 /// Owners a heap-memory test may declare dead at once.
 const DEAD_OWNERS: usize = 4;
+/// Peer slots a heap ring has locks for (SPSC uses 2; MPMC models use a handful).
+const HEAP_SLOTS: usize = 8;
 
 /// A ring on the heap: unit tests, loom models, benchmarks of the algorithm alone.
 pub(crate) struct HeapMemory {
@@ -124,6 +164,9 @@ pub(crate) struct HeapMemory {
     capacity: u64,
     /// Owner words a test declared dead (0 = unused entry).
     dead: [AtomicU64; DEAD_OWNERS],
+    /// Slot locks: the owner number holding each (0 = free). A dead owner's entry counts
+    /// as free, as the kernel drops a dead process's locks.
+    slot_locks: [AtomicU64; HEAP_SLOTS],
 }
 
 // SAFETY: every shared access goes through atomics or through the ring protocol, which
@@ -156,7 +199,17 @@ impl HeapMemory {
             tracker: AccessTracker::new(words),
             capacity,
             dead: core::array::from_fn(|_| AtomicU64::new(0)),
+            slot_locks: core::array::from_fn(|_| AtomicU64::new(0)),
         }
+    }
+
+    fn owner_alive(&self, owner: u64) -> bool {
+        // Acquire: pairs with `mark_dead`'s Release (what the "dead" holder did is visible).
+        owner != 0
+            && !self
+                .dead
+                .iter()
+                .any(|entry| entry.load(crate::sync::Ordering::Acquire) == owner)
     }
 
     /// Declares the holder `owner` dead (as if its process had exited).
@@ -180,6 +233,8 @@ fn word_range(offset: u64, len: u64) -> core::ops::Range<usize> {
 // either those bytes viewed as atomics (real builds, same as shared memory) or a separate
 // array of the same length (loom builds).
 unsafe impl RingMemory for HeapMemory {
+    type Holder = u64;
+
     fn control(&self) -> &ControlBlock {
         &self.control
     }
@@ -205,13 +260,53 @@ unsafe impl RingMemory for HeapMemory {
         &self.headers[(offset / 8) as usize]
     }
 
-    fn owner_alive(&self, owner: u64) -> bool {
-        // Acquire: pairs with `mark_dead`'s Release (what the "dead" holder did is visible).
-        owner == 0
-            || !self
-                .dead
-                .iter()
-                .any(|entry| entry.load(crate::sync::Ordering::Acquire) == owner)
+    fn new_holder(&self, owner: u64) -> Result<Self::Holder> {
+        if owner == 0 {
+            return Err(Error::invalid_argument("heap owners are non-zero numbers"));
+        }
+        Ok(owner)
+    }
+
+    fn lock_slot(&self, holder: &Self::Holder, slot: u32) -> Result<bool> {
+        use crate::sync::Ordering::{AcqRel, Acquire};
+        let Some(lock) = self.slot_locks.get(slot as usize) else {
+            return Err(Error::invalid_argument(format!(
+                "heap rings have {HEAP_SLOTS} slot locks"
+            )));
+        };
+        loop {
+            let current = lock.load(Acquire);
+            if current == *holder {
+                return Ok(true);
+            }
+            if current != 0 && self.owner_alive(current) {
+                return Ok(false);
+            }
+            // AcqRel: one winner among racing lockers; the winner sees what the previous
+            // holder did.
+            if lock
+                .compare_exchange(current, *holder, AcqRel, Acquire)
+                .is_ok()
+            {
+                return Ok(true);
+            }
+            crate::sync::spin_loop();
+        }
+    }
+
+    fn unlock_slot(&self, holder: &Self::Holder, slot: u32) {
+        use crate::sync::Ordering::{Relaxed, Release};
+        if let Some(lock) = self.slot_locks.get(slot as usize) {
+            // Release: what we did under the lock is visible to the next locker.
+            let _ = lock.compare_exchange(*holder, 0, Release, Relaxed);
+        }
+    }
+
+    fn slot_alive(&self, slot: u32) -> bool {
+        self.slot_locks.get(slot as usize).is_some_and(|lock| {
+            let holder = lock.load(crate::sync::Ordering::Acquire);
+            holder != 0 && self.owner_alive(holder)
+        })
     }
 
     fn track_read(&self, offset: u64, len: u64) {

@@ -1,11 +1,13 @@
 //! Every operating-system call shmring makes, behind a small surface, so another POSIX
 //! system can follow by reimplementing this one module. Linux today (`/dev/shm`, `/proc`).
 
+#![cfg_attr(shmring_loom, allow(dead_code))] // loom builds model the futex and semaphore calls
+
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::Mutex;
 
 use rustix::fs::{FileType, Mode, OFlags};
 
@@ -17,6 +19,8 @@ pub(crate) struct FileInfo {
     /// Permission bits only (`0o777`).
     pub mode: u32,
     pub size: u64,
+    /// When the file's contents or attributes last changed (the later of mtime and ctime).
+    pub changed: std::time::SystemTime,
 }
 
 /// A process, told apart from a later process that reuses its pid.
@@ -69,17 +73,18 @@ pub(crate) fn file_open(path: &Path) -> io::Result<OwnedFd> {
     rustix::fs::open(path, flags, Mode::empty()).map_err(io_err)
 }
 
-/// Creates an anonymous shared-memory file (memfd) of `len` bytes, sealed so that nobody,
-/// whoever holds a descriptor, can shrink or grow it (or change the seals): a mapping of it
-/// can never fault with SIGBUS.
-pub(crate) fn memfd_create_sealed(label: &str, len: u64) -> io::Result<OwnedFd> {
-    use rustix::fs::{MemfdFlags, SealFlags};
-    let fd = rustix::fs::memfd_create(label, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
-        .map_err(io_err)?;
-    rustix::fs::ftruncate(&fd, len).map_err(io_err)?;
-    rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)
-        .map_err(io_err)?;
-    Ok(fd)
+/// Creates an anonymous shared-memory file (memfd), empty, that may be sealed.
+pub(crate) fn memfd_create(label: &str) -> io::Result<OwnedFd> {
+    use rustix::fs::MemfdFlags;
+    rustix::fs::memfd_create(label, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING).map_err(io_err)
+}
+
+/// Seals a memfd so that nobody, whoever holds a descriptor, can shrink or grow it (or
+/// change the seals): a mapping of it can never fault with SIGBUS.
+pub(crate) fn seal_size(fd: impl AsFd) -> io::Result<()> {
+    use rustix::fs::SealFlags;
+    rustix::fs::fcntl_add_seals(fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)
+        .map_err(io_err)
 }
 
 /// Whether `fd`'s size is sealed: it can neither shrink nor grow.
@@ -106,6 +111,10 @@ pub(crate) fn fstat(fd: impl AsFd) -> io::Result<FileInfo> {
         uid: st.st_uid,
         mode: st.st_mode & 0o777,
         size: u64::try_from(st.st_size).unwrap_or(0),
+        changed: {
+            let secs = st.st_mtime.max(st.st_ctime);
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(secs).unwrap_or(0))
+        },
     })
 }
 
@@ -152,152 +161,207 @@ pub(crate) fn futex_wake_all(word: &std::sync::atomic::AtomicU32) {
     let _ = futex::wake(word, futex::Flags::empty(), i32::MAX as u32);
 }
 
-/// How a robust mutex was acquired.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Locked {
-    /// Normally.
-    Clean,
-    /// The previous holder died holding it (`EOWNERDEAD`); the caller must decide whether the
-    /// protected state is sound, then call [`mutex_consistent`].
-    OwnerDied,
-}
-
-fn pthread_result(rc: libc::c_int) -> io::Result<()> {
-    if rc == 0 {
+/// Initialises a process-shared POSIX semaphore with value 0 in place.
+///
+/// # Safety
+/// `sem` is valid, suitably aligned, not yet initialised and used by nobody else.
+pub(crate) unsafe fn semaphore_init(sem: *mut libc::sem_t) -> io::Result<()> {
+    // SAFETY: per the caller's contract; pshared = 1 (between processes).
+    if unsafe { libc::sem_init(sem, 1, 0) } == 0 {
         Ok(())
     } else {
-        Err(io::Error::from_raw_os_error(rc))
+        Err(io::Error::last_os_error())
     }
 }
 
-/// Initialises a process-shared robust mutex and process-shared CLOCK_MONOTONIC condvars in
-/// place.
+#[cfg(target_env = "gnu")]
+unsafe extern "C" {
+    /// glibc >= 2.30 (POSIX.1-2024): `sem_timedwait` on a chosen clock.
+    fn sem_clockwait(
+        sem: *mut libc::sem_t,
+        clock: libc::clockid_t,
+        abstime: *const libc::timespec,
+    ) -> libc::c_int;
+}
+
+/// Decrements the semaphore, sleeping while it is zero, at most `timeout`. Returns on a
+/// post, a signal or the timeout: the caller re-checks its condition either way (a
+/// semaphore keeps posts made before the wait, so none is lost).
 ///
 /// # Safety
-/// The pointers are valid, suitably aligned, not yet initialised objects nobody else uses.
-pub(crate) unsafe fn pthread_init(
-    mutex: *mut libc::pthread_mutex_t,
-    conds: &[*mut libc::pthread_cond_t],
-) -> io::Result<()> {
-    // SAFETY: the attribute objects are initialised by *_init before any other use and
-    // destroyed after; the targets are valid per the caller's contract.
-    unsafe {
-        let mut mattr = std::mem::MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
-        pthread_result(libc::pthread_mutexattr_init(mattr.as_mut_ptr()))?;
-        let mattr = mattr.as_mut_ptr();
-        let made = pthread_result(libc::pthread_mutexattr_setpshared(
-            mattr,
-            libc::PTHREAD_PROCESS_SHARED,
-        ))
-        .and_then(|()| {
-            pthread_result(libc::pthread_mutexattr_setrobust(
-                mattr,
-                libc::PTHREAD_MUTEX_ROBUST,
-            ))
-        })
-        .and_then(|()| pthread_result(libc::pthread_mutex_init(mutex, mattr)));
-        libc::pthread_mutexattr_destroy(mattr);
-        made?;
-
-        let mut cattr = std::mem::MaybeUninit::<libc::pthread_condattr_t>::uninit();
-        pthread_result(libc::pthread_condattr_init(cattr.as_mut_ptr()))?;
-        let cattr = cattr.as_mut_ptr();
-        let mut made = pthread_result(libc::pthread_condattr_setpshared(
-            cattr,
-            libc::PTHREAD_PROCESS_SHARED,
-        ))
-        .and_then(|()| {
-            pthread_result(libc::pthread_condattr_setclock(
-                cattr,
-                libc::CLOCK_MONOTONIC,
-            ))
-        });
-        for &cond in conds {
-            made = made.and_then(|()| pthread_result(libc::pthread_cond_init(cond, cattr)));
-        }
-        libc::pthread_condattr_destroy(cattr);
-        made
+/// `sem` was initialised by [`semaphore_init`] (possibly in another process).
+pub(crate) unsafe fn semaphore_wait(sem: *mut libc::sem_t, timeout: std::time::Duration) {
+    #[cfg(target_env = "gnu")]
+    let (clock, now) = (
+        libc::CLOCK_MONOTONIC,
+        rustix::time::clock_gettime(rustix::time::ClockId::Monotonic),
+    );
+    // Elsewhere only the wall clock is offered; the caller's sleeps are short anyway.
+    #[cfg(not(target_env = "gnu"))]
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
+    let mut sec = now
+        .tv_sec
+        .saturating_add(timeout.as_secs().min(i64::MAX as u64 / 2) as i64);
+    let mut nsec = now.tv_nsec + i64::from(timeout.subsec_nanos());
+    if nsec >= 1_000_000_000 {
+        sec = sec.saturating_add(1);
+        nsec -= 1_000_000_000;
     }
-}
-
-/// Locks a robust mutex.
-///
-/// # Safety
-/// `mutex` points at a mutex initialised by [`pthread_init`] (possibly by another process).
-pub(crate) unsafe fn mutex_lock(mutex: *mut libc::pthread_mutex_t) -> io::Result<Locked> {
-    // SAFETY: per the caller's contract.
-    match unsafe { libc::pthread_mutex_lock(mutex) } {
-        0 => Ok(Locked::Clean),
-        libc::EOWNERDEAD => Ok(Locked::OwnerDied),
-        rc => Err(io::Error::from_raw_os_error(rc)),
-    }
-}
-
-/// Marks a robust mutex whose owner died as consistent again (we hold it).
-///
-/// # Safety
-/// As [`mutex_lock`], and this thread holds the mutex after an `OwnerDied` lock.
-pub(crate) unsafe fn mutex_consistent(mutex: *mut libc::pthread_mutex_t) -> io::Result<()> {
-    // SAFETY: per the caller's contract.
-    pthread_result(unsafe { libc::pthread_mutex_consistent(mutex) })
-}
-
-/// Unlocks a mutex this thread holds.
-///
-/// # Safety
-/// As [`mutex_lock`], and this thread holds the mutex.
-pub(crate) unsafe fn mutex_unlock(mutex: *mut libc::pthread_mutex_t) {
-    // SAFETY: per the caller's contract.
-    unsafe { libc::pthread_mutex_unlock(mutex) };
-}
-
-/// Waits on a condvar until signalled, spuriously woken, or `deadline` (CLOCK_MONOTONIC)
-/// passes. Returns with the mutex held; `OwnerDied` if it was re-acquired from a dead holder.
-///
-/// # Safety
-/// As [`mutex_lock`] for `mutex`, which this thread holds; `cond` initialised by
-/// [`pthread_init`].
-pub(crate) unsafe fn cond_wait(
-    cond: *mut libc::pthread_cond_t,
-    mutex: *mut libc::pthread_mutex_t,
-    deadline: Option<std::time::Instant>,
-) -> io::Result<Locked> {
-    let rc = match deadline {
-        // SAFETY: per the caller's contract.
-        None => unsafe { libc::pthread_cond_wait(cond, mutex) },
-        Some(deadline) => {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-            let mut sec = now
-                .tv_sec
-                .saturating_add(left.as_secs().min(i64::MAX as u64) as i64);
-            let mut nsec = now.tv_nsec + i64::from(left.subsec_nanos());
-            if nsec >= 1_000_000_000 {
-                sec = sec.saturating_add(1);
-                nsec -= 1_000_000_000;
-            }
-            let abs = libc::timespec {
-                tv_sec: sec as libc::time_t,
-                tv_nsec: nsec as libc::c_long,
-            };
-            // SAFETY: per the caller's contract; `abs` is a valid timespec.
-            unsafe { libc::pthread_cond_timedwait(cond, mutex, &abs) }
-        }
+    let abs = libc::timespec {
+        tv_sec: sec as libc::time_t,
+        tv_nsec: nsec as libc::c_long,
     };
-    match rc {
-        0 | libc::ETIMEDOUT => Ok(Locked::Clean),
-        libc::EOWNERDEAD => Ok(Locked::OwnerDied),
-        rc => Err(io::Error::from_raw_os_error(rc)),
+    // SAFETY: per the caller's contract; `abs` is a valid timespec. Every outcome (posted,
+    // EINTR, ETIMEDOUT, EINVAL from damaged bytes) returns to a caller that re-checks.
+    #[cfg(target_env = "gnu")]
+    let _ = unsafe { sem_clockwait(sem, clock, &abs) };
+    // SAFETY: as above.
+    #[cfg(not(target_env = "gnu"))]
+    let _ = unsafe { libc::sem_timedwait(sem, &abs) };
+}
+
+/// Raises the semaphore's value to at least `wanted` (bounded by [`SEMAPHORE_POSTS_MAX`]
+/// posts): one post per sleeper that may be waiting. Never blocks.
+///
+/// # Safety
+/// As [`semaphore_wait`].
+pub(crate) unsafe fn semaphore_post_up_to(sem: *mut libc::sem_t, wanted: u32) {
+    let mut value: libc::c_int = 0;
+    // SAFETY: per the caller's contract.
+    let known = unsafe { libc::sem_getvalue(sem, &mut value) } == 0;
+    let have = if known {
+        u32::try_from(value).unwrap_or(0)
+    } else {
+        0
+    };
+    for _ in have..wanted.min(SEMAPHORE_POSTS_MAX) {
+        // SAFETY: as above. EOVERFLOW (damaged bytes) just stops the posting.
+        if unsafe { libc::sem_post(sem) } != 0 {
+            break;
+        }
     }
 }
 
-/// Wakes every waiter of a condvar.
-///
-/// # Safety
-/// `cond` initialised by [`pthread_init`].
-pub(crate) unsafe fn cond_broadcast(cond: *mut libc::pthread_cond_t) {
-    // SAFETY: per the caller's contract.
-    unsafe { libc::pthread_cond_broadcast(cond) };
+/// Most posts one wake makes (the largest number of sleepers a ring can have).
+pub(crate) const SEMAPHORE_POSTS_MAX: u32 = crate::layout::SLEEPER_SLOTS as u32;
+
+/// Takes the write lock on byte `offset` of `fd`'s file for `fd`'s open file description,
+/// without waiting. `Ok(false)` if another open file description holds it. The kernel
+/// drops the lock when the last descriptor of this description closes (however the
+/// process ends).
+pub(crate) fn lock_byte(fd: impl AsFd, offset: u64) -> io::Result<bool> {
+    match ofd_lock(
+        fd,
+        libc::F_OFD_SETLK,
+        libc::F_WRLCK as libc::c_short,
+        offset,
+    ) {
+        Ok(_) => Ok(true),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Releases this open file description's lock on byte `offset` (if it holds one).
+pub(crate) fn unlock_byte(fd: impl AsFd, offset: u64) -> io::Result<()> {
+    ofd_lock(
+        fd,
+        libc::F_OFD_SETLK,
+        libc::F_UNLCK as libc::c_short,
+        offset,
+    )
+    .map(drop)
+}
+
+/// Whether an open file description other than `fd`'s holds a lock on byte `offset`.
+pub(crate) fn byte_locked(fd: impl AsFd, offset: u64) -> io::Result<bool> {
+    let found = ofd_lock(
+        fd,
+        libc::F_OFD_GETLK,
+        libc::F_WRLCK as libc::c_short,
+        offset,
+    )?;
+    Ok(found.l_type != libc::F_UNLCK as libc::c_short)
+}
+
+fn ofd_lock(
+    fd: impl AsFd,
+    command: libc::c_int,
+    kind: libc::c_short,
+    offset: u64,
+) -> io::Result<libc::flock> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: an all-zero `flock` is a valid value (every field is an integer).
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = kind;
+    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    lock.l_start = i64::try_from(offset).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    lock.l_len = 1;
+    // l_pid must be 0 for open-file-description locks.
+    // SAFETY: `fd` is an open descriptor for the duration of the call; `lock` is a valid
+    // `flock` the kernel reads and (for GETLK) writes.
+    let rc = unsafe { libc::fcntl(fd.as_fd().as_raw_fd(), command, &mut lock) };
+    if rc == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(lock)
+    }
+}
+
+/// A new open file description of the file behind `fd` (read-write, close-on-exec),
+/// through `/proc/self/fd`: the same file even if its name was unlinked or replaced since.
+pub(crate) fn reopen(fd: impl AsFd) -> io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    let path = format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd());
+    let reopened = rustix::fs::open(path.as_str(), OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
+        .map_err(io_err)?;
+    // The same file, not whatever the link now resolves to.
+    let (a, b) = (
+        rustix::fs::fstat(&fd).map_err(io_err)?,
+        rustix::fs::fstat(&reopened).map_err(io_err)?,
+    );
+    if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino) {
+        return Err(io::Error::other("the reopened segment is another file"));
+    }
+    Ok(reopened)
+}
+
+/// Allocates the blocks of `fd`'s first `len` bytes now, so that touching them later can
+/// never fail for want of space (which a mapping reports with SIGBUS). `Ok(false)` where
+/// the filesystem cannot reserve space (`EOPNOTSUPP`); ENOSPC / ENOMEM are errors.
+pub(crate) fn reserve(fd: impl AsFd, len: u64) -> io::Result<bool> {
+    match rustix::fs::fallocate(fd, rustix::fs::FallocateFlags::empty(), 0, len) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::OPNOTSUPP) | Err(rustix::io::Errno::NOSYS) => Ok(false),
+        Err(e) => Err(io_err(e)),
+    }
+}
+
+/// What a filesystem has room for.
+#[derive(Clone, Debug)]
+pub(crate) struct Space {
+    /// Bytes an unprivileged writer may still allocate.
+    pub available: u64,
+    /// The filesystem type, as a name where we know it (`tmpfs`, `hugetlbfs`, ...).
+    pub kind: &'static str,
+}
+
+/// Free space and type of the filesystem holding `fd`'s file.
+pub(crate) fn space(fd: impl AsFd) -> io::Result<Space> {
+    let vfs = rustix::fs::fstatvfs(&fd).map_err(io_err)?;
+    let fs = rustix::fs::fstatfs(&fd).map_err(io_err)?;
+    let kind = match fs.f_type as i64 {
+        0x0102_1994 => "tmpfs",
+        0x9584_58f6 => "hugetlbfs",
+        0xef53 => "ext4",
+        0x5846_5342 => "xfs",
+        0x9123_683e => "btrfs",
+        _ => "filesystem",
+    };
+    Ok(Space {
+        available: vfs.f_bavail.saturating_mul(vfs.f_frsize),
+        kind,
+    })
 }
 
 impl ProcessId {
@@ -307,33 +371,24 @@ impl ProcessId {
     }
 }
 
-/// Whether the process an owner word names still runs (0, "attaching", counts as alive).
-pub(crate) fn owner_alive(owner: u64) -> bool {
-    if owner == 0 {
-        return true;
-    }
-    let pid = (owner >> 32) as u32;
-    match read_start_time(pid) {
-        Some((start, state)) => {
-            (start & 0xFFFF_FFFF) == (owner & 0xFFFF_FFFF) && state != 'Z' && state != 'X'
-        }
-        None => false,
-    }
-}
-
-/// This process, with its start time (read once).
+/// This process, with its start time. The start time is read once per pid: a child
+/// forked without `exec` is another process, with its own start time.
 pub(crate) fn current_process() -> ProcessId {
-    static START: OnceLock<u64> = OnceLock::new();
+    static CACHED: Mutex<Option<ProcessId>> = Mutex::new(None);
     let pid = std::process::id();
-    let start_time = *START.get_or_init(|| read_start_time(pid).map_or(0, |(start, _)| start));
-    ProcessId { pid, start_time }
-}
-
-/// Whether the process that was `id` still runs (a zombie or a reused pid counts as dead).
-pub(crate) fn process_alive(id: ProcessId) -> bool {
-    match read_start_time(id.pid) {
-        Some((start, state)) => start == id.start_time && state != 'Z' && state != 'X',
-        None => false,
+    let mut cached = CACHED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    match *cached {
+        Some(me) if me.pid == pid => me,
+        _ => {
+            let me = ProcessId {
+                pid,
+                start_time: read_start_time(pid).map_or(0, |(start, _)| start),
+            };
+            *cached = Some(me);
+            me
+        }
     }
 }
 
@@ -354,56 +409,87 @@ mod tests {
     use super::*;
 
     #[test]
-    fn this_process_is_alive_and_a_stale_identity_is_not() {
+    fn this_process_has_a_start_time_read_per_pid() {
         let me = current_process();
         assert!(me.start_time > 0);
-        assert!(process_alive(me));
-        assert!(!process_alive(ProcessId {
-            pid: me.pid,
-            start_time: me.start_time + 1
-        }));
+        assert_eq!(current_process(), me);
+        assert_eq!(me.pid, std::process::id());
     }
 
+    /// A byte lock held by another process: seen while it runs (stopped too), gone the
+    /// moment it dies, before anyone reaps it.
     #[test]
-    fn a_stopped_process_is_alive_and_a_zombie_is_dead() {
-        let mut child = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
+    fn a_lock_lives_exactly_as_long_as_its_holder() {
+        use std::os::fd::AsRawFd;
+        let dir = std::env::temp_dir();
+        let path = dir.join(format!("shmring-lock-test-{}", std::process::id()));
+        let file = fs::File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
             .unwrap();
-        let pid = child.id();
-        let owner = ProcessId {
-            pid,
-            start_time: read_start_time(pid).unwrap().0,
+        let c_path = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        let mut pipe = [0i32; 2];
+        // SAFETY: a valid two-int array.
+        assert_eq!(unsafe { libc::pipe(pipe.as_mut_ptr()) }, 0);
+        // SAFETY: the child only makes async-signal-safe calls (open, fcntl, write, pause,
+        // _exit) before it is killed.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            // SAFETY: async-signal-safe calls on valid arguments.
+            unsafe {
+                let fd = libc::open(c_path.as_ptr(), libc::O_RDWR);
+                let mut lock: libc::flock = std::mem::zeroed();
+                lock.l_type = libc::F_WRLCK as libc::c_short;
+                lock.l_whence = libc::SEEK_SET as libc::c_short;
+                lock.l_start = 7;
+                lock.l_len = 1;
+                let ok = fd >= 0 && libc::fcntl(fd, libc::F_OFD_SETLK, &mut lock) == 0;
+                libc::write(pipe[1], [u8::from(ok)].as_ptr().cast(), 1);
+                loop {
+                    libc::pause();
+                }
+            }
         }
-        .owner_word();
-        assert!(owner_alive(owner));
-        // SAFETY: plain signal to our own child.
-        unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        assert!(owner_alive(owner), "a stopped process is slow, not dead");
+        let mut byte = [0u8; 1];
+        // SAFETY: reads one byte into a valid buffer.
+        let got = unsafe { libc::read(pipe[0], byte.as_mut_ptr().cast(), 1) };
+        assert_eq!(got, 1);
+        assert_eq!(byte[0], 1, "the child could not take its lock");
+        assert!(byte_locked(&file, 7).unwrap());
+        assert!(!byte_locked(&file, 8).unwrap(), "only the byte asked for");
+        assert!(!lock_byte(&file, 7).unwrap(), "held by another description");
+        // SAFETY: signals to our own child.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(byte_locked(&file, 7).unwrap(), "a stopped process is alive");
         // SAFETY: as above.
-        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-        // Not yet reaped: a zombie, which no longer runs.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        // Dead (a zombie until reaped): the kernel closed its descriptors, and the lock.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while owner_alive(owner) && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(5));
+        while byte_locked(&file, 7).unwrap() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the lock outlived its holder"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
-        assert!(!owner_alive(owner), "a zombie counts as dead");
-        child.wait().unwrap();
-        assert!(!owner_alive(owner));
-        // A reused pid with another start time is another process.
-        assert!(!owner_alive((u64::from(std::process::id()) << 32) | 1));
-    }
-
-    #[test]
-    fn a_reaped_child_is_dead() {
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let pid = child.id();
-        let id = ProcessId {
-            pid,
-            start_time: read_start_time(pid).map_or(1, |(s, _)| s),
-        };
-        child.wait().unwrap();
-        assert!(!process_alive(id));
+        assert!(lock_byte(&file, 7).unwrap());
+        // Our own lock does not show to our own description, and is released on request.
+        assert!(!byte_locked(&file, 7).unwrap());
+        unlock_byte(&file, 7).unwrap();
+        let mut status = 0;
+        // SAFETY: reaps our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        // SAFETY: closes the pipe we made.
+        unsafe {
+            libc::close(pipe[0]);
+            libc::close(pipe[1]);
+        }
+        let _ = file.as_raw_fd();
+        let _ = fs::remove_file(&path);
     }
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use memmap2::{MmapOptions, MmapRaw};
 
 use crate::error::{Error, Result};
+use crate::layout::locks;
 use crate::os;
 
 /// Longest name after the leading `/` (NAME_MAX is 255 on Linux; leave room for prefixes).
@@ -76,13 +77,17 @@ pub(crate) struct TrustPolicy {
 pub(crate) struct Segment {
     map: MmapRaw,
     location: Location,
-    /// An anonymous segment's descriptor, kept to share it.
-    fd: Option<OwnedFd>,
+    /// The segment's file: shared (anonymous rings), reopened for each handle's slot lock,
+    /// and used to see other holders' locks (it never holds a peer lock itself).
+    fd: OwnedFd,
 }
 
 impl Segment {
-    /// Creates the name exclusively with `mode`, sizes it to `len` bytes (zero-filled), and
-    /// maps it. On failure after the name was created, the name is removed again.
+    /// Creates the name exclusively with `mode`, sizes it to `len` bytes (zero-filled),
+    /// reserves their space on the filesystem (so touching them can never raise SIGBUS for
+    /// want of space), and maps it. A named segment is created holding the creator lock
+    /// ([`Segment::release_creator`] gives it back). On failure after the name was created,
+    /// the name is removed again.
     pub(crate) fn create(
         location: &Location,
         len: u64,
@@ -95,25 +100,43 @@ impl Segment {
             Location::Shm(name) => os::shm_create(name, mode),
             Location::Path(path) => os::file_create(path, mode),
             Location::Anonymous => {
-                // Sized and sealed at birth: no holder of the descriptor can resize it.
-                let fd = os::memfd_create_sealed("shmring", len)
+                // Sized, reserved and sealed at birth: no holder of the descriptor can
+                // resize it.
+                let fd = os::memfd_create("shmring")
                     .map_err(|e| Error::from_os("memfd_create", &shown, e))?;
-                let mut segment = Segment::map(&fd, location, len, populate, lock)?;
-                segment.fd = Some(fd);
-                return Ok(segment);
+                os::set_len(&fd, len).map_err(|e| Error::from_os("ftruncate", &shown, e))?;
+                reserve(&fd, location, len)?;
+                os::seal_size(&fd).map_err(|e| Error::from_os("F_ADD_SEALS", &shown, e))?;
+                return Segment::map(fd, location, len, populate, lock);
             }
         }
         .map_err(|e| Error::from_os("create", &shown, e))?;
-        let mapped = (|| {
+        let made = (|| {
+            // Openers that find the header unfinished ask this lock whether we still run.
+            os::lock_byte(&fd, locks::CREATOR)
+                .map_err(|e| Error::from_os("fcntl(F_OFD_SETLK)", &shown, e))?;
             // Size before mapping: a mapping of a zero-length object "succeeds" and then faults.
             os::set_len(&fd, len).map_err(|e| Error::from_os("ftruncate", &shown, e))?;
-            Segment::map(&fd, location, len, populate, lock)
+            reserve(&fd, location, len)?;
+            Ok(())
         })();
+        let mapped = made.and_then(|()| Segment::map(fd, location, len, populate, lock));
         if mapped.is_err() {
             // We made the name; do not leave a half-built segment behind.
             let _ = unlink(location);
         }
         mapped
+    }
+
+    /// Gives back the creator lock (the header is READY).
+    pub(crate) fn release_creator(&self) {
+        let _ = os::unlock_byte(&self.fd, locks::CREATOR);
+    }
+
+    /// Whether a creator still holds the creator lock of the file behind `fd`.
+    pub(crate) fn creator_busy(fd: &OwnedFd) -> bool {
+        // An error counts as busy: never declare a live creator dead.
+        os::byte_locked(fd, locks::CREATOR).unwrap_or(true)
     }
 
     /// Opens an existing segment's file descriptor (no mapping yet).
@@ -130,10 +153,14 @@ impl Segment {
         .map_err(|e| Error::from_os("open", &location.display(), e))
     }
 
-    /// Checks type, owner and mode of an open segment and returns its size. An anonymous
+    /// Checks type, owner and mode of an open segment and returns what `fstat` says. An anonymous
     /// segment has no name to squat: whoever holds its descriptor was given it, so owner
     /// and mode do not matter; it must instead be sealed against resizing.
-    pub(crate) fn check_file(fd: &OwnedFd, location: &Location, trust: TrustPolicy) -> Result<u64> {
+    pub(crate) fn check_file(
+        fd: &OwnedFd,
+        location: &Location,
+        trust: TrustPolicy,
+    ) -> Result<os::FileInfo> {
         let shown = location.display();
         let info = os::fstat(fd).map_err(|e| Error::from_os("fstat", &shown, e))?;
         if !info.is_regular {
@@ -150,7 +177,7 @@ impl Segment {
                         .to_string(),
                 ));
             }
-            return Ok(info.size);
+            return Ok(info);
         }
         let me = os::euid();
         if !trust.any_owner && info.uid != me {
@@ -167,12 +194,12 @@ impl Segment {
                 info.mode
             )));
         }
-        Ok(info.size)
+        Ok(info)
     }
 
-    /// Maps `len` bytes of `fd` shared and read-write.
+    /// Maps `len` bytes of `fd` shared and read-write; the segment keeps `fd`.
     pub(crate) fn map(
-        fd: &OwnedFd,
+        fd: OwnedFd,
         location: &Location,
         len: u64,
         populate: bool,
@@ -188,7 +215,7 @@ impl Segment {
             options.populate();
         }
         let map = options
-            .map_raw(fd)
+            .map_raw(&fd)
             .map_err(|e| Error::from_os("mmap", &shown, e))?;
         if lock {
             // SAFETY: `map` is a live mapping of exactly `map.len()` bytes owned by this value.
@@ -198,24 +225,25 @@ impl Segment {
         Ok(Segment {
             map,
             location: location.clone(),
-            fd: None,
+            fd,
         })
     }
 
-    /// Keeps an anonymous segment's descriptor so it can be shared again.
-    pub(crate) fn keep_fd(&mut self, fd: OwnedFd) {
-        self.fd = Some(fd);
+    /// The segment's descriptor.
+    pub(crate) fn fd(&self) -> &OwnedFd {
+        &self.fd
     }
 
     /// A new descriptor of an anonymous segment (close-on-exec), to pass to another
     /// process (`SCM_RIGHTS`, or inheritance after clearing close-on-exec).
     pub(crate) fn share_fd(&self) -> Result<OwnedFd> {
-        let fd = self.fd.as_ref().ok_or_else(|| {
-            Error::invalid_argument(
+        if self.location != Location::Anonymous {
+            return Err(Error::invalid_argument(
                 "only anonymous rings are shared by descriptor; open it by name",
-            )
-        })?;
-        fd.try_clone()
+            ));
+        }
+        self.fd
+            .try_clone()
             .map_err(|e| Error::from_os("dup", &self.location.display(), e))
     }
 
@@ -232,6 +260,30 @@ impl Segment {
     /// Where the segment lives.
     pub(crate) fn location(&self) -> &Location {
         &self.location
+    }
+}
+
+/// Reserves `len` bytes for `fd`'s file, or says in words why there is no room.
+fn reserve(fd: &OwnedFd, location: &Location, len: u64) -> Result<()> {
+    let shown = location.display();
+    match os::reserve(fd, len) {
+        Ok(_) => Ok(()),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::ENOMEM)) => {
+            let space = os::space(fd).ok();
+            Err(Error::NoSpace {
+                location: shown,
+                needed: len,
+                available: space.as_ref().map(|s| s.available),
+                filesystem: match location {
+                    Location::Shm(_) => format!("/dev/shm ({})", space.map_or("tmpfs", |s| s.kind)),
+                    Location::Path(_) => {
+                        format!("the {} holding it", space.map_or("filesystem", |s| s.kind))
+                    }
+                    Location::Anonymous => "memory (an anonymous ring)".into(),
+                },
+            })
+        }
+        Err(e) => Err(Error::from_os("fallocate", &shown, e)),
     }
 }
 

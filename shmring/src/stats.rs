@@ -7,6 +7,7 @@ use crate::sync::Ordering::{Acquire, Relaxed};
 
 /// What a role's attach record says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PeerState {
     /// Nobody has attached in this role.
     Free,
@@ -18,6 +19,11 @@ pub enum PeerState {
     /// The holder closed its handle.
     Closed {
         /// The last holder's process id.
+        pid: u32,
+    },
+    /// The holder died without closing, and another process found out.
+    Dead {
+        /// The dead holder's process id.
         pid: u32,
     },
     /// A value this build never writes (a damaged segment).
@@ -57,10 +63,14 @@ pub struct Stats {
     pub messages_received: u64,
     /// Payload bytes released since creation.
     pub bytes_received: u64,
-    /// Consumers asleep (or about to sleep) waiting for data (futex / condvar strategies).
+    /// Consumers asleep (or about to sleep) waiting for data (futex / semaphore strategies).
     pub consumers_waiting: u32,
-    /// Producers asleep (or about to sleep) waiting for space (futex / condvar strategies).
+    /// Producers asleep (or about to sleep) waiting for space (futex / semaphore strategies).
     pub producers_waiting: u32,
+    /// Producers that died without closing, since creation (counted when found out).
+    pub producers_died: u64,
+    /// Consumers that died without closing, since creation.
+    pub consumers_died: u64,
     /// The producer role.
     pub producer: PeerState,
     /// The consumer role.
@@ -73,12 +83,14 @@ fn peer(record: &PeerRecord) -> PeerState {
         peer_state::FREE => PeerState::Free,
         peer_state::ATTACHED => PeerState::Attached { pid },
         peer_state::CLOSED => PeerState::Closed { pid },
+        peer_state::DEAD => PeerState::Dead { pid },
         other => PeerState::Unknown(other),
     }
 }
 
-/// The two role records of an SPSC ring as [`PeerInfo`]s (never-held roles left out).
-pub(crate) fn spsc_peers(ctl: &ControlBlock, alive: impl Fn(u64) -> bool) -> Vec<PeerInfo> {
+/// The two role records of an SPSC ring as [`PeerInfo`]s (never-held roles left out);
+/// `alive(slot)` says whether a slot's holder lives.
+pub(crate) fn spsc_peers(ctl: &ControlBlock, alive: impl Fn(u32) -> bool) -> Vec<PeerInfo> {
     let roles = [
         (
             Role::Producer,
@@ -102,14 +114,14 @@ pub(crate) fn spsc_peers(ctl: &ControlBlock, alive: impl Fn(u64) -> bool) -> Vec
             if state == peer_state::FREE && generation == 0 {
                 return None;
             }
-            let owner = record.owner.load(Acquire);
+            let slot = index as u32;
             let status = match state {
-                peer_state::ATTACHED if alive(owner) => PeerStatus::Attached,
+                peer_state::ATTACHED if alive(slot) => PeerStatus::Attached,
                 peer_state::ATTACHED => PeerStatus::AttachedDead,
                 peer_state::CLOSED => PeerStatus::Closed,
-                // Claimed (owner set) but the state not yet stored.
-                peer_state::FREE if owner != 0 && alive(owner) => PeerStatus::Attached,
-                peer_state::FREE => PeerStatus::AttachedDead,
+                peer_state::DEAD => PeerStatus::Dead,
+                // Being attached right now (its holder has the slot, not yet the state).
+                _ if alive(slot) => PeerStatus::Attached,
                 other => PeerStatus::Unknown(other as u8),
             };
             Some(PeerInfo {
@@ -143,8 +155,10 @@ pub(crate) fn stats_of(ctl: &ControlBlock, geometry: Geometry) -> Stats {
         bytes_sent,
         messages_received: received,
         bytes_received,
-        consumers_waiting: ctl.data_wake.waiters.load(Relaxed),
-        producers_waiting: ctl.space_wake.waiters.load(Relaxed),
+        consumers_waiting: crate::peers::count(&ctl.consumers.sleepers, 1),
+        producers_waiting: crate::peers::count(&ctl.producers.sleepers, 1),
+        producers_died: ctl.producers.deaths.load(Relaxed),
+        consumers_died: ctl.consumers.deaths.load(Relaxed),
         producer: peer(&ctl.peers.producer),
         consumer: peer(&ctl.peers.consumer),
     }

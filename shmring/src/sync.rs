@@ -44,6 +44,14 @@ mod imp {
                     self.0.fetch_sub(value, order)
                 }
                 #[inline(always)]
+                pub fn fetch_or(&self, value: $int, order: Ordering) -> $int {
+                    self.0.fetch_or(value, order)
+                }
+                #[inline(always)]
+                pub fn fetch_and(&self, value: $int, order: Ordering) -> $int {
+                    self.0.fetch_and(value, order)
+                }
+                #[inline(always)]
                 pub fn compare_exchange(
                     &self,
                     current: $int,

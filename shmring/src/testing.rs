@@ -3,13 +3,16 @@
 
 use std::sync::Arc;
 
-use crate::error::Result;
+use crate::error::{Result, Role};
 use crate::memory::{HeapMemory, RingMemory};
+use crate::peers;
 use crate::spsc::ring::{ConsumerCore, Geometry, ProducerCore};
 use crate::wait::{Event, Wait, WaitStrategy, Waiter};
 
 // SAFETY: forwards to the shared `M`, which upholds the contract.
 unsafe impl<M: RingMemory> RingMemory for Arc<M> {
+    type Holder = M::Holder;
+
     fn control(&self) -> &crate::layout::ControlBlock {
         (**self).control()
     }
@@ -22,8 +25,17 @@ unsafe impl<M: RingMemory> RingMemory for Arc<M> {
     fn word(&self, offset: u64) -> &crate::sync::AtomicU64 {
         (**self).word(offset)
     }
-    fn owner_alive(&self, owner: u64) -> bool {
-        (**self).owner_alive(owner)
+    fn new_holder(&self, owner: u64) -> Result<Self::Holder> {
+        (**self).new_holder(owner)
+    }
+    fn lock_slot(&self, holder: &Self::Holder, slot: u32) -> Result<bool> {
+        (**self).lock_slot(holder, slot)
+    }
+    fn unlock_slot(&self, holder: &Self::Holder, slot: u32) {
+        (**self).unlock_slot(holder, slot)
+    }
+    fn slot_alive(&self, slot: u32) -> bool {
+        (**self).slot_alive(slot)
     }
     fn track_read(&self, offset: u64, len: u64) {
         (**self).track_read(offset, len)
@@ -34,26 +46,48 @@ unsafe impl<M: RingMemory> RingMemory for Arc<M> {
 }
 
 /// Both ends of an SPSC ring of `capacity` bytes on the heap, positions starting at
-/// `initial_position` (rounded down to a multiple of 8). Blocking calls use the futex
-/// strategy with no spin window (under loom: the futex mock).
+/// `initial_position` (rounded down to a multiple of 8), attached as owners 1 (producer)
+/// and 2 (consumer). Blocking calls use the futex strategy with no spin window (under
+/// loom: the futex mock).
 pub fn heap_pair(
     capacity: u64,
     max_message: u64,
     initial_position: u64,
 ) -> Result<(HeapProducer, HeapConsumer)> {
+    heap_pair_waiting(capacity, max_message, initial_position, WaitStrategy::Futex)
+}
+
+/// [`heap_pair`] with the given sleeping strategy (futex or semaphore; under loom, their
+/// models).
+pub fn heap_pair_waiting(
+    capacity: u64,
+    max_message: u64,
+    initial_position: u64,
+    strategy: WaitStrategy,
+) -> Result<(HeapProducer, HeapConsumer)> {
     let geometry = Geometry::new(capacity, max_message)?;
     let memory = Arc::new(HeapMemory::new(capacity, initial_position & !7));
-    let waiter = |m: &Arc<HeapMemory>| {
-        Waiter::new(m.clone(), WaitStrategy::Futex, std::time::Duration::ZERO)
+    let waiter = |m: &Arc<HeapMemory>, role: Role| {
+        Waiter::new(
+            m.clone(),
+            strategy,
+            std::time::Duration::ZERO,
+            peers::spsc_slot(role),
+            2,
+        )
     };
+    let producer_holder = peers::attach_spsc(&memory, Role::Producer, 1, 1)?;
+    let consumer_holder = peers::attach_spsc(&memory, Role::Consumer, 2, 2)?;
     Ok((
         HeapProducer {
-            waiter: waiter(&memory),
+            waiter: waiter(&memory, Role::Producer),
             core: ProducerCore::new(memory.clone(), geometry)?,
+            holder: producer_holder,
         },
         HeapConsumer {
-            waiter: waiter(&memory),
+            waiter: waiter(&memory, Role::Consumer),
             core: ConsumerCore::new(memory, geometry)?,
+            holder: consumer_holder,
         },
     ))
 }
@@ -62,6 +96,7 @@ pub fn heap_pair(
 pub struct HeapProducer {
     core: ProducerCore<Arc<HeapMemory>>,
     waiter: Waiter<Arc<HeapMemory>>,
+    holder: u64,
 }
 
 impl HeapProducer {
@@ -77,7 +112,7 @@ impl HeapProducer {
 
     /// Closes, then wakes a sleeping consumer so it sees the end of the stream.
     pub fn close_and_notify(&mut self) {
-        self.core.close();
+        self.close();
         self.waiter.notify(Event::DataAvailable);
     }
 
@@ -117,9 +152,11 @@ impl HeapProducer {
         self.core.flush();
     }
 
-    /// Publishes and marks the producer closed.
+    /// Publishes and gives the producer role back: the consumer gets `Closed` after
+    /// draining.
     pub fn close(&mut self) {
         self.core.close();
+        peers::close_spsc(self.core.memory(), Role::Producer, &self.holder);
     }
 }
 
@@ -127,6 +164,7 @@ impl HeapProducer {
 pub struct HeapConsumer {
     core: ConsumerCore<Arc<HeapMemory>>,
     waiter: Waiter<Arc<HeapMemory>>,
+    holder: u64,
 }
 
 impl HeapConsumer {
@@ -167,6 +205,13 @@ impl HeapConsumer {
     /// Releases everything consumed.
     pub fn flush(&mut self) {
         self.core.flush();
+    }
+
+    /// Releases what was consumed and gives the consumer role back: the producer gets
+    /// `Closed`.
+    pub fn close(&mut self) {
+        self.core.close();
+        peers::close_spsc(self.core.memory(), Role::Consumer, &self.holder);
     }
 
     /// Raw access for corruption tests: the 8-byte header word at data offset `offset`.
@@ -247,11 +292,11 @@ impl HeapMpmc {
 
     /// Producers and consumers the registry counts as attached.
     pub fn attached(&self) -> (u32, u32) {
-        use crate::sync::Ordering::Relaxed;
-        let peers = &self.memory.control().peers;
+        let words = crate::peers::slot_words(self.geometry.max_peers);
+        let ctl = self.memory.control();
         (
-            peers.attached[0].load(Relaxed),
-            peers.attached[1].load(Relaxed),
+            crate::peers::count(&ctl.producers.present, words),
+            crate::peers::count(&ctl.consumers.present, words),
         )
     }
 }

@@ -2,22 +2,36 @@
 //! they answer `WouldBlock`, and a [`Waiter`] decides how to pass the time until a retry.
 //!
 //! - Spin / spin-then-yield poll; nobody sleeps, so nobody needs waking.
-//! - Futex and condvar spin for a short window, then sleep. A sleeper announces itself in
-//!   its event's [`WakeLine`] and re-checks the ring; a waker publishes and then checks for
-//!   sleepers. Both sides put `fence(SeqCst)` between their store and their load (a Dekker
-//!   pair, W1/N1 in `docs/ordering.md`), so either the sleeper sees the new data or the
-//!   waker sees the sleeper: no lost wake-up, and no system call when nobody sleeps.
+//! - Futex and semaphore spin for a short window, then sleep. A sleeper sets its slot's bit
+//!   in its role's `sleepers` and re-checks the ring; a waker publishes and then looks for
+//!   sleeper bits. Both sides put `fence(SeqCst)` between their store and their load (a
+//!   Dekker pair, W1/N1 in `docs/ordering.md`), so either the sleeper sees the new data or
+//!   the waker sees the sleeper: no lost wake-up, and no system call when nobody sleeps.
+//! - Neither sleeping strategy keeps per-waiter state that a dead process could hold on
+//!   to: the futex word is a plain counter, the semaphore a counter (glibc's `sem_t`: value
+//!   and a waiter count that only ever costs an extra wake call), and a dead sleeper's bit
+//!   is cleared when its slot is recovered. (The pthread condvar strategy of layout 3 was
+//!   removed: glibc's process-shared condvar keeps group references a killed waiter never
+//!   returns, after which `pthread_cond_broadcast` blocks for ever.)
+//! - Every sleep lasts at most [`MAX_SLEEP`]; handles wait in slices of
+//!   [`RECOVERY_INTERVAL`] and look for dead peers between them
+//!   ([`Waiter::wait_maintaining`]).
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result, Role};
-use crate::layout::{ControlBlock, PeerRecord, WakeLine, peer_state};
+use crate::error::{Error, Result};
+use crate::layout::{ControlBlock, RoleLine, SemaphoreSlot};
 use crate::memory::RingMemory;
 use crate::sync::Ordering::{Acquire, Relaxed, Release, SeqCst};
 use crate::sync::{fence, futex_wait, futex_wake_all, spin_loop, yield_now};
 
-/// How a blocked call waits. Chosen at creation, recorded in the header, used by both ends.
+/// How often a blocked call looks for dead peers (reaps their slots, skips their claims):
+/// bounds how long a dead peer can hold up a blocked call, and how long a blocked call
+/// takes to report `PeerDead`.
+pub const RECOVERY_INTERVAL: Duration = Duration::from_millis(10);
+
+/// How a blocked call waits. Chosen at creation, recorded in the header, used by every end.
 ///
 /// ```
 /// use shmring::{Config, WaitStrategy};
@@ -37,21 +51,39 @@ pub enum WaitStrategy {
     /// Poll for the spin window, then sleep on a shared futex (Linux). Costs nothing on the
     /// message path while the other side is awake: one fence and one cache-hit load.
     Futex = 3,
-    /// Poll for the spin window, then sleep on a process-shared robust pthread condvar
-    /// (portable POSIX). All processes must use the same C library.
-    Condvar = 4,
+    /// Poll for the spin window, then sleep on a process-shared POSIX semaphore (portable
+    /// POSIX: `sem_init` with `pshared`). The same cost on the message path as `Futex`.
+    /// All processes must use the same C library.
+    Semaphore = 5,
 }
 
 impl WaitStrategy {
-    /// Decodes the header field.
+    /// Decodes the header field. 4 was the condvar strategy of layout 3; it is never
+    /// reused.
     pub(crate) fn from_u32(raw: u32) -> Option<Self> {
         match raw {
             1 => Some(WaitStrategy::Spin),
             2 => Some(WaitStrategy::SpinYield),
             3 => Some(WaitStrategy::Futex),
-            4 => Some(WaitStrategy::Condvar),
+            5 => Some(WaitStrategy::Semaphore),
             _ => None,
         }
+    }
+
+    /// Whether waits of this strategy sleep (and wakers must look for sleepers).
+    pub(crate) fn sleeps(self) -> bool {
+        matches!(self, WaitStrategy::Futex | WaitStrategy::Semaphore)
+    }
+}
+
+impl std::fmt::Display for WaitStrategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WaitStrategy::Spin => "spin",
+            WaitStrategy::SpinYield => "spin-then-yield",
+            WaitStrategy::Futex => "futex",
+            WaitStrategy::Semaphore => "semaphore",
+        })
     }
 }
 
@@ -64,15 +96,9 @@ pub(crate) enum Event {
     SpaceAvailable,
 }
 
-/// Polls between liveness checks of the other end while busy-polling (a check reads
-/// `/proc/<pid>/stat`, ~10 µs; 65,536 polls take milliseconds). Once a wait yields, the
-/// peer is checked every [`YIELDING_LIVENESS_INTERVAL`] of clock time instead.
-const POLLS_PER_LIVENESS_CHECK: u32 = 1 << 16;
-/// Longest single sleep of the sleeping strategies: a peer that dies while we sleep is
-/// noticed within this time.
-const LIVENESS_INTERVAL: Duration = Duration::from_millis(100);
-/// Liveness check period of a yielding wait (a check costs ~10 µs: 0.04% of the period).
-const YIELDING_LIVENESS_INTERVAL: Duration = Duration::from_millis(25);
+/// Longest single sleep of the sleeping strategies (a bound even for a caller that does
+/// not wait in slices).
+pub(crate) const MAX_SLEEP: Duration = Duration::from_millis(100);
 /// Stands in for a budget too large to represent as an `Instant`.
 const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// Polls before the first yield (spin-then-yield).
@@ -109,8 +135,10 @@ pub(crate) struct Waiter<M: RingMemory> {
     memory: M,
     strategy: WaitStrategy,
     spin: Duration,
-    /// The other end, whose death ends a wait with `PeerDead` (`None`: never checked).
-    peer: Option<Role>,
+    /// This end's peer slot: the sleeper bit it sets.
+    slot: u32,
+    /// Words of sleeper bits a waker looks at (the ring's slot count / 64, rounded up).
+    words: usize,
     /// Sleep and wake system calls this end made (tests prove the fast path makes none).
     syscalls: Cell<u64>,
 }
@@ -120,51 +148,33 @@ impl<M: RingMemory> std::fmt::Debug for Waiter<M> {
         f.debug_struct("Waiter")
             .field("strategy", &self.strategy)
             .field("spin", &self.spin)
+            .field("slot", &self.slot)
             .finish_non_exhaustive()
     }
 }
 
 impl<M: RingMemory> Waiter<M> {
-    pub(crate) fn new(memory: M, strategy: WaitStrategy, spin: Duration) -> Self {
+    /// A waiter for the end holding peer slot `slot` of a ring with `slots` slots.
+    pub(crate) fn new(
+        memory: M,
+        strategy: WaitStrategy,
+        spin: Duration,
+        slot: u32,
+        slots: u32,
+    ) -> Self {
         Waiter {
             memory,
             strategy,
             spin,
-            peer: None,
+            slot,
+            words: crate::peers::slot_words(slots),
             syscalls: Cell::new(0),
         }
     }
 
-    /// Ends waits with `PeerDead` once `peer`'s process has died without closing.
-    pub(crate) fn watching(mut self, peer: Role) -> Self {
-        self.peer = Some(peer);
-        self
-    }
-
-    /// Whether the other end may still make progress: a free role may yet be taken, a closed
-    /// one is end of stream (the ring reports it), an attached one lives as long as its
-    /// owner process (pid and start time, so a reused pid does not count).
-    fn peer_alive(&self) -> bool {
-        let Some(peer) = self.peer else { return true };
-        let record: &PeerRecord = match peer {
-            Role::Producer => &self.control().peers.producer,
-            Role::Consumer => &self.control().peers.consumer,
-        };
-        match record.state.load(Acquire) {
-            peer_state::ATTACHED => crate::os::owner_alive(record.owner.load(Acquire)),
-            _ => true,
-        }
-    }
-
-    /// The other end died: one last attempt (a consumer drains what was published),
-    /// then `PeerDead`.
-    fn peer_died<T>(attempt: &mut impl FnMut() -> Result<T>) -> Result<T> {
-        match attempt() {
-            Err(Error::WouldBlock) => Err(Error::PeerDead {
-                detail: "the other end's process died without closing the ring",
-            }),
-            done => done,
-        }
+    /// The memory whose wake words this waiter uses.
+    pub(crate) fn memory(&self) -> &M {
+        &self.memory
     }
 
     /// Sleep and wake system calls made so far.
@@ -176,15 +186,33 @@ impl<M: RingMemory> Waiter<M> {
         self.memory.control()
     }
 
-    fn line(&self, event: Event) -> &WakeLine {
+    /// Sleepers of `event` are the holders of this role: consumers wait for data,
+    /// producers for space.
+    fn line(&self, event: Event) -> &RoleLine {
         match event {
-            Event::DataAvailable => &self.control().data_wake,
-            Event::SpaceAvailable => &self.control().space_wake,
+            Event::DataAvailable => &self.control().consumers,
+            Event::SpaceAvailable => &self.control().producers,
         }
     }
 
     fn count_syscall(&self) {
         self.syscalls.set(self.syscalls.get() + 1);
+    }
+
+    /// Sets this end's sleeper bit for `event`, then (W1) orders it before the re-check.
+    fn announce(&self, line: &RoleLine) {
+        let (word, mask) = crate::peers::bit(self.slot);
+        line.sleepers[word].fetch_or(mask, Relaxed);
+        // ORDERING W1 (pairs with N1): the announcement above is ordered before the
+        // caller's re-check of the ring; the waker orders its publish before its look at
+        // the sleeper bits. Of the two loads, at least one sees the other side's store.
+        fence(SeqCst);
+    }
+
+    /// Clears this end's sleeper bit.
+    fn withdraw(&self, line: &RoleLine) {
+        let (word, mask) = crate::peers::bit(self.slot);
+        line.sleepers[word].fetch_and(!mask, Relaxed);
     }
 
     /// Polls until `attempt` stops saying `WouldBlock` or `budget` has passed; `None` if it
@@ -201,9 +229,6 @@ impl<M: RingMemory> Waiter<M> {
     ) -> Option<Result<T>> {
         let mut polls: u32 = 0;
         let mut end: Option<Instant> = None;
-        // Yielding: when the peer was last checked (a yield may take a whole time slice on
-        // a busy machine, so a poll count says nothing about time there).
-        let mut checked: Option<Instant> = None;
         loop {
             match attempt() {
                 Err(Error::WouldBlock) => {}
@@ -211,26 +236,10 @@ impl<M: RingMemory> Waiter<M> {
             }
             polls = polls.wrapping_add(1);
             let yielding = yield_after.is_some_and(|after| polls > after);
-            // One clock read per yield (~20 ns next to a system call).
-            let now = yielding.then(Instant::now);
-            let check_peer = match now {
-                Some(now) => {
-                    let since = *checked.get_or_insert(now);
-                    if now.duration_since(since) >= YIELDING_LIVENESS_INTERVAL {
-                        checked = Some(now);
-                        true
-                    } else {
-                        false
-                    }
-                }
-                None => polls % POLLS_PER_LIVENESS_CHECK == 0,
-            };
-            if check_peer && !self.peer_alive() {
-                return Some(Self::peer_died(attempt));
-            }
             if let Some(budget) = budget {
+                // One clock read per yield (~20 ns next to a system call), or per 32 spins.
                 if yielding || polls % SPINS_PER_CLOCK_READ == 0 {
-                    let now = now.unwrap_or_else(Instant::now);
+                    let now = Instant::now();
                     match end {
                         Some(end) if now >= end => return None,
                         Some(_) => {}
@@ -279,7 +288,9 @@ impl<M: RingMemory> Waiter<M> {
         }
     }
 
-    fn futex_wait_for<T>(
+    /// The sleeping strategies' sleep loop: announce, re-check, sleep (at most
+    /// [`MAX_SLEEP`] at a time), withdraw, re-check, until done or `deadline`.
+    fn sleep_for<T>(
         &self,
         event: Event,
         deadline: Option<Instant>,
@@ -287,40 +298,36 @@ impl<M: RingMemory> Waiter<M> {
     ) -> Result<T> {
         let line = self.line(event);
         loop {
-            // Read the word before announcing: a wake that comes after this read changes it,
-            // so the futex wait below returns at once instead of sleeping through it.
+            // Futex: read the word before announcing: a wake that comes after this read
+            // changes it, so the futex wait below returns at once instead of sleeping
+            // through it. (A semaphore keeps a post made before the wait.)
             let seq = line.seq.load(Acquire);
-            line.waiters.fetch_add(1, Relaxed);
-            // ORDERING W1 (pairs with N1): the announcement above is ordered before the
-            // re-check below; the waker orders its publish before its check of `waiters`.
-            // Of the two loads, at least one sees the other side's store.
-            fence(SeqCst);
+            self.announce(line);
             let outcome = attempt();
             if !matches!(outcome, Err(Error::WouldBlock)) {
-                line.waiters.fetch_sub(1, Relaxed);
+                self.withdraw(line);
                 return outcome;
             }
-            let timeout = match deadline {
+            let slice = match deadline {
                 Some(deadline) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
-                        line.waiters.fetch_sub(1, Relaxed);
+                        self.withdraw(line);
                         return Self::last_attempt(&mut attempt);
                     }
-                    left
+                    left.min(MAX_SLEEP)
                 }
-                None => LIVENESS_INTERVAL,
+                None => MAX_SLEEP,
             };
             self.count_syscall();
-            // Never longer than the liveness interval: nobody wakes us if the peer dies.
-            futex_wait(&line.seq, seq, Some(timeout.min(LIVENESS_INTERVAL)));
-            line.waiters.fetch_sub(1, Relaxed);
+            match self.strategy {
+                WaitStrategy::Semaphore => semaphore::wait(&line.semaphore, slice),
+                _ => futex_wait(&line.seq, seq, Some(slice)),
+            }
+            self.withdraw(line);
             match attempt() {
                 Err(Error::WouldBlock) => {}
                 done => return done,
-            }
-            if !self.peer_alive() {
-                return Self::peer_died(&mut attempt);
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Self::last_attempt(&mut attempt);
@@ -328,150 +335,63 @@ impl<M: RingMemory> Waiter<M> {
         }
     }
 
-    fn futex_notify(&self, event: Event) {
+    /// Wakes the sleepers of `event`, if any.
+    fn wake(&self, event: Event) {
         let line = self.line(event);
         // ORDERING N1 (pairs with W1): the publish (or release) before this call is ordered
-        // before the check of `waiters`. (Only the loom negative control removes it.)
+        // before the look at the sleeper bits. (Only the loom negative control removes it.)
         #[cfg(not(shmring_weaken_dekker))]
         fence(SeqCst);
-        if line.waiters.load(Relaxed) != 0 {
-            // Release: a sleeper that wakes and reads the new value also sees our publish
-            // (it re-checks the ring with Acquire anyway).
-            line.seq.fetch_add(1, Release);
-            self.count_syscall();
-            futex_wake_all(&line.seq);
+        if !crate::peers::any_relaxed(&line.sleepers, self.words) {
+            return;
         }
-    }
-
-    fn condvar_parts(
-        &self,
-        event: Event,
-    ) -> (*mut libc::pthread_mutex_t, *mut libc::pthread_cond_t) {
-        let block = &self.control().condvar;
-        let cond = match event {
-            Event::DataAvailable => &block.data_cond,
-            Event::SpaceAvailable => &block.space_cond,
-        };
-        (
-            block.mutex.words.as_ptr() as *mut libc::pthread_mutex_t,
-            cond.words.as_ptr() as *mut libc::pthread_cond_t,
-        )
-    }
-
-    /// Locks the condvar strategy's robust mutex. A holder that died (`EOWNERDEAD`) held it
-    /// only to announce itself or to signal, never to change the ring, so the ring needs no
-    /// repair; the mutex is made consistent and the caller learns of the death.
-    fn lock(&self, mutex: *mut libc::pthread_mutex_t) -> Result<()> {
-        // SAFETY: the creator initialised the mutex before READY, which we Acquired at open.
-        match unsafe { crate::os::mutex_lock(mutex) } {
-            Ok(crate::os::Locked::Clean) => Ok(()),
-            Ok(crate::os::Locked::OwnerDied) => Err(self.owner_died(mutex)),
-            Err(e) => Err(Self::mutex_error(e)),
-        }
-    }
-
-    /// We hold `mutex` after `EOWNERDEAD`: make it consistent, release it, report.
-    fn owner_died(&self, mutex: *mut libc::pthread_mutex_t) -> Error {
-        // SAFETY: we hold the mutex (lock or cond_wait returned EOWNERDEAD).
-        let made = unsafe { crate::os::mutex_consistent(mutex) };
-        // SAFETY: still held.
-        unsafe { crate::os::mutex_unlock(mutex) };
-        match made {
-            Ok(()) => Error::PeerDead {
-                detail: "a process died holding the ring's wait mutex; the mutex was recovered",
-            },
-            Err(e) => Self::mutex_error(e),
-        }
-    }
-
-    fn mutex_error(err: std::io::Error) -> Error {
-        if err.raw_os_error() == Some(libc::ENOTRECOVERABLE) {
-            Error::corrupted("the ring's wait mutex is not recoverable")
-        } else {
-            Error::Io {
-                op: "pthread_mutex_lock",
-                source: err,
+        self.count_syscall();
+        match self.strategy {
+            WaitStrategy::Semaphore => {
+                let sleepers = crate::peers::count(&line.sleepers, self.words);
+                semaphore::post_up_to(&line.semaphore, sleepers);
+            }
+            _ => {
+                // Release: a sleeper that wakes and reads the new value also sees our
+                // publish (it re-checks the ring with Acquire anyway).
+                line.seq.fetch_add(1, Release);
+                futex_wake_all(&line.seq);
             }
         }
     }
 
-    fn condvar_wait_for<T>(
+    /// Waits as [`Wait::wait_for`] does, in slices of at most [`RECOVERY_INTERVAL`]; after
+    /// each slice `attempt(true)` runs, which first looks for dead peers (reaps their
+    /// slots, skips what they left unfinished) and then tries again. `Timeout` after
+    /// `timeout`.
+    pub(crate) fn wait_maintaining<T>(
         &self,
         event: Event,
-        deadline: Option<Instant>,
-        mut attempt: impl FnMut() -> Result<T>,
+        timeout: Option<Duration>,
+        mut attempt: impl FnMut(bool) -> Result<T>,
     ) -> Result<T> {
-        let line = self.line(event);
-        let (mutex, cond) = self.condvar_parts(event);
-        self.lock(mutex)?;
-        line.waiters.fetch_add(1, Relaxed);
-        // ORDERING W1 (pairs with N1), as in the futex strategy.
-        fence(SeqCst);
-        let outcome = loop {
-            match attempt() {
+        match attempt(false) {
+            Err(Error::WouldBlock) => {}
+            done => return done,
+        }
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        loop {
+            let slice = match deadline {
+                Some(d) => d
+                    .saturating_duration_since(Instant::now())
+                    .min(RECOVERY_INTERVAL),
+                None => RECOVERY_INTERVAL,
+            };
+            match self.wait_for(event, Some(slice), || attempt(false)) {
+                Err(Error::Timeout) => {}
+                done => return done,
+            }
+            match attempt(true) {
                 Err(Error::WouldBlock) => {}
-                done => break done,
+                done => return done,
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                break Err(Error::Timeout);
-            }
-            self.count_syscall();
-            // Never longer than the liveness interval: nobody signals if the peer dies.
-            let wake_by = Instant::now().checked_add(LIVENESS_INTERVAL);
-            let until = match (deadline, wake_by) {
-                (Some(d), Some(w)) => Some(d.min(w)),
-                (d, w) => d.or(w),
-            };
-            // SAFETY: we hold `mutex`; both objects were initialised by the creator.
-            match unsafe { crate::os::cond_wait(cond, mutex, until) } {
-                Ok(crate::os::Locked::Clean) => {
-                    // Only a wake that finds nothing to do costs a liveness check.
-                    match attempt() {
-                        Err(Error::WouldBlock) => {
-                            if !self.peer_alive() {
-                                break Self::peer_died(&mut attempt);
-                            }
-                        }
-                        done => break done,
-                    }
-                }
-                Ok(crate::os::Locked::OwnerDied) => {
-                    line.waiters.fetch_sub(1, Relaxed);
-                    return Err(self.owner_died(mutex));
-                }
-                Err(e) => {
-                    line.waiters.fetch_sub(1, Relaxed);
-                    // SAFETY: cond_wait returns with the mutex held, also on error.
-                    unsafe { crate::os::mutex_unlock(mutex) };
-                    return Err(Error::Io {
-                        op: "pthread_cond_wait",
-                        source: e,
-                    });
-                }
-            }
-        };
-        line.waiters.fetch_sub(1, Relaxed);
-        // SAFETY: held since `lock` (cond_wait re-acquires it before returning).
-        unsafe { crate::os::mutex_unlock(mutex) };
-        outcome
-    }
-
-    fn condvar_notify(&self, event: Event) {
-        let line = self.line(event);
-        // ORDERING N1 (pairs with W1), as in the futex strategy.
-        fence(SeqCst);
-        if line.waiters.load(Relaxed) != 0 {
-            let (mutex, cond) = self.condvar_parts(event);
-            // A sleeper increments `waiters` under the mutex and releases it only inside
-            // cond_wait, so once we hold the mutex it is asleep (or gone): the broadcast
-            // cannot slip in between its re-check and its sleep.
-            if self.lock(mutex).is_ok() {
-                self.count_syscall();
-                // SAFETY: initialised by the creator; we hold the mutex.
-                unsafe {
-                    crate::os::cond_broadcast(cond);
-                    crate::os::mutex_unlock(mutex);
-                }
+                return Err(Error::Timeout);
             }
         }
     }
@@ -498,51 +418,104 @@ impl<M: RingMemory> Wait for Waiter<M> {
                     None => Self::last_attempt(&mut attempt),
                 }
             }
-            WaitStrategy::Futex | WaitStrategy::Condvar => {
+            WaitStrategy::Futex | WaitStrategy::Semaphore => {
                 // A deadline too large to represent (`None`) waits forever.
                 let deadline = match self.spin_phase(timeout, &mut attempt) {
                     Ok(done) => return done,
                     Err(deadline) => deadline,
                 };
-                if self.strategy == WaitStrategy::Futex {
-                    self.futex_wait_for(event, deadline, attempt)
-                } else {
-                    self.condvar_wait_for(event, deadline, attempt)
-                }
+                self.sleep_for(event, deadline, attempt)
             }
         }
     }
 
     #[inline]
     fn notify(&self, event: Event) {
-        match self.strategy {
-            WaitStrategy::Spin | WaitStrategy::SpinYield => {}
-            WaitStrategy::Futex => self.futex_notify(event),
-            WaitStrategy::Condvar => self.condvar_notify(event),
+        if self.strategy.sleeps() {
+            self.wake(event);
         }
     }
 }
 
-/// Initialises the condvar strategy's objects in a new segment (creator, before READY).
-pub(crate) fn init_condvar(ctl: &ControlBlock) -> Result<()> {
-    let block = &ctl.condvar;
-    let mutex = block.mutex.words.as_ptr() as *mut libc::pthread_mutex_t;
-    let conds = [
-        block.data_cond.words.as_ptr() as *mut libc::pthread_cond_t,
-        block.space_cond.words.as_ptr() as *mut libc::pthread_cond_t,
-    ];
-    // SAFETY: the slots are zeroed, suitably sized and aligned (layout asserts), and no other
-    // process uses them before the creator publishes READY.
-    unsafe { crate::os::pthread_init(mutex, &conds) }.map_err(|source| Error::Io {
-        op: "pthread mutex/condvar init",
-        source,
-    })
+/// Initialises the semaphore strategy's objects in a new segment (creator, before READY).
+pub(crate) fn init_semaphores(ctl: &ControlBlock) -> Result<()> {
+    for line in [&ctl.producers, &ctl.consumers] {
+        semaphore::init(&line.semaphore).map_err(|source| Error::Io {
+            op: "sem_init",
+            source,
+        })?;
+    }
+    Ok(())
 }
 
-/// Test hook: locks the condvar strategy's mutex and never unlocks it, so a test can kill
-/// the holder. Returns whether the lock was taken.
-pub(crate) fn hold_condvar_mutex(ctl: &ControlBlock) -> bool {
-    let mutex = ctl.condvar.mutex.words.as_ptr() as *mut libc::pthread_mutex_t;
-    // SAFETY: initialised by the creator of a condvar-strategy ring.
-    unsafe { crate::os::mutex_lock(mutex) }.is_ok()
+/// The semaphore calls, or under loom a model of them (a counter per semaphore under one
+/// mutex, with a condvar): a lost wake-up then shows as a loom deadlock.
+#[cfg(not(shmring_loom))]
+mod semaphore {
+    use super::{Duration, SemaphoreSlot};
+
+    fn sem(slot: &SemaphoreSlot) -> *mut libc::sem_t {
+        slot.words.as_ptr() as *mut libc::sem_t
+    }
+
+    pub(super) fn init(slot: &SemaphoreSlot) -> std::io::Result<()> {
+        // SAFETY: the slot is zeroed, large and aligned enough for a `sem_t` (layout
+        // asserts), and nobody uses it before the creator publishes READY.
+        unsafe { crate::os::semaphore_init(sem(slot)) }
+    }
+
+    pub(super) fn wait(slot: &SemaphoreSlot, timeout: Duration) {
+        // SAFETY: the creator initialised it before READY (the ring's strategy says so,
+        // which we read after Acquiring READY). glibc's `sem_t` is plain integers: damaged
+        // bytes give an early return or an error, never a bad memory access.
+        unsafe { crate::os::semaphore_wait(sem(slot), timeout) }
+    }
+
+    pub(super) fn post_up_to(slot: &SemaphoreSlot, wanted: u32) {
+        // SAFETY: as in `wait`.
+        unsafe { crate::os::semaphore_post_up_to(sem(slot), wanted) }
+    }
+}
+
+#[cfg(shmring_loom)]
+mod semaphore {
+    use super::{Duration, SemaphoreSlot};
+
+    loom::lazy_static! {
+        /// (semaphore address, value) pairs, and the condvar sleepers wait on.
+        static ref SEMAPHORES: (loom::sync::Mutex<Vec<(usize, u32)>>, loom::sync::Condvar) =
+            (loom::sync::Mutex::new(Vec::new()), loom::sync::Condvar::new());
+    }
+
+    fn key(slot: &SemaphoreSlot) -> usize {
+        slot as *const SemaphoreSlot as usize
+    }
+
+    pub(super) fn init(_slot: &SemaphoreSlot) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    /// Takes one unit, sleeping while there is none (timeouts are not modelled: models
+    /// never rely on them, so a lost wake-up is a deadlock).
+    pub(super) fn wait(slot: &SemaphoreSlot, _timeout: Duration) {
+        let mut values = SEMAPHORES.0.lock().unwrap();
+        loop {
+            if let Some(entry) = values.iter_mut().find(|(k, _)| *k == key(slot)) {
+                if entry.1 > 0 {
+                    entry.1 -= 1;
+                    return;
+                }
+            }
+            values = SEMAPHORES.1.wait(values).unwrap();
+        }
+    }
+
+    pub(super) fn post_up_to(slot: &SemaphoreSlot, wanted: u32) {
+        let mut values = SEMAPHORES.0.lock().unwrap();
+        match values.iter_mut().find(|(k, _)| *k == key(slot)) {
+            Some(entry) => entry.1 = entry.1.max(wanted),
+            None => values.push((key(slot), wanted)),
+        }
+        SEMAPHORES.1.notify_all();
+    }
 }

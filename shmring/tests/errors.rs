@@ -353,8 +353,8 @@ fn end_of_stream_both_ways() {
     assert!(matches!(rx.try_recv_vec(&mut out), Err(Error::Closed)));
     assert!(matches!(rx.read(), Err(Error::Closed)));
     assert!(matches!(ring.stats().producer, PeerState::Closed { .. }));
-    // A role never comes back after it closed.
-    assert!(matches!(ring.producer(), Err(Error::Closed)));
+    // Taken again, like a FIFO reopened by a writer (tests/end_of_stream.rs has more).
+    assert!(ring.producer().is_ok());
 
     let name = ShmName::new("epipe");
     let ring = Ring::create(name.as_str(), &small()).unwrap();
@@ -469,16 +469,19 @@ fn an_unfinished_segment_is_uninitialized() {
         })
     ));
 
-    // Sized, creator recorded, init never finished, creator still alive (this process): it
-    // waits the timeout, then says the creator is still at it.
+    // Sized, creator recorded, init never finished, creator still alive (this process
+    // holds the creator lock, as a creator does until READY): it waits the timeout, then
+    // says the creator is still at it.
     file.set_len(CONTROL_SIZE + 4096).unwrap();
     let pid_at = header_offset(offset_of!(SegmentHeader, creator_pid));
-    let start_at = header_offset(offset_of!(SegmentHeader, creator_start_time));
     let me = std::process::id();
-    let my_start = process_start_time(me);
     file.write_all_at(&me.to_le_bytes(), pid_at).unwrap();
-    file.write_all_at(&my_start.to_le_bytes(), start_at)
+    let creator = File::options()
+        .read(true)
+        .write(true)
+        .open(name.path())
         .unwrap();
+    assert!(lock_byte(&creator, shmring::layout::locks::CREATOR));
     let started = Instant::now();
     assert!(matches!(
         Ring::open_with(name.as_str(), &quick),
@@ -486,21 +489,31 @@ fn an_unfinished_segment_is_uninitialized() {
     ));
     assert!(started.elapsed() >= Duration::from_millis(50));
 
-    // The recorded creator is dead: said at once, without waiting for the timeout.
-    let mut child = std::process::Command::new("true").spawn().unwrap();
-    let dead = child.id();
-    let dead_start = process_start_time(dead);
-    child.wait().unwrap();
-    file.write_all_at(&dead.to_le_bytes(), pid_at).unwrap();
-    file.write_all_at(&dead_start.to_le_bytes(), start_at)
-        .unwrap();
+    // The creator is gone (its lock with it, whatever its pid means here): said at once,
+    // without waiting for the timeout.
+    drop(creator);
     let patient = OpenOptions::new().init_timeout(Duration::from_secs(30));
     let started = Instant::now();
     assert!(matches!(
         Ring::open_with(name.as_str(), &patient),
-        Err(Error::Uninitialized { creator_pid: Some(p), creator_alive: false }) if p == dead
+        Err(Error::Uninitialized { creator_pid: Some(p), creator_alive: false }) if p == me
     ));
     assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+/// Takes the write lock on byte `offset` of `file` (an open-file-description lock, as
+/// shmring's creators and peers hold them). Whether it was taken.
+fn lock_byte(file: &File, offset: u64) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: an all-zero flock is valid; fcntl reads it for the call's duration.
+    unsafe {
+        let mut lock: libc::flock = std::mem::zeroed();
+        lock.l_type = libc::F_WRLCK as libc::c_short;
+        lock.l_whence = libc::SEEK_SET as libc::c_short;
+        lock.l_start = offset as i64;
+        lock.l_len = 1;
+        libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &mut lock) == 0
+    }
 }
 
 fn process_start_time(pid: u32) -> u64 {

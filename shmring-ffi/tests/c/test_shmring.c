@@ -37,6 +37,24 @@ static void test_version_and_strings(void) {
     CHECK(strcmp(shmring_status_str(SHMRING_OK), "SHMRING_OK") == 0);
     CHECK(strcmp(shmring_status_str(SHMRING_TIMEOUT), "SHMRING_TIMEOUT") == 0);
     CHECK(strcmp(shmring_status_str(9999), "SHMRING_UNKNOWN") == 0);
+    /* Every status in the header has its own name. */
+    {
+        static const int statuses[] = {
+            SHMRING_OK, SHMRING_NOT_FOUND, SHMRING_ALREADY_EXISTS, SHMRING_PERMISSION_DENIED,
+            SHMRING_INVALID_NAME, SHMRING_INVALID_ARGUMENT, SHMRING_INCOMPATIBLE,
+            SHMRING_CORRUPTED, SHMRING_UNINITIALIZED, SHMRING_ALREADY_ATTACHED,
+            SHMRING_MESSAGE_TOO_LARGE, SHMRING_BUFFER_TOO_SMALL, SHMRING_WOULD_BLOCK,
+            SHMRING_TIMEOUT, SHMRING_CLOSED, SHMRING_PEER_DEAD, SHMRING_IO,
+            SHMRING_REGISTRY_FULL, SHMRING_NO_SPACE, SHMRING_REVOKED, SHMRING_NULL_ARGUMENT,
+            SHMRING_PANIC, SHMRING_UNKNOWN};
+        size_t n = sizeof statuses / sizeof statuses[0];
+        for (size_t i = 0; i < n; i++) {
+            for (size_t j = i + 1; j < n; j++) {
+                CHECK(strcmp(shmring_status_str(statuses[i]), shmring_status_str(statuses[j])) != 0);
+            }
+        }
+        CHECK(strcmp(shmring_status_str(SHMRING_NO_SPACE), "SHMRING_NO_SPACE") == 0);
+    }
     CHECK(shmring_last_error_message() != NULL);
 }
 
@@ -69,6 +87,14 @@ static void test_names_and_existence(void) {
     cfg.capacity = 4096;
     cfg.wait_strategy = 77;
     CHECK_STATUS(shmring_ring_create("/shmring-ctest-badwait", &cfg, &again), SHMRING_INVALID_ARGUMENT);
+    /* 4 was the condvar strategy: refused, with a message saying what to use instead. */
+    cfg.wait_strategy = 4;
+    CHECK_STATUS(shmring_ring_create("/shmring-ctest-badwait", &cfg, &again), SHMRING_INVALID_ARGUMENT);
+    CHECK(strstr(shmring_last_error_message(), "SHMRING_WAIT_SEMAPHORE") != NULL);
+    cfg.wait_strategy = SHMRING_WAIT_SEMAPHORE;
+    CHECK_STATUS(shmring_ring_create("/shmring-ctest-semaphore", &cfg, &again), SHMRING_OK);
+    CHECK_STATUS(shmring_unlink("/shmring-ctest-semaphore"), SHMRING_OK);
+    shmring_ring_free(again);
     CHECK_STATUS(shmring_unlink(name), SHMRING_OK);
     shmring_ring_free(ring);
 }
@@ -246,7 +272,13 @@ static void test_messages(void) {
     CHECK_STATUS(shmring_recv_timeout(rx, buf, sizeof buf, &len, UINT64_MAX), SHMRING_OK);
     CHECK(len == 4 && memcmp(buf, "last", 4) == 0);
     CHECK_STATUS(shmring_try_recv(rx, buf, sizeof buf, &len), SHMRING_CLOSED);
-    CHECK_STATUS(shmring_producer_create(ring, &tx), SHMRING_CLOSED);
+    /* A restarted producer takes the role again; the consumer sees its messages. */
+    CHECK_STATUS(shmring_producer_create(ring, &tx), SHMRING_OK);
+    CHECK_STATUS(shmring_try_send(tx, "again", 5), SHMRING_OK);
+    CHECK_STATUS(shmring_try_recv(rx, buf, sizeof buf, &len), SHMRING_OK);
+    CHECK(len == 5 && memcmp(buf, "again", 5) == 0);
+    shmring_producer_free(tx);
+    CHECK_STATUS(shmring_try_recv(rx, buf, sizeof buf, &len), SHMRING_CLOSED);
 
     /* And the other way: a producer whose consumer left gets CLOSED. */
     shmring_consumer_free(rx);

@@ -31,13 +31,13 @@ pub(crate) mod ring;
 
 use std::ops::{Deref, DerefMut};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::attach::{self, Attached, Shape};
 use crate::config::{Config, OpenOptions};
 use crate::error::{Error, Result};
 use crate::layout::RingKind;
-use crate::layout::registry::{ROLE_CONSUMER, ROLE_PRODUCER, role_index};
+use crate::layout::registry::{ROLE_CONSUMER, ROLE_PRODUCER};
 use crate::memory::{RingMemory, ShmMemory};
 use crate::os;
 use crate::segment::{self, Location};
@@ -46,9 +46,7 @@ use crate::sync::Ordering::Relaxed;
 use crate::wait::{Event, Wait, WaitStrategy, Waiter};
 use ring::{ConsumerCore, MpmcGeometry, ProducerCore, SlotClaim, SlotMessage};
 
-/// How often a blocked call looks for dead peers (reaps their records, skips their claims).
-/// Bounds how long a dead producer's claim can hold up a blocked consumer.
-pub const RECOVERY_INTERVAL: Duration = Duration::from_millis(10);
+pub use crate::wait::RECOVERY_INTERVAL;
 
 /// A mapped MPMC ring segment. Attach ends with [`producer`](Ring::producer) and
 /// [`consumer`](Ring::consumer), as many as `max_peers`.
@@ -170,8 +168,15 @@ impl Ring {
         })
     }
 
-    fn waiter(&self) -> Waiter<ShmMemory> {
-        Waiter::new(self.memory.clone(), self.wait, self.spin)
+    /// A waiter for the handle holding registry record `slot`.
+    fn waiter(&self, slot: u32) -> Waiter<ShmMemory> {
+        Waiter::new(
+            self.memory.clone(),
+            self.wait,
+            self.spin,
+            slot,
+            self.geometry.max_peers,
+        )
     }
 
     /// Attaches a producer: takes a free registry record (or one whose process died).
@@ -180,8 +185,8 @@ impl Ring {
         let me = os::current_process().owner_word();
         let core = ProducerCore::attach(self.memory.clone(), self.geometry, me)?;
         Ok(Producer {
+            waiter: self.waiter(core.shared().membership().index),
             core,
-            waiter: self.waiter(),
         })
     }
 
@@ -190,8 +195,8 @@ impl Ring {
         let me = os::current_process().owner_word();
         let core = ConsumerCore::attach(self.memory.clone(), self.geometry, me)?;
         Ok(Consumer {
+            waiter: self.waiter(core.shared().membership().index),
             core,
-            waiter: self.waiter(),
             held: None,
         })
     }
@@ -282,18 +287,23 @@ pub struct Stats {
     pub claims_skipped: u64,
     /// Messages that dead consumers had taken and not released.
     pub messages_dropped: u64,
-    /// Producers attached now (including dead ones not yet reaped).
+    /// Producers attached now (including dead ones not yet found out).
     pub producers: u32,
     /// Consumers attached now (likewise).
     pub consumers: u32,
-    /// Consumers asleep waiting for data (futex / condvar strategies).
+    /// Consumers asleep waiting for data (futex / semaphore strategies).
     pub consumers_waiting: u32,
-    /// Producers asleep waiting for space (futex / condvar strategies).
+    /// Producers asleep waiting for space (futex / semaphore strategies).
     pub producers_waiting: u32,
+    /// Producers that died without closing, since creation (counted when found out).
+    pub producers_died: u64,
+    /// Consumers that died without closing, since creation.
+    pub consumers_died: u64,
 }
 
 fn stats_of(memory: &ShmMemory, geometry: &MpmcGeometry) -> Stats {
     let ctl = memory.control();
+    let words = crate::peers::slot_words(geometry.max_peers);
     let (messages_received, bytes_received) = registry::totals(memory, geometry, ROLE_CONSUMER);
     let (messages_sent, bytes_sent) = registry::totals(memory, geometry, ROLE_PRODUCER);
     let head = ctl.consumer.head.load(Relaxed);
@@ -308,10 +318,12 @@ fn stats_of(memory: &ShmMemory, geometry: &MpmcGeometry) -> Stats {
         bytes_received,
         claims_skipped: ctl.peers.claims_skipped.load(Relaxed),
         messages_dropped: ctl.peers.messages_dropped.load(Relaxed),
-        producers: ctl.peers.attached[role_index(ROLE_PRODUCER)].load(Relaxed),
-        consumers: ctl.peers.attached[role_index(ROLE_CONSUMER)].load(Relaxed),
-        consumers_waiting: ctl.data_wake.waiters.load(Relaxed),
-        producers_waiting: ctl.space_wake.waiters.load(Relaxed),
+        producers: crate::peers::count(&ctl.producers.present, words),
+        consumers: crate::peers::count(&ctl.consumers.present, words),
+        consumers_waiting: crate::peers::count(&ctl.consumers.sleepers, words),
+        producers_waiting: crate::peers::count(&ctl.producers.sleepers, words),
+        producers_died: ctl.producers.deaths.load(Relaxed),
+        consumers_died: ctl.consumers.deaths.load(Relaxed),
     }
 }
 
@@ -322,32 +334,9 @@ fn wait_recovering<T>(
     waiter: &Waiter<ShmMemory>,
     event: Event,
     timeout: Option<Duration>,
-    mut attempt: impl FnMut(bool) -> Result<T>,
+    attempt: impl FnMut(bool) -> Result<T>,
 ) -> Result<T> {
-    match attempt(false) {
-        Err(Error::WouldBlock) => {}
-        done => return done,
-    }
-    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-    loop {
-        let slice = match deadline {
-            Some(d) => d
-                .saturating_duration_since(Instant::now())
-                .min(RECOVERY_INTERVAL),
-            None => RECOVERY_INTERVAL,
-        };
-        match waiter.wait_for(event, Some(slice), || attempt(false)) {
-            Err(Error::Timeout) => {}
-            done => return done,
-        }
-        match attempt(true) {
-            Err(Error::WouldBlock) => {}
-            done => return done,
-        }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            return Err(Error::Timeout);
-        }
-    }
+    waiter.wait_maintaining(event, timeout, attempt)
 }
 
 /// A writing end of an MPMC ring. Dropping it (or [`close`](Producer::close)) detaches it;

@@ -2,17 +2,18 @@
 //! may own. Every record transition is one compare-and-swap, so racing attaches, closes and
 //! reaps agree on one outcome; `docs/ordering.md` (registry section) argues each edge.
 //!
-//! Liveness is asked of the memory ([`RingMemory::owner_alive`]): pid + process start time
-//! for shared memory, so a zombie or a reused pid is never mistaken for a live peer, and a
-//! stopped process is alive.
+//! Liveness is the record's slot lock ([`RingMemory::slot_alive`], see `crate::peers`): a
+//! record is held by a live process exactly while its lock is, whatever PID namespace that
+//! process runs in; a stopped process is alive. Taking a record, reaping it and clearing its
+//! bits happen under its lock, so they never race a new holder.
 
+use crate::error::Role;
 use crate::error::{Error, Result};
 use crate::layout::registry::{
     self, BYTES, CLAIM, GEN_STATE, MESSAGES, OWNER, RECORD_SIZE, claim, gen_state, role_index,
     split, state,
 };
 use crate::memory::RingMemory;
-use crate::sync::AtomicU32;
 use crate::sync::Ordering::{AcqRel, Acquire, Relaxed, Release};
 
 use super::ring::MpmcGeometry;
@@ -59,64 +60,93 @@ pub(crate) fn record<'a, M: RingMemory>(mem: &'a M, geo: &MpmcGeometry, index: u
     }
 }
 
-fn attached_count<M: RingMemory>(mem: &M, role: u64) -> &AtomicU32 {
-    &mem.control().peers.attached[role_index(role)]
+/// The role a record's role byte names (`None`: a byte shmring never writes).
+fn role_of(role: u64) -> Option<Role> {
+    match role {
+        registry::ROLE_PRODUCER => Some(Role::Producer),
+        registry::ROLE_CONSUMER => Some(Role::Consumer),
+        _ => None,
+    }
 }
 
-/// Takes a free record (never held, closed, or left by a dead process) for `role`.
-/// `me` is this process's owner word.
+/// Takes a free record (never held, closed, or left by a dead process) for `role`, locking
+/// it through `holder`; `owner` is this process's owner word (for display). Free-looking
+/// records are tried before attached ones (whose holders are likely alive).
 pub(crate) fn attach<M: RingMemory>(
     mem: &M,
     geo: &MpmcGeometry,
     role: u64,
-    me: u64,
+    holder: &M::Holder,
+    owner: u64,
 ) -> Result<Membership> {
+    let mut damaged = 0;
     for _ in 0..ATTACH_ROUNDS {
-        for index in 0..geo.max_peers {
-            let rec = record(mem, geo, index);
-            let (_, _, st) = split(rec.gen_state.load(Acquire));
-            let owner = rec.owner.load(Acquire);
-            let holder_gone = owner == 0 || !mem.owner_alive(owner);
-            let eligible = match st {
-                // A live owner of a free or closed record is attaching or closing it.
-                state::FREE | state::CLOSED | state::DEAD => holder_gone,
-                state::ATTACHED => owner != 0 && !mem.owner_alive(owner),
-                _ => false,
-            };
-            // ORDERING G1: AcqRel, one winner among racing attachers; the winner sees the
-            // record as its previous holder left it.
-            if !eligible
-                || rec
-                    .owner
-                    .compare_exchange(owner, me, AcqRel, Acquire)
-                    .is_err()
-            {
-                continue;
+        damaged = 0;
+        for attached_first in [false, true] {
+            for index in 0..geo.max_peers {
+                let rec = record(mem, geo, index);
+                let (_, _, st) = split(rec.gen_state.load(Acquire));
+                if !matches!(
+                    st,
+                    state::FREE | state::CLOSED | state::DEAD | state::ATTACHED
+                ) {
+                    damaged += 1;
+                    continue;
+                }
+                if (st == state::ATTACHED) != attached_first || !mem.lock_slot(holder, index)? {
+                    continue;
+                }
+                // We hold the record's lock: whoever held it before is gone.
+                match take_record(mem, geo, &rec, index, role, owner) {
+                    Ok(Some(me)) => return Ok(me),
+                    Ok(None) => mem.unlock_slot(holder, index),
+                    Err(e) => {
+                        mem.unlock_slot(holder, index);
+                        return Err(e);
+                    }
+                }
             }
-            // Whatever the dead or closed holder claimed is no longer claimed by a live one.
-            rec.claim.store(claim::NONE, Release);
-            return take_record(mem, &rec, index, role);
         }
+    }
+    if damaged > 0 {
+        return Err(Error::corrupted(format!(
+            "{damaged} of the {} peer registry records hold states shmring never writes, \
+             and no other record is free",
+            geo.max_peers
+        )));
     }
     Err(Error::RegistryFull {
         max_peers: geo.max_peers,
     })
 }
 
-/// Second half of attach: we own `rec.owner`; move `gen_state` to a new generation.
+/// Second half of attach: we hold the record's lock; move `gen_state` to a new
+/// generation of `role`. `None` if the record turned out unusable (damaged meanwhile).
 fn take_record<M: RingMemory>(
     mem: &M,
+    geo: &MpmcGeometry,
     rec: &Record<'_>,
     index: u32,
     role: u64,
-) -> Result<Membership> {
+    owner: u64,
+) -> Result<Option<Membership>> {
     let ctl = mem.control();
+    let words = crate::peers::slot_words(geo.max_peers);
+    let Some(new_role) = role_of(role) else {
+        return Err(Error::invalid_argument(format!("role byte {role}")));
+    };
     for _ in 0..CAS_ATTEMPTS {
         let word = rec.gen_state.load(Acquire);
         let (generation, old_role, st) = split(word);
+        if !matches!(
+            st,
+            state::FREE | state::CLOSED | state::DEAD | state::ATTACHED
+        ) {
+            return Ok(None);
+        }
         let generation = generation.wrapping_add(1);
-        // ORDERING G2: AcqRel against a reaper's CAS of the same word (exactly one of us
-        // moves an ATTACHED record, so its count is decremented once).
+        // ORDERING G2: AcqRel against a writer of the same word (a damaged segment; honest
+        // processes change it only under the record's lock, which we hold).
         if rec
             .gen_state
             .compare_exchange(
@@ -125,23 +155,34 @@ fn take_record<M: RingMemory>(
                 AcqRel,
                 Acquire,
             )
-            .is_ok()
+            .is_err()
         {
+            continue;
+        }
+        // Whatever the previous holder claimed is no longer claimed by a live one.
+        rec.claim.store(claim::NONE, Release);
+        rec.owner.store(owner, Release);
+        if let Some(old) = role_of(old_role) {
             if st == state::ATTACHED {
-                // We replaced a dead holder nobody had reaped: its count goes.
-                attached_count(mem, old_role).fetch_sub(1, Release);
+                // A dead holder nobody had reaped: its death belongs to its stream.
+                crate::peers::record_death(ctl, old);
             }
+            if old_role != role || st != state::ATTACHED {
+                crate::peers::leave(ctl, old, index);
+            }
+            // (Taking over a dead holder of our own role keeps its present bit: its stream
+            // goes on, with the death in it.)
             if old_role != role {
                 retire_counters(mem, rec, old_role);
             }
-            attached_count(mem, role).fetch_add(1, Release);
-            ctl.peers.ever_attached[role_index(role)].fetch_add(1, Release);
-            return Ok(Membership {
-                index,
-                generation,
-                role,
-            });
         }
+        crate::peers::clear_sleeper(ctl, index);
+        crate::peers::join(ctl, new_role, index, words);
+        return Ok(Some(Membership {
+            index,
+            generation,
+            role,
+        }));
     }
     Err(Error::corrupted(format!(
         "peer record {index} kept changing during {CAS_ATTEMPTS} attempts"
@@ -176,9 +217,14 @@ pub(crate) fn totals<M: RingMemory>(mem: &M, geo: &MpmcGeometry, role: u64) -> (
     (messages, bytes)
 }
 
-/// Gives the record back: CLOSED, count decremented, owner cleared. A record that was
-/// reaped meanwhile (we were declared dead) is left alone.
-pub(crate) fn close<M: RingMemory>(mem: &M, geo: &MpmcGeometry, me: &Membership) {
+/// Gives the record back: CLOSED, no longer present, owner cleared, lock released. A
+/// record that was reaped meanwhile (we were declared dead) is left alone.
+pub(crate) fn close<M: RingMemory>(
+    mem: &M,
+    geo: &MpmcGeometry,
+    me: &Membership,
+    holder: &M::Holder,
+) {
     let rec = record(mem, geo, me.index);
     rec.claim.store(claim::NONE, Release);
     let closed = gen_state(me.generation, me.role, state::CLOSED);
@@ -187,37 +233,74 @@ pub(crate) fn close<M: RingMemory>(mem: &M, geo: &MpmcGeometry, me: &Membership)
         .compare_exchange(me.attached_word(), closed, AcqRel, Relaxed)
         .is_ok()
     {
-        // ORDERING E1 (pairs with E2): Release, so a consumer that reads the count this
-        // decrement leaves also sees every slot this producer published.
-        attached_count(mem, me.role).fetch_sub(1, Release);
+        let ctl = mem.control();
+        crate::peers::clear_sleeper(ctl, me.index);
+        if let Some(role) = role_of(me.role) {
+            // ORDERING E1 (pairs with E2): inside `leave`, Release, so a consumer that
+            // finds no producer present also sees every slot this producer published.
+            crate::peers::leave(ctl, role, me.index);
+        }
         rec.owner.store(0, Release);
     }
+    mem.unlock_slot(holder, me.index);
 }
 
-/// Marks every ATTACHED record of `role` whose process has died DEAD (and uncounts it).
-/// Returns how many this call reaped.
-pub(crate) fn reap<M: RingMemory>(mem: &M, geo: &MpmcGeometry, role: u64) -> u32 {
+/// Recovers every record of `role` whose holder died (its lock is free while the record
+/// says ATTACHED, or still shows it present): marks it DEAD, counts the death, clears its
+/// bits, all under its lock (taken through `holder`). Skips `mine`, the caller's own
+/// record. Returns how many deaths this call recorded.
+pub(crate) fn reap<M: RingMemory>(
+    mem: &M,
+    geo: &MpmcGeometry,
+    role: u64,
+    holder: &M::Holder,
+    mine: u32,
+) -> u32 {
+    let Some(role_name) = role_of(role) else {
+        return 0;
+    };
+    let ctl = mem.control();
+    let line = crate::peers::line(ctl, role_name);
     let mut reaped = 0;
     for index in 0..geo.max_peers {
+        if index == mine {
+            continue;
+        }
         let rec = record(mem, geo, index);
+        let (_, r, st) = split(rec.gen_state.load(Acquire));
+        let (word, mask) = crate::peers::bit(index);
+        let present = line.present[word].load(Acquire) & mask != 0;
+        if !((st == state::ATTACHED && r == role) || present) {
+            continue;
+        }
+        // A live holder keeps its lock: the attempt fails and we move on.
+        if !matches!(mem.lock_slot(holder, index), Ok(true)) {
+            continue;
+        }
         let word = rec.gen_state.load(Acquire);
         let (generation, r, st) = split(word);
-        if st != state::ATTACHED || r != role {
-            continue;
-        }
-        let owner = rec.owner.load(Acquire);
-        if owner == 0 || mem.owner_alive(owner) {
-            continue;
-        }
-        // ORDERING G2: one of the reapers and a taking-over attacher moves the record.
-        if rec
-            .gen_state
-            .compare_exchange(word, gen_state(generation, r, state::DEAD), AcqRel, Relaxed)
-            .is_ok()
+        // ORDERING G2: one of the reapers and a taking-over attacher moves the record
+        // (they also exclude each other through its lock).
+        if st == state::ATTACHED
+            && r == role
+            && rec
+                .gen_state
+                .compare_exchange(word, gen_state(generation, r, state::DEAD), AcqRel, Relaxed)
+                .is_ok()
         {
-            attached_count(mem, role).fetch_sub(1, Release);
+            // ORDERING D1 (pairs with E2): the death is counted before the present bit
+            // clears, so whoever finds the role empty also finds the death. (Only the loom
+            // negative control, `--cfg shmring_weaken_death_order`, swaps the two.)
+            #[cfg(not(shmring_weaken_death_order))]
+            crate::peers::record_death(ctl, role_name);
+            crate::peers::leave(ctl, role_name, index);
+            #[cfg(shmring_weaken_death_order)]
+            crate::peers::record_death(ctl, role_name);
             reaped += 1;
         }
+        crate::peers::clear_sleeper(ctl, index);
+        crate::peers::leave(ctl, role_name, index);
+        mem.unlock_slot(holder, index);
     }
     reaped
 }
@@ -241,19 +324,7 @@ pub(crate) fn live_claimer<M: RingMemory>(
         if r != role || !claim::covers(claimed, pos) {
             return false;
         }
-        let owner = rec.owner.load(Acquire);
-        owner != 0 && mem.owner_alive(owner)
-    })
-}
-
-/// Whether some record of `role` belongs to a process that died without closing.
-pub(crate) fn any_dead<M: RingMemory>(mem: &M, geo: &MpmcGeometry, role: u64) -> bool {
-    (0..geo.max_peers).any(|index| {
-        let rec = record(mem, geo, index);
-        let (_, r, st) = split(rec.gen_state.load(Acquire));
-        r == role
-            && (st == state::DEAD
-                || (st == state::ATTACHED && !mem.owner_alive(rec.owner.load(Acquire))))
+        mem.slot_alive(index)
     })
 }
 
@@ -268,7 +339,7 @@ pub(crate) fn list<M: RingMemory>(mem: &M, geo: &MpmcGeometry) -> Vec<PeerInfo> 
             }
             let owner = rec.owner.load(Acquire);
             let status = match st {
-                state::ATTACHED if mem.owner_alive(owner) => PeerStatus::Attached,
+                state::ATTACHED if mem.slot_alive(index) => PeerStatus::Attached,
                 state::ATTACHED => PeerStatus::AttachedDead,
                 state::CLOSED => PeerStatus::Closed,
                 state::DEAD => PeerStatus::Dead,

@@ -19,7 +19,7 @@
 //! process that died). A live process, however slow or stopped, is never skipped.
 //! `docs/ordering.md` names the edges; `docs/reliability.md` states the guarantee.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Role};
 use crate::layout::registry::{ROLE_CONSUMER, ROLE_PRODUCER, claim};
 use crate::layout::{registry, slot};
 use crate::memory::RingMemory;
@@ -40,10 +40,6 @@ const CANCELLED: u64 = u64::MAX;
 /// Compare-and-swap attempts on `tail`/`head` per call before answering `WouldBlock`
 /// (only a hostile peer makes a call lose this many races in a row).
 const CAS_ATTEMPTS: u32 = 1 << 12;
-/// Index of the producers' and consumers' entries in `PeerLine::attached` and
-/// `ever_attached`.
-const PRODUCERS: usize = registry::role_index(ROLE_PRODUCER);
-const CONSUMERS: usize = registry::role_index(ROLE_CONSUMER);
 /// Longest batch one call takes.
 pub(crate) const MAX_BATCH: u64 = 1024;
 
@@ -115,18 +111,39 @@ pub(crate) fn init_slots<M: RingMemory>(mem: &M, geo: &MpmcGeometry, first: u64)
     }
 }
 
-/// What both ends share: memory, geometry, and the registry record this handle holds.
+/// What both ends share: memory, geometry, the registry record this handle holds, and
+/// the holder of that record's lock.
 pub(crate) struct Shared<M: RingMemory> {
     mem: M,
     geo: MpmcGeometry,
     me: Membership,
+    holder: M::Holder,
+    /// Words of the per-slot bit arrays this ring uses.
+    words: usize,
 }
 
 impl<M: RingMemory> Shared<M> {
-    /// Takes a registry record for `role`, owned by `me` (an owner word).
-    fn attach(mem: M, geo: MpmcGeometry, role: u64, me: u64) -> Result<Self> {
-        let me = reg::attach(&mem, &geo, role, me)?;
-        Ok(Shared { mem, geo, me })
+    /// Takes a registry record for `role`; `owner` is this process's owner word.
+    fn attach(mem: M, geo: MpmcGeometry, role: u64, owner: u64) -> Result<Self> {
+        let holder = mem.new_holder(owner)?;
+        let me = reg::attach(&mem, &geo, role, &holder, owner)?;
+        Ok(Shared {
+            mem,
+            geo,
+            me,
+            holder,
+            words: crate::peers::slot_words(geo.max_peers),
+        })
+    }
+
+    /// Looks for dead holders of `role` and recovers their records.
+    fn reap(&self, role: u64) {
+        reg::reap(&self.mem, &self.geo, role, &self.holder, self.me.index);
+    }
+
+    /// Gives this handle's record back.
+    fn close(&self) {
+        reg::close(&self.mem, &self.geo, &self.me, &self.holder);
     }
 
     #[inline]
@@ -175,18 +192,19 @@ impl<M: RingMemory> Shared<M> {
             .store(rec.bytes.load(Relaxed).wrapping_add(bytes), Relaxed);
     }
 
-    /// `Err(PeerDead)` if our record no longer says we hold it: another process found our
-    /// owner dead and reaped it, so our claims may have been skipped (only possible if the
-    /// handle outlived its process's identity, e.g. used in a forked child).
+    /// `Err(Revoked)` if our record no longer says we hold it: another process found it
+    /// abandoned and recovered it, so our claims may have been skipped (only possible if
+    /// the handle was used in a child forked without exec after its parent closed it, or
+    /// the segment was altered).
     #[inline]
     fn check_membership(&self) -> Result<()> {
         let rec = reg::record(&self.mem, &self.geo, self.me.index);
         if rec.gen_state.load(Relaxed) == self.me.attached_word() {
             Ok(())
         } else {
-            Err(Error::PeerDead {
-                detail: "this handle's registry record was reaped: another process found \
-                         its owner dead, so its claims may have been skipped",
+            Err(Error::Revoked {
+                detail: "its registry record was closed or recovered by another process, \
+                         so its claims may have been skipped",
             })
         }
     }
@@ -236,17 +254,40 @@ impl<M: RingMemory> Shared<M> {
                     // A stale claim would make a dead taker of `pos` look alive.
                     self.claim_word().store(claim::NONE, Release);
                 }
+                // Below `ready` by more than a lap (plus one for a consumer's view of an
+                // unreleased slot): no protocol state leaves a slot that far behind.
+                if diff < -(self.geo.slot_count as i64) - 1 {
+                    return Err(self.bad_sequence(pos, seq));
+                }
                 return Ok(Err((pos, seq)));
             } else {
-                // The slot is a lap ahead of our position: another taker moved on.
+                // The slot is a lap ahead of our position: another taker moved on, which
+                // the cursor must show (its move happened before the slot's store, which we
+                // Acquired). If it does not, the sequence word is damage.
                 spin_loop();
-                pos = cursor.load(Relaxed);
+                let now = cursor.load(Relaxed);
+                if now == pos {
+                    if claimed {
+                        self.claim_word().store(claim::NONE, Release);
+                    }
+                    return Err(self.bad_sequence(pos, seq));
+                }
+                pos = now;
             }
         }
         if claimed {
             self.claim_word().store(claim::NONE, Release);
         }
         Ok(Err((pos, self.seq(pos).load(Acquire))))
+    }
+}
+
+impl<M: RingMemory> Shared<M> {
+    #[cold]
+    fn bad_sequence(&self, pos: u64, seq: u64) -> Error {
+        Error::corrupted(format!(
+            "slot of position {pos} holds sequence {seq}, which no state of the ring allows"
+        ))
     }
 }
 
@@ -301,23 +342,11 @@ impl<M: RingMemory> ProducerCore<M> {
     /// (`PeerDead` if one of them died).
     #[inline]
     fn check_open(&self) -> Result<()> {
-        let peers = &self.shared.mem.control().peers;
-        // `ever_attached` first, with Acquire: an attach increments `attached` before
-        // `ever_attached`, so a peer counted in the first is counted in the second (read
-        // the other way round, a new consumer could look like a departed one).
-        if peers.ever_attached[CONSUMERS].load(Acquire) != 0
-            && peers.attached[CONSUMERS].load(Acquire) == 0
-        {
-            let sh = &self.shared;
-            return Err(if reg::any_dead(&sh.mem, &sh.geo, ROLE_CONSUMER) {
-                Error::PeerDead {
-                    detail: "every consumer has gone and at least one died without closing",
-                }
-            } else {
-                Error::Closed
-            });
+        let sh = &self.shared;
+        if let Some(end) = crate::peers::ended(sh.mem.control(), Role::Consumer, sh.words) {
+            return Err(end);
         }
-        self.shared.check_membership()
+        sh.check_membership()
     }
 
     /// Takes up to `max` consecutive slots for messages of up to `max_message` bytes.
@@ -337,6 +366,8 @@ impl<M: RingMemory> ProducerCore<M> {
             }
             Err((pos, seq)) => {
                 if self.stuck.tick() {
+                    // A caller looping on `try_*` also finds dead consumers, and so the end.
+                    self.shared.reap(ROLE_CONSUMER);
                     self.recover_full(pos, seq);
                 }
                 Err(Error::WouldBlock)
@@ -490,7 +521,7 @@ impl<M: RingMemory> ProducerCore<M> {
     /// consumer holds at the tail. Blocking sends call this between waits.
     pub(crate) fn maintain(&mut self) {
         let sh = &self.shared;
-        reg::reap(&sh.mem, &sh.geo, ROLE_CONSUMER);
+        sh.reap(ROLE_CONSUMER);
         let pos = sh.mem.control().producer.tail.load(Relaxed);
         let seq = sh.seq(pos).load(Acquire);
         if (seq.wrapping_sub(pos) as i64) < 0 {
@@ -503,7 +534,7 @@ impl<M: RingMemory> ProducerCore<M> {
         if let Some(claim) = self.detached.take() {
             self.cancel(claim);
         }
-        reg::close(&self.shared.mem, &self.shared.geo, &self.shared.me);
+        self.shared.close();
     }
 }
 
@@ -548,6 +579,8 @@ impl<M: RingMemory> ConsumerCore<M> {
             }
             Err((pos, _)) => {
                 if self.stuck.tick() {
+                    // A caller looping on `try_*` also finds dead producers, and so the end.
+                    self.shared.reap(ROLE_PRODUCER);
                     let _ = self.recover_empty(pos);
                 }
                 Ok(None)
@@ -615,15 +648,11 @@ impl<M: RingMemory> ConsumerCore<M> {
     /// skipped. `None`: look again (a message arrived, or a skip made one reachable).
     fn nothing_published(&mut self) -> Result<Option<Error>> {
         let sh = &self.shared;
-        let peers = &sh.mem.control().peers;
-        // ORDERING E2 (pairs with E1): Acquire, so a count of zero comes with every slot the
-        // departed producers published.
-        // `ever_attached` first, as in `ProducerCore::check_open`.
-        if peers.ever_attached[PRODUCERS].load(Acquire) == 0
-            || peers.attached[PRODUCERS].load(Acquire) != 0
-        {
+        // ORDERING E2 (pairs with E1), inside `ended`: Acquire, so no producer present comes
+        // with every slot the departed producers published.
+        let Some(end) = crate::peers::ended(sh.mem.control(), Role::Producer, sh.words) else {
             return Ok(Some(Error::WouldBlock));
-        }
+        };
         let ctl = sh.mem.control();
         let head = ctl.consumer.head.load(Acquire);
         if sh.seq(head).load(Acquire) == head.wrapping_add(1) {
@@ -634,13 +663,7 @@ impl<M: RingMemory> ConsumerCore<M> {
             // Taken by producers that are gone: skip them (or wait for a live one).
             return Ok((!self.recover_empty(head)).then_some(Error::WouldBlock));
         }
-        Ok(Some(if reg::any_dead(&sh.mem, &sh.geo, ROLE_PRODUCER) {
-            Error::PeerDead {
-                detail: "every producer has gone and at least one died without closing",
-            }
-        } else {
-            Error::Closed
-        }))
+        Ok(Some(end))
     }
 
     /// The ring is empty at `pos` (its slot waits for that position's producer). If a
@@ -690,7 +713,7 @@ impl<M: RingMemory> ConsumerCore<M> {
     /// producer's claim at the head. Blocking receives call this between waits.
     pub(crate) fn maintain(&mut self) {
         let sh = &self.shared;
-        reg::reap(&sh.mem, &sh.geo, ROLE_PRODUCER);
+        sh.reap(ROLE_PRODUCER);
         let pos = sh.mem.control().consumer.head.load(Relaxed);
         let _ = self.recover_empty(pos);
     }
@@ -786,6 +809,6 @@ impl<M: RingMemory> ConsumerCore<M> {
         if let Some(msg) = self.detached.take() {
             self.consume(msg);
         }
-        reg::close(&self.shared.mem, &self.shared.geo, &self.shared.me);
+        self.shared.close();
     }
 }

@@ -28,14 +28,14 @@ use std::time::Duration;
 use crate::attach::{self, Attached};
 use crate::config::{Config, OpenOptions};
 use crate::error::{Error, Result, Role};
-use crate::layout::{ControlBlock, RingKind, peer_state};
+use crate::layout::RingKind;
 use crate::memory::{RingMemory, ShmMemory};
-use crate::os;
 use crate::segment::{self, Location};
 use crate::stats::{Stats, stats_of};
-use crate::sync::Ordering::{AcqRel, Acquire, Relaxed};
 use crate::wait::{Event, Wait, WaitStrategy, Waiter};
+use crate::{os, peers};
 use ring::{Claim, ConsumerCore, Geometry, Message, ProducerCore};
+use std::os::fd::OwnedFd;
 
 /// A mapped SPSC ring segment. Attach the ends with [`producer`](Ring::producer) and
 /// [`consumer`](Ring::consumer); the segment persists until [`unlink`](Ring::unlink)ed.
@@ -155,28 +155,24 @@ impl Ring {
         })
     }
 
-    /// A waiter for the end playing `role`, watching the other end's liveness.
+    /// A waiter for the end playing `role`.
     fn waiter(&self, role: Role) -> Waiter<ShmMemory> {
-        let peer = match role {
-            Role::Producer => Role::Consumer,
-            Role::Consumer => Role::Producer,
-        };
-        Waiter::new(self.memory.clone(), self.wait, self.spin).watching(peer)
+        Waiter::new(
+            self.memory.clone(),
+            self.wait,
+            self.spin,
+            peers::spsc_slot(role),
+            2,
+        )
     }
 
-    /// Test hook: locks the condvar strategy's mutex and never releases it (a test then
-    /// kills this process to check that peers recover).
-    #[doc(hidden)]
-    pub fn hold_wait_mutex_for_test(&self) -> bool {
-        self.wait == WaitStrategy::Condvar && crate::wait::hold_condvar_mutex(self.memory.control())
-    }
-
-    /// Attaches the producing end. Fails with `AlreadyAttached` if a live producer holds
-    /// the role, or `Closed` if this ring's producer has already closed. A producer that
-    /// died without closing is replaced: the new one continues after the last record the
-    /// dead one published.
+    /// Attaches the producing end. Fails with `AlreadyAttached` while a live producer
+    /// holds the role. A role given up before is taken again: after a clean close (a
+    /// restarted producer; the consumer, having seen `Closed`, receives the new messages,
+    /// as a FIFO reader does after a new writer opened it), or after its holder died (the
+    /// new producer continues after the last record the dead one published).
     pub fn producer(&self) -> Result<Producer> {
-        attach_role(self.memory.control(), Role::Producer)?;
+        let holder = self.attach(Role::Producer)?;
         let core = ProducerCore::new(self.memory.clone(), self.geometry).and_then(|mut core| {
             // A previous producer may have published records after its last `tail` store.
             core.recover_tail()?;
@@ -185,34 +181,40 @@ impl Ring {
         let core = match core {
             Ok(core) => core,
             Err(err) => {
-                detach_failed(self.memory.control(), Role::Producer);
+                peers::close_spsc(&self.memory, Role::Producer, &holder);
                 return Err(err);
             }
         };
         Ok(Producer {
             core,
             waiter: self.waiter(Role::Producer),
+            holder,
         })
     }
 
-    /// Attaches the consuming end. Fails with `AlreadyAttached` if a live consumer holds
-    /// the role, or `Closed` if this ring's consumer has already closed. A consumer that
-    /// died without closing is replaced: the new one resumes at the last position the dead
-    /// one released, so messages it had read but not released are delivered again
-    /// (at-least-once).
+    /// Attaches the consuming end. Fails with `AlreadyAttached` while a live consumer
+    /// holds the role. A role given up before is taken again: a new consumer resumes at
+    /// the last position released, so after a crash the messages the dead one had read but
+    /// not released are delivered again (at-least-once).
     pub fn consumer(&self) -> Result<Consumer> {
-        attach_role(self.memory.control(), Role::Consumer)?;
+        let holder = self.attach(Role::Consumer)?;
         let core = match ConsumerCore::new(self.memory.clone(), self.geometry) {
             Ok(core) => core,
             Err(err) => {
-                detach_failed(self.memory.control(), Role::Consumer);
+                peers::close_spsc(&self.memory, Role::Consumer, &holder);
                 return Err(err);
             }
         };
         Ok(Consumer {
             core,
             waiter: self.waiter(Role::Consumer),
+            holder,
         })
+    }
+
+    fn attach(&self, role: Role) -> Result<OwnedFd> {
+        let me = os::current_process();
+        peers::attach_spsc(&self.memory, role, me.owner_word(), me.pid)
     }
 
     /// Bytes in the data region.
@@ -266,9 +268,7 @@ impl Ring {
     /// # Ok::<(), shmring::Error>(())
     /// ```
     pub fn peers(&self) -> Vec<crate::PeerInfo> {
-        crate::stats::spsc_peers(self.memory.control(), |owner| {
-            self.memory.owner_alive(owner)
-        })
+        crate::stats::spsc_peers(self.memory.control(), |slot| self.memory.slot_alive(slot))
     }
 
     /// Removes the ring's name (or path). Attached handles keep working; new opens fail.
@@ -288,82 +288,25 @@ impl std::fmt::Debug for Ring {
     }
 }
 
-fn peer_record(ctl: &ControlBlock, role: Role) -> &crate::layout::PeerRecord {
-    match role {
-        Role::Producer => &ctl.peers.producer,
-        Role::Consumer => &ctl.peers.consumer,
-    }
-}
-
-/// How a role was obtained.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Attach {
-    /// Nobody had held it.
-    Fresh,
-    /// Its holder had died without closing; this process took it over.
-    TookOver,
-}
-
-/// Attempts before giving up on a role whose owner word keeps changing under us.
-const ATTACH_ATTEMPTS: u32 = 64;
-
-/// Takes `role`. The owner word is the claim: one compare-and-swap from 0 (never held) or
-/// from a dead holder's identity to ours; `state` follows. A holder that dies between its
-/// claim and its state store leaves a dead owner, which the next taker replaces.
-fn attach_role(ctl: &ControlBlock, role: Role) -> Result<Attach> {
-    let record = peer_record(ctl, role);
-    let me = os::current_process();
-    for _ in 0..ATTACH_ATTEMPTS {
-        // Acquire: pairs with a closing holder's Release of CLOSED.
-        match record.state.load(Acquire) {
-            peer_state::CLOSED => return Err(Error::Closed),
-            peer_state::FREE | peer_state::ATTACHED => {}
-            other => return Err(Error::corrupted(format!("{role} state {other}"))),
+/// Waits as `waiter` does, looking every `RECOVERY_INTERVAL` for a dead holder of `peer`
+/// (whose slot is then recovered, so the wait ends with `PeerDead` once nothing more can
+/// come, or continues with a peer that took over).
+fn wait_reaping<T>(
+    waiter: &Waiter<ShmMemory>,
+    holder: &OwnedFd,
+    peer: Role,
+    event: Event,
+    timeout: Option<Duration>,
+    mut attempt: impl FnMut() -> Result<T>,
+) -> Result<T> {
+    waiter.wait_maintaining(event, timeout, |maintain| {
+        if maintain {
+            // An error here (the lock call failed) leaves the peer's liveness unknown: keep
+            // waiting, within the caller's timeout.
+            let _ = peers::reap_spsc(waiter.memory(), peer, holder);
         }
-        let owner = record.owner.load(Acquire);
-        let how = if owner == 0 {
-            Attach::Fresh
-        } else if os::owner_alive(owner) {
-            return Err(Error::AlreadyAttached {
-                role,
-                pid: (owner >> 32) as u32,
-            });
-        } else {
-            Attach::TookOver
-        };
-        // ORDERING A1: AcqRel, one winner among racing takers; the winner sees the role as
-        // the previous holder left it.
-        if record
-            .owner
-            .compare_exchange(owner, me.owner_word(), AcqRel, Acquire)
-            .is_ok()
-        {
-            record.pid.store(me.pid, Relaxed);
-            record.generation.fetch_add(1, Relaxed);
-            // Only the owner writes `state`; the previous one, if any, is dead. A close
-            // that raced in before our claim is seen here and kept.
-            if record.state.compare_exchange(
-                peer_state::FREE,
-                peer_state::ATTACHED,
-                AcqRel,
-                Acquire,
-            ) == Err(peer_state::CLOSED)
-            {
-                return Err(Error::Closed);
-            }
-            return Ok(how);
-        }
-    }
-    Err(Error::corrupted(format!(
-        "the {role} attach record kept changing during {ATTACH_ATTEMPTS} attempts"
-    )))
-}
-
-/// Gives a role back after attach found the ring unusable.
-fn detach_failed(ctl: &ControlBlock, role: Role) {
-    peer_record(ctl, role)
-        .state
-        .store(peer_state::CLOSED, crate::sync::Ordering::Release);
+        attempt()
+    })
 }
 
 /// The writing end of an SPSC ring. Dropping it (or [`close`](Producer::close)) publishes
@@ -373,6 +316,8 @@ fn detach_failed(ctl: &ControlBlock, role: Role) {
 pub struct Producer {
     core: ProducerCore<ShmMemory>,
     waiter: Waiter<ShmMemory>,
+    /// Holds the producer slot's lock while attached.
+    holder: OwnedFd,
 }
 
 impl Producer {
@@ -400,8 +345,14 @@ impl Producer {
     #[inline]
     fn send_until(&mut self, msg: &[u8], timeout: Option<Duration>) -> Result<()> {
         let core = &mut self.core;
-        self.waiter
-            .wait_for(Event::SpaceAvailable, timeout, || core.try_write(msg))?;
+        wait_reaping(
+            &self.waiter,
+            &self.holder,
+            Role::Consumer,
+            Event::SpaceAvailable,
+            timeout,
+            || core.try_write(msg),
+        )?;
         self.waiter.notify(Event::DataAvailable);
         Ok(())
     }
@@ -441,9 +392,14 @@ impl Producer {
     #[inline]
     fn reserve_until(&mut self, len: usize, timeout: Option<Duration>) -> Result<WriteGrant<'_>> {
         let core = &mut self.core;
-        let claim = self
-            .waiter
-            .wait_for(Event::SpaceAvailable, timeout, || core.try_claim(len))?;
+        let claim = wait_reaping(
+            &self.waiter,
+            &self.holder,
+            Role::Consumer,
+            Event::SpaceAvailable,
+            timeout,
+            || core.try_claim(len),
+        )?;
         Ok(WriteGrant::new(self, claim))
     }
 
@@ -471,9 +427,14 @@ impl Producer {
         timeout: Option<Duration>,
     ) -> Result<std::ptr::NonNull<u8>> {
         let core = &mut self.core;
-        let claim = self
-            .waiter
-            .wait_for(Event::SpaceAvailable, timeout, || core.try_claim(len))?;
+        let claim = wait_reaping(
+            &self.waiter,
+            &self.holder,
+            Role::Consumer,
+            Event::SpaceAvailable,
+            timeout,
+            || core.try_claim(len),
+        )?;
         let ptr = self.core.payload_ptr(&claim);
         self.core.set_detached(claim);
         // A claim's payload pointer points into the mapping, never null.
@@ -550,7 +511,7 @@ impl Producer {
         self.len() == 0
     }
 
-    /// System calls this producer made to sleep or to wake the consumer (futex and condvar
+    /// System calls this producer made to sleep or to wake the consumer (futex and semaphore
     /// strategies; always 0 for the polling ones).
     pub fn wake_syscalls(&self) -> u64 {
         self.waiter.syscalls()
@@ -569,6 +530,7 @@ impl Producer {
 impl Drop for Producer {
     fn drop(&mut self) {
         self.core.close();
+        peers::close_spsc(self.core.memory(), Role::Producer, &self.holder);
         self.waiter.notify(Event::DataAvailable);
     }
 }
@@ -707,14 +669,22 @@ impl Drop for SendBatch<'_> {
 pub struct Consumer {
     core: ConsumerCore<ShmMemory>,
     waiter: Waiter<ShmMemory>,
+    /// Holds the consumer slot's lock while attached.
+    holder: OwnedFd,
 }
 
 impl Consumer {
     #[inline]
     fn next_until(&mut self, timeout: Option<Duration>) -> Result<Message> {
         let core = &self.core;
-        self.waiter
-            .wait_for(Event::DataAvailable, timeout, || core.try_next())
+        wait_reaping(
+            &self.waiter,
+            &self.holder,
+            Role::Producer,
+            Event::DataAvailable,
+            timeout,
+            || core.try_next(),
+        )
     }
 
     #[inline]
@@ -952,7 +922,7 @@ impl Consumer {
         self.len() == 0
     }
 
-    /// System calls this consumer made to sleep or to wake the producer (futex and condvar
+    /// System calls this consumer made to sleep or to wake the producer (futex and semaphore
     /// strategies; always 0 for the polling ones).
     pub fn wake_syscalls(&self) -> u64 {
         self.waiter.syscalls()
@@ -965,6 +935,7 @@ impl Consumer {
 impl Drop for Consumer {
     fn drop(&mut self) {
         self.core.close();
+        peers::close_spsc(self.core.memory(), Role::Consumer, &self.holder);
         self.waiter.notify(Event::SpaceAvailable);
     }
 }

@@ -10,8 +10,9 @@
 //! first with Relaxed and the first last with Release, so one store publishes the batch.
 //! `docs/ordering.md` lists the edges (P1/C1, C2/P2, P3/C3) named in the comments below.
 
+use crate::error::Role;
 use crate::error::{Error, Result};
-use crate::layout::{RECORD_HEADER, peer_state, record};
+use crate::layout::{RECORD_HEADER, record};
 use crate::memory::RingMemory;
 use crate::sync::Ordering::{Acquire, Relaxed, Release};
 use crate::sync::prefetch_write;
@@ -237,9 +238,10 @@ impl<M: RingMemory> ProducerCore<M> {
                 max: self.geo.max_message as usize,
             });
         }
-        // Relaxed: only a yes/no; no data is read on the strength of it.
-        if self.mem.control().peers.consumer.state.load(Relaxed) == peer_state::CLOSED {
-            return Err(Error::Closed);
+        // A consumer that left ends the stream for us (no data is read on the strength of
+        // it; one cache-hit load while a consumer is present).
+        if let Some(end) = crate::peers::ended(self.mem.control(), Role::Consumer, 1) {
+            return Err(end);
         }
         let size = record::size(len);
         let room_to_end = self.geo.capacity - (self.tail & self.geo.mask());
@@ -380,18 +382,10 @@ impl<M: RingMemory> ProducerCore<M> {
         }
     }
 
-    /// Publishes what is pending and marks the producer closed: after draining, the consumer
-    /// gets `Closed`.
+    /// Publishes what is pending (before the handle gives its role back, which ends the
+    /// stream for the consumer once it has drained).
     pub(crate) fn close(&mut self) {
         self.flush();
-        // ORDERING P3 (pairs with C3): Release, after the last publish, so a consumer that
-        // Acquires CLOSED and then finds the ring empty knows nothing more is coming.
-        self.mem
-            .control()
-            .peers
-            .producer
-            .state
-            .store(peer_state::CLOSED, Release);
     }
 }
 
@@ -507,13 +501,12 @@ impl<M: RingMemory> ConsumerCore<M> {
         if let Some(msg) = self.peek()? {
             return Ok(msg);
         }
-        // ORDERING C3 (pairs with P3): Acquire the close, then look once more: anything
-        // published before the close is visible now.
-        let state = self.mem.control().peers.producer.state.load(Acquire);
-        if state == peer_state::CLOSED {
-            return self.peek()?.ok_or(Error::Closed);
+        // ORDERING C3 (pairs with E1): the producer's leaving is Acquired (E2), then we look
+        // once more: anything published before it left is visible now.
+        match crate::peers::ended(self.mem.control(), Role::Producer, 1) {
+            Some(end) => self.peek()?.ok_or(end),
+            None => Err(Error::WouldBlock),
         }
-        Err(Error::WouldBlock)
     }
 
     /// The pending detached message, if any.
@@ -573,16 +566,8 @@ impl<M: RingMemory> ConsumerCore<M> {
         }
     }
 
-    /// Releases what is pending and marks the consumer closed: the producer gets `Closed`.
+    /// Releases what is pending (before the handle gives its role back).
     pub(crate) fn close(&mut self) {
         self.flush();
-        // Release: pairs with any Acquire reader of the state; the producer itself only needs
-        // the yes/no.
-        self.mem
-            .control()
-            .peers
-            .consumer
-            .state
-            .store(peer_state::CLOSED, Release);
     }
 }

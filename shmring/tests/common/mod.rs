@@ -111,3 +111,90 @@ pub fn rounds(base: u64) -> u64 {
         .max(1);
     base * scale
 }
+
+/// Like [`spawn_role`], with the child's stdout delivered line by line on a channel (the
+/// reader thread ends with the child).
+pub fn spawn_piped(
+    entry: &str,
+    role: &str,
+    ring: &str,
+) -> (Child, std::sync::mpsc::Receiver<String>) {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command.args(["--exact", entry, "--nocapture", "--test-threads=1"]);
+    piped(command, role, ring)
+}
+
+/// Starts `command` with `role` and `ring` in its environment (for a child test process it
+/// runs) and its stdout delivered line by line on a channel.
+pub fn piped(
+    mut command: Command,
+    role: &str,
+    ring: &str,
+) -> (Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader};
+    let mut child = command
+        .env(ROLE_VAR, role)
+        .env(RING_VAR, ring)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn child process");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// Waits (at most `limit`) for a line from a child that contains `word` (the test
+/// harness may print its own text before the child's first line); returns it.
+pub fn expect_line(
+    lines: &std::sync::mpsc::Receiver<String>,
+    word: &str,
+    limit: Duration,
+) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains(word) => return line,
+            Ok(_) => {}
+            Err(e) => panic!("no line with {word:?} from the child within {limit:?}: {e}"),
+        }
+    }
+}
+
+/// Runs `call` on a helper thread and returns its result, or `None` if it did not return
+/// within `limit` (the thread is left behind: a hung call cannot be cancelled).
+pub fn bounded<T: Send + 'static>(
+    limit: Duration,
+    call: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(call());
+    });
+    rx.recv_timeout(limit).ok()
+}
+
+/// Sends SIGKILL to `child` and reaps it.
+pub fn kill9(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A child process that is killed (SIGKILL) and reaped when this guard drops, so a failing
+/// test never leaves a blocked child behind.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        kill9(&mut self.0);
+    }
+}
