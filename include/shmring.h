@@ -23,11 +23,6 @@
 // `shmring_config_t.wait_strategy`: poll for `spin_ns`, then sleep on a futex (Linux).
 #define SHMRING_WAIT_FUTEX 3
 
-// `shmring_config_t.wait_strategy`: poll for `spin_ns`, then sleep on a process-shared
-// POSIX semaphore. (4 was the condvar strategy, removed in ABI 0.3: glibc's shared condvar
-// can hang every peer of a process killed while waiting. It is refused, never reused.)
-#define SHMRING_WAIT_SEMAPHORE 5
-
 // `shmring_config_t.flags`: create with mode 0660 instead of 0600.
 #define SHMRING_FLAG_GROUP_ACCESS 1
 
@@ -122,7 +117,7 @@ typedef struct shmring_config_t {
   uint32_t wait_strategy;
   // `SHMRING_FLAG_*` bits.
   uint32_t flags;
-  // Futex/semaphore: nanoseconds to poll before sleeping. Default 20000.
+  // Futex: nanoseconds to poll before sleeping. Default 20000.
   uint64_t spin_ns;
 } shmring_config_t;
 
@@ -178,7 +173,7 @@ typedef struct shmring_mpmc_config_t {
   uint32_t wait_strategy;
   // `SHMRING_FLAG_*` bits.
   uint32_t flags;
-  // Futex/semaphore: nanoseconds to poll before sleeping. Default 20000.
+  // Futex: nanoseconds to poll before sleeping. Default 20000.
   uint64_t spin_ns;
 } shmring_mpmc_config_t;
 

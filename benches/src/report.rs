@@ -134,7 +134,7 @@ pub(crate) fn machine(
             stream.as_millis()
         ),
         format!(
-            "shmring rings: 1 MiB or 64 messages, whichever is larger; futex/semaphore spin window 20 µs (\"asleep\": 0)"
+            "shmring rings: 1 MiB or 64 messages, whichever is larger; futex spin window 20 µs (\"asleep\": 0)"
         ),
     ];
     lines.extend(limits.notes.iter().cloned());

@@ -21,7 +21,6 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 pub(crate) const ALL: &[&str] = &[
     "shmring-spsc-spin",
     "shmring-spsc-futex",
-    "shmring-spsc-semaphore",
     "shmring-mpmc-spin",
     "shmring-mpmc-futex",
     "pipe",
@@ -109,14 +108,12 @@ pub(crate) struct Shmring {
 pub(crate) fn strategy(transport: &str) -> WaitStrategy {
     if transport.ends_with("-futex") {
         WaitStrategy::Futex
-    } else if transport.ends_with("-semaphore") {
-        WaitStrategy::Semaphore
     } else {
         WaitStrategy::Spin
     }
 }
 
-/// Whether a transport's receiver may sleep in shmring's wait (futex / semaphore).
+/// Whether a transport's receiver may sleep in shmring's wait (futex).
 pub(crate) fn sleeps(transport: &str) -> bool {
     transport.starts_with("shmring") && strategy(transport) != WaitStrategy::Spin
 }

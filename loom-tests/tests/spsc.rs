@@ -7,8 +7,7 @@
 
 use loom::thread;
 use shmring::Error;
-use shmring::WaitStrategy;
-use shmring::testing::{heap_pair, heap_pair_waiting};
+use shmring::testing::heap_pair;
 
 /// Payload of message `i`: its bytes say which message it is.
 fn payload(i: u8, len: usize) -> Vec<u8> {
@@ -94,20 +93,8 @@ fn mixed_sizes_over_two_laps() {
 /// leaves a thread asleep forever, which loom reports as a deadlock.
 #[test]
 fn futex_wakeups_are_never_lost() {
-    wakeups_are_never_lost(WaitStrategy::Futex);
-}
-
-/// The same protocol with the semaphore strategy (a model of a counting semaphore stands in
-/// for `sem_t`): the sleeper bits and the SeqCst fences are shared with the futex strategy,
-/// and a semaphore keeps a post made before its wait.
-#[test]
-fn semaphore_wakeups_are_never_lost() {
-    wakeups_are_never_lost(WaitStrategy::Semaphore);
-}
-
-fn wakeups_are_never_lost(strategy: WaitStrategy) {
-    loom::model(move || {
-        let (mut tx, mut rx) = heap_pair_waiting(256, 120, 0, strategy).unwrap();
+    loom::model(|| {
+        let (mut tx, mut rx) = heap_pair(256, 120, 0).unwrap();
         let producer = thread::spawn(move || {
             // Two 108-byte records fit; the third waits for space.
             for i in 0..3u8 {

@@ -246,10 +246,6 @@ pub const SHMRING_WAIT_SPIN: u32 = 1;
 pub const SHMRING_WAIT_SPIN_YIELD: u32 = 2;
 /// `shmring_config_t.wait_strategy`: poll for `spin_ns`, then sleep on a futex (Linux).
 pub const SHMRING_WAIT_FUTEX: u32 = 3;
-/// `shmring_config_t.wait_strategy`: poll for `spin_ns`, then sleep on a process-shared
-/// POSIX semaphore. (4 was the condvar strategy, removed in ABI 0.3: glibc's shared condvar
-/// can hang every peer of a process killed while waiting. It is refused, never reused.)
-pub const SHMRING_WAIT_SEMAPHORE: u32 = 5;
 
 /// `shmring_config_t.flags`: create with mode 0660 instead of 0600.
 pub const SHMRING_FLAG_GROUP_ACCESS: u32 = 1;
@@ -270,7 +266,7 @@ pub struct shmring_config_t {
     pub wait_strategy: u32,
     /// `SHMRING_FLAG_*` bits.
     pub flags: u32,
-    /// Futex/semaphore: nanoseconds to poll before sleeping. Default 20000.
+    /// Futex: nanoseconds to poll before sleeping. Default 20000.
     pub spin_ns: u64,
 }
 
@@ -280,12 +276,12 @@ fn common_config(wait_strategy: u32, flags: u32, spin_ns: u64) -> Result<Config,
         1 => WaitStrategy::Spin,
         2 => WaitStrategy::SpinYield,
         3 => WaitStrategy::Futex,
-        5 => WaitStrategy::Semaphore,
+        // 4 was the condvar strategy, removed in ABI 0.3; the number is never reused.
         4 => {
             return Err(Fail::Rust(Error::InvalidArgument {
                 detail: "wait strategy 4 (condvar) was removed: a process killed while \
                          waiting on a shared pthread condvar can hang its peers; use \
-                         SHMRING_WAIT_FUTEX or SHMRING_WAIT_SEMAPHORE"
+                         SHMRING_WAIT_FUTEX"
                     .into(),
             }));
         }
@@ -997,7 +993,7 @@ pub struct shmring_mpmc_config_t {
     pub wait_strategy: u32,
     /// `SHMRING_FLAG_*` bits.
     pub flags: u32,
-    /// Futex/semaphore: nanoseconds to poll before sleeping. Default 20000.
+    /// Futex: nanoseconds to poll before sleeping. Default 20000.
     pub spin_ns: u64,
 }
 

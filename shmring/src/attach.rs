@@ -150,12 +150,6 @@ pub(crate) fn create(location: &Location, config: &Config, kind: RingKind) -> Re
         let memory = ShmMemory::new(segment.clone(), capacity);
         crate::mpmc::ring::init_slots(&memory, &geo, config.initial_position);
     }
-    if config.wait == WaitStrategy::Semaphore {
-        if let Err(err) = crate::wait::init_semaphores(ctl) {
-            let _ = crate::segment::unlink(location);
-            return Err(err);
-        }
-    }
     // ORDERING H1 (pairs with H2): Release publishes every field above to an opener that
     // Acquires READY.
     h.init_state.store(init_state::READY, Release);

@@ -92,7 +92,7 @@ impl Config {
         self
     }
 
-    /// How long the futex and semaphore strategies poll before sleeping (default 20 µs). Longer
+    /// How long the futex strategy polls before sleeping (default 20 µs). Longer
     /// keeps a busy pipeline from ever paying a wake-up; zero sleeps at once.
     pub fn spin_before_sleep(mut self, spin: Duration) -> Self {
         self.spin = spin;
@@ -215,7 +215,7 @@ impl OpenOptions {
         self
     }
 
-    /// How long the futex and semaphore strategies poll before sleeping (default 20 µs).
+    /// How long the futex strategy polls before sleeping (default 20 µs).
     pub fn spin_before_sleep(mut self, spin: Duration) -> Self {
         self.spin = spin;
         self

@@ -10,8 +10,8 @@
 //! 128   PeerLine        producer / consumer attach records (written rarely)
 //! 256   ProducerLine    tail + counters      (written only by the producer)
 //! 384   ConsumerLine    head + counters      (written only by the consumer)
-//! 512   RoleLine        producers: attached, asleep (waiting for space), deaths, wake words
-//! 896   RoleLine        consumers: attached, asleep (waiting for data), deaths, wake words
+//! 512   RoleLine        producers: attached, asleep (waiting for space), deaths, futex word
+//! 896   RoleLine        consumers: attached, asleep (waiting for data), deaths, futex word
 //! 1280  data region     SPSC: `capacity` bytes of 8-byte-aligned records
 //!                       MPMC: `max_peers` registry records, then `slot_count` slots
 //! ```
@@ -241,17 +241,6 @@ pub struct RoleLine {
     /// `deaths` when the current stream began (the role went from no holder to one): the
     /// stream ended by a death if `deaths` has moved past it when the last holder leaves.
     pub stream_start: AtomicU64,
-    /// Semaphore strategy: a process-shared POSIX semaphore, initialised by the creator;
-    /// posted once per sleeper by a waker that saw one.
-    pub semaphore: SemaphoreSlot,
-}
-
-/// Room for one POSIX `sem_t` (32 bytes in glibc on 64-bit targets), accessed only
-/// through libc once initialised.
-#[repr(C, align(8))]
-pub struct SemaphoreSlot {
-    /// Raw storage.
-    pub words: [AtomicU64; 4],
 }
 
 /// Everything before the data region.
@@ -292,9 +281,6 @@ impl ControlBlock {
                 reserved: AtomicU32::new(0),
                 deaths: AtomicU64::new(0),
                 stream_start: AtomicU64::new(0),
-                semaphore: SemaphoreSlot {
-                    words: core::array::from_fn(|_| AtomicU64::new(0)),
-                },
             }
         }
         Box::new(ControlBlock {
@@ -551,7 +537,7 @@ pub mod slot {
 #[cfg(not(shmring_loom))]
 pub const FINGERPRINT: u64 = {
     use core::mem::{offset_of, size_of};
-    let facts: [u64; 42] = [
+    let facts: [u64; 41] = [
         LAYOUT_VERSION as u64,
         size_of::<ControlBlock>() as u64,
         size_of::<SegmentHeader>() as u64,
@@ -575,7 +561,7 @@ pub const FINGERPRINT: u64 = {
         offset_of!(ControlBlock, producers) as u64,
         offset_of!(ControlBlock, consumers) as u64,
         size_of::<RoleLine>() as u64,
-        offset_of!(RoleLine, seq) as u64 | (offset_of!(RoleLine, semaphore) as u64) << 16,
+        offset_of!(RoleLine, seq) as u64,
         size_of::<PeerRecord>() as u64,
         offset_of!(PeerRecord, owner) as u64 | (offset_of!(PeerRecord, generation) as u64) << 16,
         offset_of!(PeerLine, consumer) as u64,
@@ -591,7 +577,6 @@ pub const FINGERPRINT: u64 = {
         size_of::<usize>() as u64,
         core::mem::align_of::<AtomicU64>() as u64,
         LINE as u64,
-        size_of::<libc::sem_t>() as u64,
         locks::CREATOR | locks::PEER_BASE << 16,
         offset_of!(RoleLine, deaths) as u64 | (offset_of!(RoleLine, stream_start) as u64) << 16,
     ];
@@ -663,9 +648,6 @@ const _: () = {
     assert!(offset_of!(RoleLine, seq) == 256);
     assert!(offset_of!(RoleLine, deaths) == 264);
     assert!(offset_of!(RoleLine, stream_start) == 272);
-    assert!(offset_of!(RoleLine, semaphore) == 280);
-    assert!(size_of::<libc::sem_t>() <= size_of::<SemaphoreSlot>());
-    assert!(align_of::<libc::sem_t>() <= align_of::<SemaphoreSlot>());
     assert!(size_of::<ControlBlock>() as u64 == CONTROL_SIZE);
     assert!(align_of::<ControlBlock>() == LINE);
     assert!(CONTROL_SIZE % LINE as u64 == 0);
@@ -698,7 +680,7 @@ mod tests {
         assert_eq!(MAGIC.to_le_bytes(), *b"SHMRING1");
         // Recomputed by hand from the same inputs would be circular; instead pin the value
         // so any layout change is a conscious, visible edit.
-        assert_eq!(FINGERPRINT, 0xb5ab_5525_13e5_0cc4_u64, "{FINGERPRINT:#x}");
+        assert_eq!(FINGERPRINT, 0x6c92_f234_ba42_a06b_u64, "{FINGERPRINT:#x}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Every operating-system call shmring makes, behind a small surface, so another POSIX
 //! system can follow by reimplementing this one module. Linux today (`/dev/shm`, `/proc`).
 
-#![cfg_attr(shmring_loom, allow(dead_code))] // loom builds model the futex and semaphore calls
+#![cfg_attr(shmring_loom, allow(dead_code))] // loom builds model the futex calls
 
 use std::fs;
 use std::io;
@@ -112,8 +112,15 @@ pub(crate) fn fstat(fd: impl AsFd) -> io::Result<FileInfo> {
         mode: st.st_mode & 0o777,
         size: u64::try_from(st.st_size).unwrap_or(0),
         changed: {
-            let secs = st.st_mtime.max(st.st_ctime);
-            std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(secs).unwrap_or(0))
+            let at = |secs: i64, nanos: i64| {
+                std::time::UNIX_EPOCH
+                    + std::time::Duration::new(
+                        u64::try_from(secs).unwrap_or(0),
+                        u32::try_from(nanos).unwrap_or(0).min(999_999_999),
+                    )
+            };
+            at(st.st_mtime as i64, st.st_mtime_nsec as i64)
+                .max(at(st.st_ctime as i64, st.st_ctime_nsec as i64))
         },
     })
 }
@@ -160,90 +167,6 @@ pub(crate) fn futex_wake_all(word: &std::sync::atomic::AtomicU32) {
     use rustix::thread::futex;
     let _ = futex::wake(word, futex::Flags::empty(), i32::MAX as u32);
 }
-
-/// Initialises a process-shared POSIX semaphore with value 0 in place.
-///
-/// # Safety
-/// `sem` is valid, suitably aligned, not yet initialised and used by nobody else.
-pub(crate) unsafe fn semaphore_init(sem: *mut libc::sem_t) -> io::Result<()> {
-    // SAFETY: per the caller's contract; pshared = 1 (between processes).
-    if unsafe { libc::sem_init(sem, 1, 0) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-#[cfg(target_env = "gnu")]
-unsafe extern "C" {
-    /// glibc >= 2.30 (POSIX.1-2024): `sem_timedwait` on a chosen clock.
-    fn sem_clockwait(
-        sem: *mut libc::sem_t,
-        clock: libc::clockid_t,
-        abstime: *const libc::timespec,
-    ) -> libc::c_int;
-}
-
-/// Decrements the semaphore, sleeping while it is zero, at most `timeout`. Returns on a
-/// post, a signal or the timeout: the caller re-checks its condition either way (a
-/// semaphore keeps posts made before the wait, so none is lost).
-///
-/// # Safety
-/// `sem` was initialised by [`semaphore_init`] (possibly in another process).
-pub(crate) unsafe fn semaphore_wait(sem: *mut libc::sem_t, timeout: std::time::Duration) {
-    #[cfg(target_env = "gnu")]
-    let (clock, now) = (
-        libc::CLOCK_MONOTONIC,
-        rustix::time::clock_gettime(rustix::time::ClockId::Monotonic),
-    );
-    // Elsewhere only the wall clock is offered; the caller's sleeps are short anyway.
-    #[cfg(not(target_env = "gnu"))]
-    let now = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
-    let mut sec = now
-        .tv_sec
-        .saturating_add(timeout.as_secs().min(i64::MAX as u64 / 2) as i64);
-    let mut nsec = now.tv_nsec + i64::from(timeout.subsec_nanos());
-    if nsec >= 1_000_000_000 {
-        sec = sec.saturating_add(1);
-        nsec -= 1_000_000_000;
-    }
-    let abs = libc::timespec {
-        tv_sec: sec as libc::time_t,
-        tv_nsec: nsec as libc::c_long,
-    };
-    // SAFETY: per the caller's contract; `abs` is a valid timespec. Every outcome (posted,
-    // EINTR, ETIMEDOUT, EINVAL from damaged bytes) returns to a caller that re-checks.
-    #[cfg(target_env = "gnu")]
-    let _ = unsafe { sem_clockwait(sem, clock, &abs) };
-    // SAFETY: as above.
-    #[cfg(not(target_env = "gnu"))]
-    let _ = unsafe { libc::sem_timedwait(sem, &abs) };
-}
-
-/// Raises the semaphore's value to at least `wanted` (bounded by [`SEMAPHORE_POSTS_MAX`]
-/// posts): one post per sleeper that may be waiting. Never blocks.
-///
-/// # Safety
-/// As [`semaphore_wait`].
-pub(crate) unsafe fn semaphore_post_up_to(sem: *mut libc::sem_t, wanted: u32) {
-    let mut value: libc::c_int = 0;
-    // SAFETY: per the caller's contract.
-    let known = unsafe { libc::sem_getvalue(sem, &mut value) } == 0;
-    let have = if known {
-        u32::try_from(value).unwrap_or(0)
-    } else {
-        0
-    };
-    for _ in have..wanted.min(SEMAPHORE_POSTS_MAX) {
-        // SAFETY: as above. EOVERFLOW (damaged bytes) just stops the posting.
-        if unsafe { libc::sem_post(sem) } != 0 {
-            break;
-        }
-    }
-}
-
-/// Most posts one wake makes (the largest number of sleepers a ring can have).
-pub(crate) const SEMAPHORE_POSTS_MAX: u32 = crate::layout::SLEEPER_SLOTS as u32;
 
 /// Takes the write lock on byte `offset` of `fd`'s file for `fd`'s open file description,
 /// without waiting. `Ok(false)` if another open file description holds it. The kernel

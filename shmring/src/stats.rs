@@ -63,9 +63,9 @@ pub struct Stats {
     pub messages_received: u64,
     /// Payload bytes released since creation.
     pub bytes_received: u64,
-    /// Consumers asleep (or about to sleep) waiting for data (futex / semaphore strategies).
+    /// Consumers asleep (or about to sleep) waiting for data (futex strategy).
     pub consumers_waiting: u32,
-    /// Producers asleep (or about to sleep) waiting for space (futex / semaphore strategies).
+    /// Producers asleep (or about to sleep) waiting for space (futex strategy).
     pub producers_waiting: u32,
     /// Producers that died without closing, since creation (counted when found out).
     pub producers_died: u64,

@@ -54,23 +54,12 @@ pub fn heap_pair(
     max_message: u64,
     initial_position: u64,
 ) -> Result<(HeapProducer, HeapConsumer)> {
-    heap_pair_waiting(capacity, max_message, initial_position, WaitStrategy::Futex)
-}
-
-/// [`heap_pair`] with the given sleeping strategy (futex or semaphore; under loom, their
-/// models).
-pub fn heap_pair_waiting(
-    capacity: u64,
-    max_message: u64,
-    initial_position: u64,
-    strategy: WaitStrategy,
-) -> Result<(HeapProducer, HeapConsumer)> {
     let geometry = Geometry::new(capacity, max_message)?;
     let memory = Arc::new(HeapMemory::new(capacity, initial_position & !7));
     let waiter = |m: &Arc<HeapMemory>, role: Role| {
         Waiter::new(
             m.clone(),
-            strategy,
+            WaitStrategy::Futex,
             std::time::Duration::ZERO,
             peers::spsc_slot(role),
             2,

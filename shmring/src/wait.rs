@@ -2,17 +2,16 @@
 //! they answer `WouldBlock`, and a [`Waiter`] decides how to pass the time until a retry.
 //!
 //! - Spin / spin-then-yield poll; nobody sleeps, so nobody needs waking.
-//! - Futex and semaphore spin for a short window, then sleep. A sleeper sets its slot's bit
-//!   in its role's `sleepers` and re-checks the ring; a waker publishes and then looks for
-//!   sleeper bits. Both sides put `fence(SeqCst)` between their store and their load (a
-//!   Dekker pair, W1/N1 in `docs/ordering.md`), so either the sleeper sees the new data or
-//!   the waker sees the sleeper: no lost wake-up, and no system call when nobody sleeps.
-//! - Neither sleeping strategy keeps per-waiter state that a dead process could hold on
-//!   to: the futex word is a plain counter, the semaphore a counter (glibc's `sem_t`: value
-//!   and a waiter count that only ever costs an extra wake call), and a dead sleeper's bit
-//!   is cleared when its slot is recovered. (The pthread condvar strategy of layout 3 was
-//!   removed: glibc's process-shared condvar keeps group references a killed waiter never
-//!   returns, after which `pthread_cond_broadcast` blocks for ever.)
+//! - Futex spins for a short window, then sleeps. A sleeper sets its slot's bit in its
+//!   role's `sleepers` and re-checks the ring; a waker publishes and then looks for sleeper
+//!   bits. Both sides put `fence(SeqCst)` between their store and their load (a Dekker
+//!   pair, W1/N1 in `docs/ordering.md`), so either the sleeper sees the new data or the
+//!   waker sees the sleeper: no lost wake-up, and no system call when nobody sleeps.
+//! - The sleeping strategy keeps no per-waiter state that a dead process could hold on to
+//!   (the futex word is a plain counter; a dead sleeper's bit is cleared when its slot is
+//!   recovered), and any bytes in its words give at worst an early wake-up. The pthread
+//!   condvar strategy of layout 3 was removed, and glibc's POSIX semaphores were tried and
+//!   rejected in its place: `docs/ordering.md` ("Why only the futex sleeps") says why.
 //! - Every sleep lasts at most [`MAX_SLEEP`]; handles wait in slices of
 //!   [`RECOVERY_INTERVAL`] and look for dead peers between them
 //!   ([`Waiter::wait_maintaining`]).
@@ -21,7 +20,7 @@ use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::layout::{ControlBlock, RoleLine, SemaphoreSlot};
+use crate::layout::{ControlBlock, RoleLine};
 use crate::memory::RingMemory;
 use crate::sync::Ordering::{Acquire, Relaxed, Release, SeqCst};
 use crate::sync::{fence, futex_wait, futex_wake_all, spin_loop, yield_now};
@@ -48,13 +47,10 @@ pub enum WaitStrategy {
     /// polite when the machine has fewer cores than spinning threads.
     #[default]
     SpinYield = 2,
-    /// Poll for the spin window, then sleep on a shared futex (Linux). Costs nothing on the
-    /// message path while the other side is awake: one fence and one cache-hit load.
+    /// Poll for the spin window, then sleep on a shared futex (Linux; other systems get
+    /// their own wait-on-address call in the OS layer). Costs nothing on the message path
+    /// while the other side is awake: one fence and one cache-hit load.
     Futex = 3,
-    /// Poll for the spin window, then sleep on a process-shared POSIX semaphore (portable
-    /// POSIX: `sem_init` with `pshared`). The same cost on the message path as `Futex`.
-    /// All processes must use the same C library.
-    Semaphore = 5,
 }
 
 impl WaitStrategy {
@@ -65,14 +61,13 @@ impl WaitStrategy {
             1 => Some(WaitStrategy::Spin),
             2 => Some(WaitStrategy::SpinYield),
             3 => Some(WaitStrategy::Futex),
-            5 => Some(WaitStrategy::Semaphore),
             _ => None,
         }
     }
 
     /// Whether waits of this strategy sleep (and wakers must look for sleepers).
     pub(crate) fn sleeps(self) -> bool {
-        matches!(self, WaitStrategy::Futex | WaitStrategy::Semaphore)
+        matches!(self, WaitStrategy::Futex)
     }
 }
 
@@ -82,7 +77,6 @@ impl std::fmt::Display for WaitStrategy {
             WaitStrategy::Spin => "spin",
             WaitStrategy::SpinYield => "spin-then-yield",
             WaitStrategy::Futex => "futex",
-            WaitStrategy::Semaphore => "semaphore",
         })
     }
 }
@@ -264,7 +258,7 @@ impl<M: RingMemory> Waiter<M> {
         }
     }
 
-    /// The sleeping strategies' spin phase: poll for the spin window (or the whole timeout,
+    /// The sleeping strategy's spin phase: poll for the spin window (or the whole timeout,
     /// if shorter). `Ok(outcome)` ends the wait; `Err(deadline)` goes on to sleep until
     /// `deadline`. Loom models do not spin (no clocks in a model: they would make its
     /// executions irreproducible).
@@ -288,7 +282,7 @@ impl<M: RingMemory> Waiter<M> {
         }
     }
 
-    /// The sleeping strategies' sleep loop: announce, re-check, sleep (at most
+    /// The sleeping strategy's sleep loop: announce, re-check, sleep (at most
     /// [`MAX_SLEEP`] at a time), withdraw, re-check, until done or `deadline`.
     fn sleep_for<T>(
         &self,
@@ -298,9 +292,9 @@ impl<M: RingMemory> Waiter<M> {
     ) -> Result<T> {
         let line = self.line(event);
         loop {
-            // Futex: read the word before announcing: a wake that comes after this read
+            // Read the futex word before announcing: a wake that comes after this read
             // changes it, so the futex wait below returns at once instead of sleeping
-            // through it. (A semaphore keeps a post made before the wait.)
+            // through it.
             let seq = line.seq.load(Acquire);
             self.announce(line);
             let outcome = attempt();
@@ -320,10 +314,7 @@ impl<M: RingMemory> Waiter<M> {
                 None => MAX_SLEEP,
             };
             self.count_syscall();
-            match self.strategy {
-                WaitStrategy::Semaphore => semaphore::wait(&line.semaphore, slice),
-                _ => futex_wait(&line.seq, seq, Some(slice)),
-            }
+            futex_wait(&line.seq, seq, Some(slice));
             self.withdraw(line);
             match attempt() {
                 Err(Error::WouldBlock) => {}
@@ -346,18 +337,10 @@ impl<M: RingMemory> Waiter<M> {
             return;
         }
         self.count_syscall();
-        match self.strategy {
-            WaitStrategy::Semaphore => {
-                let sleepers = crate::peers::count(&line.sleepers, self.words);
-                semaphore::post_up_to(&line.semaphore, sleepers);
-            }
-            _ => {
-                // Release: a sleeper that wakes and reads the new value also sees our
-                // publish (it re-checks the ring with Acquire anyway).
-                line.seq.fetch_add(1, Release);
-                futex_wake_all(&line.seq);
-            }
-        }
+        // Release: a sleeper that wakes and reads the new value also sees our publish (it
+        // re-checks the ring with Acquire anyway).
+        line.seq.fetch_add(1, Release);
+        futex_wake_all(&line.seq);
     }
 
     /// Waits as [`Wait::wait_for`] does, in slices of at most [`RECOVERY_INTERVAL`]; after
@@ -418,7 +401,7 @@ impl<M: RingMemory> Wait for Waiter<M> {
                     None => Self::last_attempt(&mut attempt),
                 }
             }
-            WaitStrategy::Futex | WaitStrategy::Semaphore => {
+            WaitStrategy::Futex => {
                 // A deadline too large to represent (`None`) waits forever.
                 let deadline = match self.spin_phase(timeout, &mut attempt) {
                     Ok(done) => return done,
@@ -434,88 +417,5 @@ impl<M: RingMemory> Wait for Waiter<M> {
         if self.strategy.sleeps() {
             self.wake(event);
         }
-    }
-}
-
-/// Initialises the semaphore strategy's objects in a new segment (creator, before READY).
-pub(crate) fn init_semaphores(ctl: &ControlBlock) -> Result<()> {
-    for line in [&ctl.producers, &ctl.consumers] {
-        semaphore::init(&line.semaphore).map_err(|source| Error::Io {
-            op: "sem_init",
-            source,
-        })?;
-    }
-    Ok(())
-}
-
-/// The semaphore calls, or under loom a model of them (a counter per semaphore under one
-/// mutex, with a condvar): a lost wake-up then shows as a loom deadlock.
-#[cfg(not(shmring_loom))]
-mod semaphore {
-    use super::{Duration, SemaphoreSlot};
-
-    fn sem(slot: &SemaphoreSlot) -> *mut libc::sem_t {
-        slot.words.as_ptr() as *mut libc::sem_t
-    }
-
-    pub(super) fn init(slot: &SemaphoreSlot) -> std::io::Result<()> {
-        // SAFETY: the slot is zeroed, large and aligned enough for a `sem_t` (layout
-        // asserts), and nobody uses it before the creator publishes READY.
-        unsafe { crate::os::semaphore_init(sem(slot)) }
-    }
-
-    pub(super) fn wait(slot: &SemaphoreSlot, timeout: Duration) {
-        // SAFETY: the creator initialised it before READY (the ring's strategy says so,
-        // which we read after Acquiring READY). glibc's `sem_t` is plain integers: damaged
-        // bytes give an early return or an error, never a bad memory access.
-        unsafe { crate::os::semaphore_wait(sem(slot), timeout) }
-    }
-
-    pub(super) fn post_up_to(slot: &SemaphoreSlot, wanted: u32) {
-        // SAFETY: as in `wait`.
-        unsafe { crate::os::semaphore_post_up_to(sem(slot), wanted) }
-    }
-}
-
-#[cfg(shmring_loom)]
-mod semaphore {
-    use super::{Duration, SemaphoreSlot};
-
-    loom::lazy_static! {
-        /// (semaphore address, value) pairs, and the condvar sleepers wait on.
-        static ref SEMAPHORES: (loom::sync::Mutex<Vec<(usize, u32)>>, loom::sync::Condvar) =
-            (loom::sync::Mutex::new(Vec::new()), loom::sync::Condvar::new());
-    }
-
-    fn key(slot: &SemaphoreSlot) -> usize {
-        slot as *const SemaphoreSlot as usize
-    }
-
-    pub(super) fn init(_slot: &SemaphoreSlot) -> std::io::Result<()> {
-        Ok(())
-    }
-
-    /// Takes one unit, sleeping while there is none (timeouts are not modelled: models
-    /// never rely on them, so a lost wake-up is a deadlock).
-    pub(super) fn wait(slot: &SemaphoreSlot, _timeout: Duration) {
-        let mut values = SEMAPHORES.0.lock().unwrap();
-        loop {
-            if let Some(entry) = values.iter_mut().find(|(k, _)| *k == key(slot)) {
-                if entry.1 > 0 {
-                    entry.1 -= 1;
-                    return;
-                }
-            }
-            values = SEMAPHORES.1.wait(values).unwrap();
-        }
-    }
-
-    pub(super) fn post_up_to(slot: &SemaphoreSlot, wanted: u32) {
-        let mut values = SEMAPHORES.0.lock().unwrap();
-        match values.iter_mut().find(|(k, _)| *k == key(slot)) {
-            Some(entry) => entry.1 = entry.1.max(wanted),
-            None => values.push((key(slot), wanted)),
-        }
-        SEMAPHORES.1.notify_all();
     }
 }

@@ -12,11 +12,10 @@ use common::{KillOnDrop, ShmName, expect_line, role, spawn_piped, wait_bounded};
 use shmring::{Config, Error, WaitStrategy, mpmc, spsc};
 
 const CALL: Duration = Duration::from_secs(10);
-const STRATEGIES: [WaitStrategy; 4] = [
+const STRATEGIES: [WaitStrategy; 3] = [
     WaitStrategy::Spin,
     WaitStrategy::SpinYield,
     WaitStrategy::Futex,
-    WaitStrategy::Semaphore,
 ];
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 

@@ -15,11 +15,10 @@ use common::{KillOnDrop, ShmName, bounded, expect_line, kill9, role, spawn_piped
 use shmring::{Config, Error, OpenOptions, Role, WaitStrategy, mpmc, spsc};
 
 /// Every wait strategy.
-const STRATEGIES: [WaitStrategy; 4] = [
+const STRATEGIES: [WaitStrategy; 3] = [
     WaitStrategy::Spin,
     WaitStrategy::SpinYield,
     WaitStrategy::Futex,
-    WaitStrategy::Semaphore,
 ];
 /// How long a survivor's call may take before it counts as hung (generous: a loaded
 /// 2-core machine; the calls themselves are `try_*` or 100 ms timeouts).
@@ -211,7 +210,7 @@ fn start_sleeper(
     let (child, lines) = spawn_piped("child_entry", &format!("{what}:{kind_name}"), name);
     let child = KillOnDrop(child);
     expect_line(&lines, "attached", Duration::from_secs(20));
-    if matches!(strategy, WaitStrategy::Futex | WaitStrategy::Semaphore) {
+    if strategy == WaitStrategy::Futex {
         // Sleeper bits are per slot: an SPSC sleeper that took over a dead one's role
         // cleared that one's bit when it attached; an MPMC sleeper has its own record.
         let target = match kind {

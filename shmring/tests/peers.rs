@@ -179,7 +179,7 @@ fn killed_producer_futex() {
 #[test]
 fn killed_consumer_is_reported_and_replaced() {
     let _pair = ONE_PAIR_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    for strategy in [WaitStrategy::SpinYield, WaitStrategy::Semaphore] {
+    for strategy in [WaitStrategy::SpinYield, WaitStrategy::Futex] {
         let name = ShmName::new("killcons");
         let ring = Ring::create(name.as_str(), &config(strategy)).unwrap();
         let mut tx = ring.producer().unwrap();

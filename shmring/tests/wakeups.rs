@@ -120,13 +120,8 @@ fn futex_ping_pong_with_the_receiver_asleep() {
 }
 
 #[test]
-fn semaphore_ping_pong_with_the_receiver_asleep() {
-    ping_pong(WaitStrategy::Semaphore);
-}
-
-#[test]
 fn the_fast_path_makes_no_system_call() {
-    for strategy in [WaitStrategy::Futex, WaitStrategy::Semaphore] {
+    for strategy in [WaitStrategy::Futex] {
         let name = ShmName::new("fast");
         let ring = Ring::create(name.as_str(), &sleeping(strategy)).unwrap();
         let mut tx = ring.producer().unwrap();
@@ -158,7 +153,6 @@ fn timeouts_return_close_to_the_requested_time() {
         WaitStrategy::Spin,
         WaitStrategy::SpinYield,
         WaitStrategy::Futex,
-        WaitStrategy::Semaphore,
     ] {
         let name = ShmName::new("timeout");
         let config = sleeping(strategy).capacity(256).max_message(120);

@@ -291,9 +291,9 @@ pub struct Stats {
     pub producers: u32,
     /// Consumers attached now (likewise).
     pub consumers: u32,
-    /// Consumers asleep waiting for data (futex / semaphore strategies).
+    /// Consumers asleep waiting for data (futex strategy).
     pub consumers_waiting: u32,
-    /// Producers asleep waiting for space (futex / semaphore strategies).
+    /// Producers asleep waiting for space (futex strategy).
     pub producers_waiting: u32,
     /// Producers that died without closing, since creation (counted when found out).
     pub producers_died: u64,

@@ -511,7 +511,7 @@ impl Producer {
         self.len() == 0
     }
 
-    /// System calls this producer made to sleep or to wake the consumer (futex and semaphore
+    /// System calls this producer made to sleep or to wake the consumer (futex
     /// strategies; always 0 for the polling ones).
     pub fn wake_syscalls(&self) -> u64 {
         self.waiter.syscalls()
@@ -922,7 +922,7 @@ impl Consumer {
         self.len() == 0
     }
 
-    /// System calls this consumer made to sleep or to wake the producer (futex and semaphore
+    /// System calls this consumer made to sleep or to wake the producer (futex
     /// strategies; always 0 for the polling ones).
     pub fn wake_syscalls(&self) -> u64 {
         self.waiter.syscalls()
