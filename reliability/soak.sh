@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Soak: runs the kill, stop, crash-point, hostile-peer and MPMC fault tests over and over for
+# Soak: runs the kill, stop, crash-point (data path, and every moment of the peer and wait
+# protocols), killed-while-asleep, end-of-stream, liveness (fork, PID namespaces),
+# hostile-peer and MPMC fault tests over and over for
 # a while (default 10 minutes; `reliability/soak.sh 3600` for an hour), each with
 # SHMRING_SOAK_SCALE times their CI rounds. Passes only if every iteration passed, no
 # /dev/shm entry was left behind, and the test processes' peak memory stayed flat (last
@@ -9,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 duration=${1:-600}
 export SHMRING_SOAK_SCALE=${SHMRING_SOAK_SCALE:-4}
-tests=(peers crash_points hostile mpmc init_race)
+tests=(peers crash_points crash_moments killed_sleepers end_of_stream liveness hostile mpmc init_race)
 
 cargo build --release --locked -p shmring --tests --quiet
 # The test binaries themselves (not cargo) so that /usr/bin/time measures them.

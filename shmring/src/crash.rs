@@ -3,8 +3,11 @@
 //! SIGKILL — no unwinding, no `Drop`, exactly a `kill -9` — the n-th time it reaches
 //! `<step>`. Steps: `producer-claimed`, `producer-written`, `producer-published`,
 //! `consumer-read`, `consumer-released` (SPSC); `mpmc-producer-claimed`,
-//! `mpmc-producer-written`, `mpmc-consumer-taken` (MPMC). Without the feature every point compiles to
-//! nothing.
+//! `mpmc-producer-written`, `mpmc-consumer-taken` (MPMC); and for both kinds the moments
+//! of the peer and wait protocols: `attaching` (slot locked, record not yet attached),
+//! `closing` (record closed, still present), `sleep-announced` (sleeper bit set, about to
+//! sleep), `woken` (back from the sleep, bit still set), `notifying` (futex word bumped,
+//! wake not yet sent). Without the feature every point compiles to nothing.
 
 #[cfg(feature = "crash-hooks")]
 pub(crate) fn point(step: &'static str) {

@@ -208,6 +208,7 @@ pub(crate) fn attach_spsc<M: RingMemory>(
             )));
         }
     }
+    crate::crash::point("attaching");
     clear_sleeper(ctl, slot);
     record.owner.store(owner, Relaxed);
     record.pid.store(pid, Relaxed);
@@ -227,6 +228,7 @@ pub(crate) fn close_spsc<M: RingMemory>(mem: &M, role: Role, holder: &M::Holder)
     spsc_record(ctl, role)
         .state
         .store(peer_state::CLOSED, Release);
+    crate::crash::point("closing");
     clear_sleeper(ctl, slot);
     leave(ctl, role, slot);
     mem.unlock_slot(holder, slot);

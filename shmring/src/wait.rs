@@ -314,7 +314,9 @@ impl<M: RingMemory> Waiter<M> {
                 None => MAX_SLEEP,
             };
             self.count_syscall();
+            crate::crash::point("sleep-announced");
             futex_wait(&line.seq, seq, Some(slice));
+            crate::crash::point("woken");
             self.withdraw(line);
             match attempt() {
                 Err(Error::WouldBlock) => {}
@@ -340,6 +342,7 @@ impl<M: RingMemory> Waiter<M> {
         // Release: a sleeper that wakes and reads the new value also sees our publish (it
         // re-checks the ring with Acquire anyway).
         line.seq.fetch_add(1, Release);
+        crate::crash::point("notifying");
         futex_wake_all(&line.seq);
     }
 

@@ -286,3 +286,40 @@ fn spsc_a_death_belongs_to_the_stream_it_happened_in() {
         Err(Error::Closed)
     ));
 }
+
+/// A caller that only ever polls with `try_recv` also reaches the end of a stream whose
+/// producer died: every few thousand empty polls look for a dead producer.
+#[test]
+fn a_try_loop_learns_of_a_dead_producer() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    macro_rules! poll_kind {
+        ($kind:ident) => {{
+            let name = ShmName::new(concat!("eos-try-", stringify!($kind)));
+            let ring = $kind::Ring::create(name.as_str(), &config(WaitStrategy::Spin)).unwrap();
+            let mut rx = ring.consumer().unwrap();
+            producer_dies_after(stringify!($kind), name.as_str(), 5);
+            let (mut buf, mut received, mut polls) = ([0u8; 32], 0, 0u64);
+            let deadline = std::time::Instant::now() + CALL;
+            let end = loop {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no end after {polls} polls"
+                );
+                polls += 1;
+                match rx.try_recv(&mut buf) {
+                    Ok(_) => received += 1,
+                    Err(Error::WouldBlock) => {}
+                    Err(end) => break end,
+                }
+            };
+            assert_eq!(received, 5, stringify!($kind));
+            assert!(matches!(end, Error::PeerDead { .. }), "{end:?}");
+            eprintln!(
+                "{}: PeerDead after {polls} try_recv calls",
+                stringify!($kind)
+            );
+        }};
+    }
+    poll_kind!(spsc);
+    poll_kind!(mpmc);
+}

@@ -11,8 +11,9 @@ use std::sync::Mutex;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
+use common::ends::{AnyRing, Kind, config};
 use common::{KillOnDrop, ShmName, bounded, expect_line, kill9, role, spawn_piped, wait_bounded};
-use shmring::{Config, Error, OpenOptions, Role, WaitStrategy, mpmc, spsc};
+use shmring::{Error, Role, WaitStrategy};
 
 /// Every wait strategy.
 const STRATEGIES: [WaitStrategy; 3] = [
@@ -25,28 +26,6 @@ const STRATEGIES: [WaitStrategy; 3] = [
 const CALL_BOUND: Duration = Duration::from_secs(10);
 /// Child processes of one case share the machine's two cores: one case at a time.
 static ONE_CASE_AT_A_TIME: Mutex<()> = Mutex::new(());
-const MAX: u64 = 32;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    Spsc,
-    Mpmc,
-}
-
-fn config(kind: Kind, strategy: WaitStrategy) -> Config {
-    let config = Config::new()
-        .wait_strategy(strategy)
-        .spin_before_sleep(Duration::ZERO)
-        .max_message(MAX);
-    match kind {
-        Kind::Spsc => config.capacity(256),
-        Kind::Mpmc => config.slots(2).max_peers(4),
-    }
-}
-
-fn open_options() -> OpenOptions {
-    OpenOptions::new().spin_before_sleep(Duration::ZERO)
-}
 
 /// Wake-ups the second sleeper needs from the survivor (glibc's condvar hung on the
 /// second broadcast after a waiter's death, so one is not enough).
@@ -68,7 +47,7 @@ fn child_entry() {
         "sleep-producer" => Role::Producer,
         _ => Role::Consumer,
     };
-    let mut end = Ring::open(kind, &name).attach(role);
+    let mut end = AnyRing::open(kind, &name).attach(role);
     if role == Role::Producer {
         end.fill();
     }
@@ -79,120 +58,10 @@ fn child_entry() {
     println!("done");
 }
 
-/// A handle of either kind and role (the survivor's, and the sleepers').
-enum Survivor {
-    SpscProducer(spsc::Producer),
-    SpscConsumer(spsc::Consumer),
-    MpmcProducer(mpmc::Producer),
-    MpmcConsumer(mpmc::Consumer),
-}
-
-impl Survivor {
-    /// Sends until the ring is full (a producer).
-    fn fill(&mut self) {
-        match self {
-            Survivor::SpscProducer(tx) => while tx.try_send(b"filler").is_ok() {},
-            Survivor::MpmcProducer(tx) => while tx.try_send(b"filler").is_ok() {},
-            _ => panic!("not a producer"),
-        }
-    }
-
-    /// One blocking call: a send that waits for room, or a receive that waits for data.
-    fn block_once(&mut self, timeout: Duration) -> Result<(), Error> {
-        let mut buf = [0u8; MAX as usize];
-        match self {
-            Survivor::SpscProducer(tx) => tx.send_timeout(b"last", timeout),
-            Survivor::MpmcProducer(tx) => tx.send_timeout(b"last", timeout),
-            Survivor::SpscConsumer(rx) => rx.recv_timeout(&mut buf, timeout).map(drop),
-            Survivor::MpmcConsumer(rx) => rx.recv_timeout(&mut buf, timeout).map(drop),
-        }
-    }
-
-    /// One non-blocking call: it must make progress (room for a message, or a message).
-    fn progress(&mut self) -> Result<(), Error> {
-        let mut buf = [0u8; MAX as usize];
-        match self {
-            Survivor::SpscProducer(tx) => tx.try_send(b"x"),
-            Survivor::MpmcProducer(tx) => tx.try_send(b"x"),
-            Survivor::SpscConsumer(rx) => rx.try_recv(&mut buf).map(drop),
-            Survivor::MpmcConsumer(rx) => rx.try_recv(&mut buf).map(drop),
-        }
-    }
-
-    /// One non-blocking call and one timed call; each outcome must be a value or a typed
-    /// error (which ones depends on the moment), never a hang.
-    fn calls(&mut self) -> Vec<Result<(), Error>> {
-        let short = Duration::from_millis(100);
-        let mut buf = [0u8; MAX as usize];
-        match self {
-            Survivor::SpscProducer(tx) => vec![tx.try_send(b"x"), tx.send_timeout(b"y", short)],
-            Survivor::MpmcProducer(tx) => vec![tx.try_send(b"x"), tx.send_timeout(b"y", short)],
-            Survivor::SpscConsumer(rx) => vec![
-                rx.try_recv(&mut buf).map(drop),
-                rx.recv_timeout(&mut buf, short).map(drop),
-            ],
-            Survivor::MpmcConsumer(rx) => vec![
-                rx.try_recv(&mut buf).map(drop),
-                rx.recv_timeout(&mut buf, short).map(drop),
-            ],
-        }
-    }
-
-    fn wake_syscalls(&self) -> u64 {
-        match self {
-            Survivor::SpscProducer(h) => h.wake_syscalls(),
-            Survivor::SpscConsumer(h) => h.wake_syscalls(),
-            Survivor::MpmcProducer(h) => h.wake_syscalls(),
-            Survivor::MpmcConsumer(h) => h.wake_syscalls(),
-        }
-    }
-}
-
-/// The ring of a case, of either kind.
-enum Ring {
-    Spsc(spsc::Ring),
-    Mpmc(mpmc::Ring),
-}
-
-impl Ring {
-    fn open(kind: Kind, name: &str) -> Ring {
-        match kind {
-            Kind::Spsc => Ring::Spsc(spsc::Ring::open_with(name, &open_options()).unwrap()),
-            Kind::Mpmc => Ring::Mpmc(mpmc::Ring::open_with(name, &open_options()).unwrap()),
-        }
-    }
-
-    fn create(kind: Kind, name: &str, config: &Config) -> Ring {
-        match kind {
-            Kind::Spsc => Ring::Spsc(spsc::Ring::create(name, config).unwrap()),
-            Kind::Mpmc => Ring::Mpmc(mpmc::Ring::create(name, config).unwrap()),
-        }
-    }
-
-    fn attach(&self, role: Role) -> Survivor {
-        match (self, role) {
-            (Ring::Spsc(r), Role::Producer) => Survivor::SpscProducer(r.producer().unwrap()),
-            (Ring::Spsc(r), Role::Consumer) => Survivor::SpscConsumer(r.consumer().unwrap()),
-            (Ring::Mpmc(r), Role::Producer) => Survivor::MpmcProducer(r.producer().unwrap()),
-            (Ring::Mpmc(r), Role::Consumer) => Survivor::MpmcConsumer(r.consumer().unwrap()),
-        }
-    }
-
-    /// Processes asleep in `role` as the segment counts them.
-    fn sleeping(&self, role: Role) -> u32 {
-        match (self, role) {
-            (Ring::Spsc(r), Role::Consumer) => r.stats().consumers_waiting,
-            (Ring::Spsc(r), Role::Producer) => r.stats().producers_waiting,
-            (Ring::Mpmc(r), Role::Consumer) => r.stats().consumers_waiting,
-            (Ring::Mpmc(r), Role::Producer) => r.stats().producers_waiting,
-        }
-    }
-}
-
 /// Starts a sleeper of `role` and returns once it is asleep (or, for the polling
 /// strategies, polling).
 fn start_sleeper(
-    ring: &Ring,
+    ring: &AnyRing,
     name: &str,
     kind: Kind,
     role: Role,
@@ -243,7 +112,7 @@ fn killed_sleeper(kind: Kind, strategy: WaitStrategy, victim: Role) {
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let case = format!("{kind:?} {strategy:?}, {victim} killed asleep");
     let name = ShmName::new("killed-sleeper");
-    let ring = Ring::create(kind, name.as_str(), &config(kind, strategy));
+    let ring = AnyRing::create(kind, name.as_str(), &config(kind, strategy));
     let mut survivor = ring.attach(the_other(victim));
 
     let (mut first, _) = start_sleeper(&ring, name.as_str(), kind, victim, strategy);
@@ -310,32 +179,12 @@ fn killed_sleeper(kind: Kind, strategy: WaitStrategy, victim: Role) {
     }
     let mut peer = ring.attach(victim);
     let before = survivor.wake_syscalls();
-    let mut buf = [0u8; MAX as usize];
     for _ in 0..1000 {
         // Empty the ring first (the survivor's calls above may have left messages), then
         // one message each way: nobody sleeps, so no wake call is due.
-        match (&mut survivor, &mut peer) {
-            (Survivor::SpscProducer(tx), Survivor::SpscConsumer(rx)) => {
-                while rx.try_recv(&mut buf).is_ok() {}
-                tx.send_timeout(b"m", CALL_BOUND).unwrap();
-                rx.recv_timeout(&mut buf, CALL_BOUND).unwrap();
-            }
-            (Survivor::SpscConsumer(rx), Survivor::SpscProducer(tx)) => {
-                while rx.try_recv(&mut buf).is_ok() {}
-                tx.send_timeout(b"m", CALL_BOUND).unwrap();
-                rx.recv_timeout(&mut buf, CALL_BOUND).unwrap();
-            }
-            (Survivor::MpmcProducer(tx), Survivor::MpmcConsumer(rx)) => {
-                while rx.try_recv(&mut buf).is_ok() {}
-                tx.send_timeout(b"m", CALL_BOUND).unwrap();
-                rx.recv_timeout(&mut buf, CALL_BOUND).unwrap();
-            }
-            (Survivor::MpmcConsumer(rx), Survivor::MpmcProducer(tx)) => {
-                while rx.try_recv(&mut buf).is_ok() {}
-                tx.send_timeout(b"m", CALL_BOUND).unwrap();
-                rx.recv_timeout(&mut buf, CALL_BOUND).unwrap();
-            }
-            _ => unreachable!("the peer plays the victim's role"),
+        match victim {
+            Role::Consumer => peer.exchange_with(&mut survivor),
+            Role::Producer => survivor.exchange_with(&mut peer),
         }
     }
     assert_eq!(

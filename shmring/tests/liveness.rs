@@ -296,8 +296,10 @@ fn producer_in_namespace(kind: &str, finish: &str) {
             assert!(started.elapsed() >= LINGER / 2, "{kind}: Closed too early");
         }
         ("die", Err(Error::PeerDead { .. })) => {
+            // It lingered LINGER after saying "sent", then killed itself.
             eprintln!(
-                "{kind}: death in another PID namespace seen after {:?}",
+                "{kind}: death in another PID namespace seen {:?} after \"sent\" \
+                 (the producer lived {LINGER:?} of that)",
                 started.elapsed()
             );
         }

@@ -159,6 +159,7 @@ fn take_record<M: RingMemory>(
         {
             continue;
         }
+        crate::crash::point("attaching");
         // Whatever the previous holder claimed is no longer claimed by a live one.
         rec.claim.store(claim::NONE, Release);
         rec.owner.store(owner, Release);
@@ -234,6 +235,7 @@ pub(crate) fn close<M: RingMemory>(
         .is_ok()
     {
         let ctl = mem.control();
+        crate::crash::point("closing");
         crate::peers::clear_sleeper(ctl, me.index);
         if let Some(role) = role_of(me.role) {
             // ORDERING E1 (pairs with E2): inside `leave`, Release, so a consumer that

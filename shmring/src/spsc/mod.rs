@@ -189,6 +189,7 @@ impl Ring {
             core,
             waiter: self.waiter(Role::Producer),
             holder,
+            fruitless: Fruitless::default(),
         })
     }
 
@@ -209,6 +210,7 @@ impl Ring {
             core,
             waiter: self.waiter(Role::Consumer),
             holder,
+            fruitless: Fruitless::default(),
         })
     }
 
@@ -288,6 +290,44 @@ impl std::fmt::Debug for Ring {
     }
 }
 
+/// Polls between looks for a dead peer when a caller loops on `try_*` (the look is one
+/// `fcntl`; a blocked call looks every `RECOVERY_INTERVAL` instead).
+const FRUITLESS_POLLS_PER_LOOK: u32 = 1 << 12;
+
+/// Counts `try_*` calls that found nothing to do, so that a caller looping on them still
+/// learns of a dead peer (`PeerDead`) without a system call on every poll.
+#[derive(Default)]
+struct Fruitless {
+    polls: u32,
+}
+
+impl Fruitless {
+    /// Passes `outcome` through; every [`FRUITLESS_POLLS_PER_LOOK`]-th `WouldBlock` first
+    /// recovers a dead holder of `peer`, so the next call reports the end of the stream.
+    #[inline]
+    fn check<T>(
+        &mut self,
+        outcome: Result<T>,
+        memory: &ShmMemory,
+        holder: &OwnedFd,
+        peer: Role,
+    ) -> Result<T> {
+        if let Err(Error::WouldBlock) = outcome {
+            self.polls = self.polls.wrapping_add(1);
+            if self.polls % FRUITLESS_POLLS_PER_LOOK == 0 {
+                Self::look(memory, holder, peer);
+            }
+        }
+        outcome
+    }
+
+    #[cold]
+    fn look(memory: &ShmMemory, holder: &OwnedFd, peer: Role) {
+        // An error leaves the peer's liveness unknown: the caller polls on.
+        let _ = peers::reap_spsc(memory, peer, holder);
+    }
+}
+
 /// Waits as `waiter` does, looking every `RECOVERY_INTERVAL` for a dead holder of `peer`
 /// (whose slot is then recovered, so the wait ends with `PeerDead` once nothing more can
 /// come, or continues with a peer that took over).
@@ -318,6 +358,8 @@ pub struct Producer {
     waiter: Waiter<ShmMemory>,
     /// Holds the producer slot's lock while attached.
     holder: OwnedFd,
+    /// Counts `try_*` calls that found the ring full.
+    fruitless: Fruitless,
 }
 
 impl Producer {
@@ -325,7 +367,9 @@ impl Producer {
     /// `MessageTooLarge`, or `Closed` if the consumer has gone.
     #[inline]
     pub fn try_send(&mut self, msg: &[u8]) -> Result<()> {
-        self.core.try_write(msg)?;
+        let written = self.core.try_write(msg);
+        self.fruitless
+            .check(written, self.core.memory(), &self.holder, Role::Consumer)?;
         self.waiter.notify(Event::DataAvailable);
         Ok(())
     }
@@ -373,7 +417,10 @@ impl Producer {
     /// ```
     #[inline]
     pub fn try_reserve(&mut self, len: usize) -> Result<WriteGrant<'_>> {
-        let claim = self.core.try_claim(len)?;
+        let claim = self.core.try_claim(len);
+        let claim =
+            self.fruitless
+                .check(claim, self.core.memory(), &self.holder, Role::Consumer)?;
         Ok(WriteGrant::new(self, claim))
     }
 
@@ -443,7 +490,10 @@ impl Producer {
 
     /// Non-blocking [`reserve_detached`](Producer::reserve_detached).
     pub fn try_reserve_detached(&mut self, len: usize) -> Result<std::ptr::NonNull<u8>> {
-        let claim = self.core.try_claim(len)?;
+        let claim = self.core.try_claim(len);
+        let claim =
+            self.fruitless
+                .check(claim, self.core.memory(), &self.holder, Role::Consumer)?;
         let ptr = self.core.payload_ptr(&claim);
         self.core.set_detached(claim);
         Ok(std::ptr::NonNull::new(ptr).expect("payload pointer inside the mapping"))
@@ -627,7 +677,10 @@ impl SendBatch<'_> {
     /// before stays in the batch).
     #[inline]
     pub fn try_push(&mut self, msg: &[u8]) -> Result<()> {
-        self.producer.core.try_write(msg)?;
+        let written = self.producer.core.try_write(msg);
+        let p = &mut *self.producer;
+        p.fruitless
+            .check(written, p.core.memory(), &p.holder, Role::Consumer)?;
         self.pushed += 1;
         Ok(())
     }
@@ -635,7 +688,11 @@ impl SendBatch<'_> {
     /// Reserves room for a message written in place; its commit joins the batch.
     #[inline]
     pub fn try_reserve(&mut self, len: usize) -> Result<WriteGrant<'_>> {
-        let claim = self.producer.core.try_claim(len)?;
+        let claim = self.producer.core.try_claim(len);
+        let p = &mut *self.producer;
+        let claim = p
+            .fruitless
+            .check(claim, p.core.memory(), &p.holder, Role::Consumer)?;
         Ok(WriteGrant::new(self.producer, claim))
     }
 
@@ -671,9 +728,20 @@ pub struct Consumer {
     waiter: Waiter<ShmMemory>,
     /// Holds the consumer slot's lock while attached.
     holder: OwnedFd,
+    /// Counts `try_*` calls that found the ring empty.
+    fruitless: Fruitless,
 }
 
 impl Consumer {
+    /// The next message without waiting (a caller looping on `try_*` still finds a dead
+    /// producer out, every few thousand empty polls).
+    #[inline]
+    fn try_next(&mut self) -> Result<Message> {
+        let next = self.core.try_next();
+        self.fruitless
+            .check(next, self.core.memory(), &self.holder, Role::Producer)
+    }
+
     #[inline]
     fn next_until(&mut self, timeout: Option<Duration>) -> Result<Message> {
         let core = &self.core;
@@ -731,7 +799,7 @@ impl Consumer {
     /// `BufferTooSmall` (the message stays) if `buf` is short.
     #[inline]
     pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<usize> {
-        let msg = self.core.try_next()?;
+        let msg = self.try_next()?;
         self.copy_out(msg, buf)
     }
 
@@ -752,7 +820,7 @@ impl Consumer {
     /// Replaces `out`'s contents with the next message (reusing its allocation).
     #[inline]
     pub fn try_recv_vec(&mut self, out: &mut Vec<u8>) -> Result<usize> {
-        let msg = self.core.try_next()?;
+        let msg = self.try_next()?;
         Ok(self.copy_out_vec(msg, out))
     }
 
@@ -788,7 +856,7 @@ impl Consumer {
     /// ```
     #[inline]
     pub fn try_read(&mut self) -> Result<ReadGrant<'_>> {
-        let msg = self.core.try_next()?;
+        let msg = self.try_next()?;
         Ok(ReadGrant::new(self, msg))
     }
 
@@ -832,7 +900,7 @@ impl Consumer {
     /// Non-blocking [`read_detached`](Consumer::read_detached).
     pub fn try_read_detached(&mut self) -> Result<(std::ptr::NonNull<u8>, usize)> {
         if self.core.detached().is_none() {
-            let msg = self.core.try_next()?;
+            let msg = self.try_next()?;
             self.core.set_detached(Some(msg));
         }
         self.read_detached(None)
@@ -871,7 +939,7 @@ impl Consumer {
         if max == 0 {
             return Ok(0);
         }
-        let first = self.core.try_next()?;
+        let first = self.try_next()?;
         self.core.begin_batch();
         let mut msg = first;
         let mut count = 0;

@@ -4,6 +4,8 @@
 // A process-local name counter, not ring code: the sync facade rule does not apply.
 #![allow(clippy::disallowed_types)]
 
+pub mod ends;
+
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
