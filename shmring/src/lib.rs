@@ -34,14 +34,13 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
-mod attach;
+mod algo;
 mod config;
 mod crash;
 mod error;
 mod memory;
-mod os;
 mod peers;
-mod segment;
+mod shm;
 mod stats;
 mod wait;
 

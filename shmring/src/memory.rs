@@ -1,14 +1,11 @@
 //! The memory a ring runs on: a control block plus a data region.
 //!
 //! The ring algorithms are generic over [`RingMemory`], so the same code runs on a mapped
-//! segment ([`ShmMemory`]) and on the heap ([`HeapMemory`], used by unit tests and by the
+//! segment (`shm::ShmMemory`) and on the heap ([`HeapMemory`], used by unit tests and by the
 //! loom models, whose atomics cannot live in mapped bytes).
 
-use std::sync::Arc;
-
 use crate::error::{Error, Result};
-use crate::layout::{CONTROL_SIZE, ControlBlock, RECORD_HEADER, locks};
-use crate::segment::Segment;
+use crate::layout::{ControlBlock, RECORD_HEADER};
 use crate::sync::{AccessTracker, AtomicU64, RawCell};
 
 /// A control block and a data region of `capacity()` bytes.
@@ -55,96 +52,6 @@ pub(crate) unsafe trait RingMemory {
     /// Tells a model checker that `len` payload bytes at `offset` are being written.
     #[inline]
     fn track_write(&self, _offset: u64, _len: u64) {}
-}
-
-/// A ring inside a mapped segment. Clones share the mapping.
-#[derive(Clone)]
-pub(crate) struct ShmMemory {
-    segment: Arc<Segment>,
-    /// Validated once at attach and never re-read from shared memory.
-    capacity: u64,
-}
-
-impl ShmMemory {
-    /// Wraps a segment whose header has been validated: the mapping is at least
-    /// `CONTROL_SIZE + capacity` bytes and `capacity` is a multiple of 8, `>= 16`.
-    pub(crate) fn new(segment: Arc<Segment>, capacity: u64) -> Self {
-        assert!(capacity % RECORD_HEADER == 0 && capacity >= 2 * RECORD_HEADER);
-        assert!(
-            segment.len() >= CONTROL_SIZE + capacity,
-            "mapping too small"
-        );
-        ShmMemory { segment, capacity }
-    }
-
-    pub(crate) fn segment(&self) -> &Arc<Segment> {
-        &self.segment
-    }
-}
-
-/// The control block at the start of a mapping.
-pub(crate) fn control_of(segment: &Segment) -> &ControlBlock {
-    assert!(segment.len() >= CONTROL_SIZE);
-    // `ControlBlock` is only atomics: other processes may write them concurrently, and any
-    // bit pattern is a valid value.
-    // SAFETY: page-aligned, >= CONTROL_SIZE bytes (checked above), lives as long as `segment`.
-    unsafe { &*segment.base().cast::<ControlBlock>() }
-}
-
-// SAFETY: `new` checked that the mapping covers CONTROL_SIZE + capacity bytes; the data
-// region starts at CONTROL_SIZE, a multiple of 128 from a page-aligned base; `capacity` is a
-// multiple of 8, so every 8-aligned offset below it leaves 8 bytes for a word.
-unsafe impl RingMemory for ShmMemory {
-    type Holder = std::os::fd::OwnedFd;
-
-    #[inline]
-    fn control(&self) -> &ControlBlock {
-        control_of(&self.segment)
-    }
-
-    #[inline]
-    fn capacity(&self) -> u64 {
-        self.capacity
-    }
-
-    #[inline]
-    fn data_ptr(&self) -> *mut u8 {
-        // SAFETY: CONTROL_SIZE is within the mapping (checked in `new`).
-        unsafe { self.segment.base().add(CONTROL_SIZE as usize) }
-    }
-
-    #[inline]
-    fn word(&self, offset: u64) -> &AtomicU64 {
-        debug_assert!(offset % RECORD_HEADER == 0 && offset < self.capacity);
-        // The ring passes only masked, 8-aligned positions; other processes touch these bytes
-        // atomically or after synchronising through such an atomic.
-        // SAFETY: 8-aligned, `offset + 8 <= capacity`, so inside the mapped data region.
-        unsafe { &*self.data_ptr().add(offset as usize).cast::<AtomicU64>() }
-    }
-
-    fn new_holder(&self, _owner: u64) -> Result<Self::Holder> {
-        let shown = self.segment.location().display();
-        crate::os::reopen(self.segment.fd()).map_err(|e| Error::from_os("reopen", &shown, e))
-    }
-
-    fn lock_slot(&self, holder: &Self::Holder, slot: u32) -> Result<bool> {
-        crate::os::lock_byte(holder, locks::peer_byte(slot)).map_err(|source| Error::Io {
-            op: "fcntl(F_OFD_SETLK)",
-            source,
-        })
-    }
-
-    fn unlock_slot(&self, holder: &Self::Holder, slot: u32) {
-        // Failure leaves the lock to be dropped when the holder's descriptor closes.
-        let _ = crate::os::unlock_byte(holder, locks::peer_byte(slot));
-    }
-
-    fn slot_alive(&self, slot: u32) -> bool {
-        // The segment's own descriptor never holds a peer lock, so every handle's lock,
-        // this process's included, shows. An error counts as alive: a live peer must never
-        // be judged dead.
-        crate::os::byte_locked(self.segment.fd(), locks::peer_byte(slot)).unwrap_or(true)
-    }
 }
 
 /// Owners a heap-memory test may declare dead at once.

@@ -1,8 +1,8 @@
 //! Occupancy and counters, read from a segment's control block.
 
 use crate::error::Role;
+use crate::layout::geometry::SpscGeometry as Geometry;
 use crate::layout::{ControlBlock, PeerRecord, peer_state};
-use crate::spsc::ring::Geometry;
 use crate::sync::Ordering::{Acquire, Relaxed};
 
 /// What a role's attach record says.

@@ -1,4 +1,5 @@
-//! The only module that names atomics, fences and spin hints.
+//! The only module that names atomics, fences and spin hints (nothing else: the futex call
+//! and its loom model live with the waits, in `wait.rs`).
 //!
 //! Built normally it re-exports `core`/`std`; built with `--cfg shmring_loom` it re-exports
 //! loom's model-checked equivalents, so `loom-tests` explores the exact code that ships.
@@ -43,6 +44,11 @@ mod imp {
                 pub fn fetch_sub(&self, value: $int, order: Ordering) -> $int {
                     self.0.fetch_sub(value, order)
                 }
+                /// The std atomic inside, for the kernel interfaces that take one (futex).
+                #[inline(always)]
+                pub fn as_std(&self) -> &core::sync::atomic::$name {
+                    &self.0
+                }
                 #[inline(always)]
                 pub fn fetch_or(&self, value: $int, order: Ordering) -> $int {
                     self.0.fetch_or(value, order)
@@ -71,18 +77,6 @@ mod imp {
     #[inline(always)]
     pub fn fence(order: Ordering) {
         core::sync::atomic::fence(order)
-    }
-
-    /// Sleeps while `word` holds `expected`, at most `timeout`. Returns on a wake, a value
-    /// change, a signal or the timeout; the caller re-checks its condition either way.
-    /// Counts as one system call.
-    pub fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<core::time::Duration>) {
-        crate::os::futex_wait(&word.0, expected, timeout);
-    }
-
-    /// Wakes every process sleeping on `word`. One system call.
-    pub fn futex_wake_all(word: &AtomicU32) {
-        crate::os::futex_wake_all(&word.0);
     }
 
     /// A CPU hint that we are busy-waiting.
@@ -128,28 +122,6 @@ mod imp {
 #[allow(unused_imports)]
 mod imp {
     pub use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
-
-    loom::lazy_static! {
-        /// One mutex + condvar stand in for the kernel's futex hash table.
-        static ref FUTEX: (loom::sync::Mutex<()>, loom::sync::Condvar) =
-            (loom::sync::Mutex::new(()), loom::sync::Condvar::new());
-    }
-
-    /// Futex mock: compare and sleep under the mutex, as the kernel compares and queues under
-    /// its hash-bucket lock. Timeouts are not modelled (models never use them), so a lost
-    /// wake-up shows as a loom deadlock.
-    pub fn futex_wait(word: &AtomicU32, expected: u32, _timeout: Option<core::time::Duration>) {
-        let guard = FUTEX.0.lock().unwrap();
-        if word.load(Ordering::SeqCst) == expected {
-            drop(FUTEX.1.wait(guard).unwrap());
-        }
-    }
-
-    /// Futex mock: wake everyone (spurious wake-ups are harmless to the protocol).
-    pub fn futex_wake_all(_word: &AtomicU32) {
-        let _guard = FUTEX.0.lock().unwrap();
-        FUTEX.1.notify_all();
-    }
 
     /// Under loom a spin is a scheduling point, or models hit the branch limit.
     #[inline]

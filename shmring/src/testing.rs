@@ -3,10 +3,11 @@
 
 use std::sync::Arc;
 
+use crate::algo::spsc::{ConsumerCore, ProducerCore};
 use crate::error::{Result, Role};
+use crate::layout::geometry::SpscGeometry as Geometry;
 use crate::memory::{HeapMemory, RingMemory};
 use crate::peers;
-use crate::spsc::ring::{ConsumerCore, Geometry, ProducerCore};
 use crate::wait::{Event, Wait, WaitStrategy, Waiter};
 
 // SAFETY: forwards to the shared `M`, which upholds the contract.
@@ -214,7 +215,7 @@ impl HeapConsumer {
 /// declare one dead with [`HeapMpmc::mark_dead`]), standing for processes.
 pub struct HeapMpmc {
     memory: Arc<HeapMemory>,
-    geometry: crate::mpmc::ring::MpmcGeometry,
+    geometry: crate::layout::geometry::MpmcGeometry,
 }
 
 /// An MPMC ring with `slots` slots of `max_message` bytes and `max_peers` records on the
@@ -225,9 +226,9 @@ pub fn heap_mpmc(
     max_peers: u32,
     initial_position: u64,
 ) -> Result<HeapMpmc> {
-    let geometry = crate::mpmc::ring::MpmcGeometry::new(slots, max_message, max_peers)?;
+    let geometry = crate::layout::geometry::MpmcGeometry::new(slots, max_message, max_peers)?;
     let memory = Arc::new(HeapMemory::new(geometry.data_len(), initial_position));
-    crate::mpmc::ring::init_slots(&memory, &geometry, initial_position);
+    crate::algo::mpmc::init_slots(&memory, &geometry, initial_position);
     Ok(HeapMpmc { memory, geometry })
 }
 
@@ -235,7 +236,7 @@ impl HeapMpmc {
     /// Attaches a producer owned by `owner` (non-zero).
     pub fn producer(&self, owner: u64) -> Result<HeapMpmcProducer> {
         Ok(HeapMpmcProducer {
-            core: crate::mpmc::ring::ProducerCore::attach(
+            core: crate::algo::mpmc::ProducerCore::attach(
                 self.memory.clone(),
                 self.geometry,
                 owner,
@@ -246,7 +247,7 @@ impl HeapMpmc {
     /// Attaches a consumer owned by `owner` (non-zero).
     pub fn consumer(&self, owner: u64) -> Result<HeapMpmcConsumer> {
         Ok(HeapMpmcConsumer {
-            core: crate::mpmc::ring::ConsumerCore::attach(
+            core: crate::algo::mpmc::ConsumerCore::attach(
                 self.memory.clone(),
                 self.geometry,
                 owner,
@@ -292,7 +293,7 @@ impl HeapMpmc {
 
 /// A writing end of a heap MPMC ring.
 pub struct HeapMpmcProducer {
-    core: crate::mpmc::ring::ProducerCore<Arc<HeapMemory>>,
+    core: crate::algo::mpmc::ProducerCore<Arc<HeapMemory>>,
 }
 
 impl HeapMpmcProducer {
@@ -326,7 +327,7 @@ impl HeapMpmcProducer {
 
 /// A reading end of a heap MPMC ring.
 pub struct HeapMpmcConsumer {
-    core: crate::mpmc::ring::ConsumerCore<Arc<HeapMemory>>,
+    core: crate::algo::mpmc::ConsumerCore<Arc<HeapMemory>>,
 }
 
 impl HeapMpmcConsumer {

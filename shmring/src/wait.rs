@@ -23,7 +23,8 @@ use crate::error::{Error, Result};
 use crate::layout::{ControlBlock, RoleLine};
 use crate::memory::RingMemory;
 use crate::sync::Ordering::{Acquire, Relaxed, Release, SeqCst};
-use crate::sync::{fence, futex_wait, futex_wake_all, spin_loop, yield_now};
+use crate::sync::{fence, spin_loop, yield_now};
+use futex::{futex_wait, futex_wake_all};
 
 /// How often a blocked call looks for dead peers (reaps their slots, skips their claims):
 /// bounds how long a dead peer can hold up a blocked call, and how long a blocked call
@@ -420,5 +421,51 @@ impl<M: RingMemory> Wait for Waiter<M> {
         if self.strategy.sleeps() {
             self.wake(event);
         }
+    }
+}
+
+/// The futex calls, or under loom a model of them.
+#[cfg(not(shmring_loom))]
+mod futex {
+    use crate::sync::AtomicU32;
+
+    /// Sleeps while `word` holds `expected`, at most `timeout`. Returns on a wake, a value
+    /// change, a signal or the timeout; the caller re-checks its condition either way.
+    /// Counts as one system call.
+    pub(super) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<super::Duration>) {
+        crate::shm::os::futex_wait(word.as_std(), expected, timeout);
+    }
+
+    /// Wakes every process sleeping on `word`. One system call.
+    pub(super) fn futex_wake_all(word: &AtomicU32) {
+        crate::shm::os::futex_wake_all(word.as_std());
+    }
+}
+
+/// Futex model: one mutex + condvar stand in for the kernel's futex hash table; compare
+/// and sleep under the mutex, as the kernel compares and queues under its hash-bucket
+/// lock. Timeouts are not modelled (models never use them), so a lost wake-up shows as a
+/// loom deadlock.
+#[cfg(shmring_loom)]
+mod futex {
+    use crate::sync::AtomicU32;
+    use crate::sync::Ordering::SeqCst;
+
+    loom::lazy_static! {
+        static ref FUTEX: (loom::sync::Mutex<()>, loom::sync::Condvar) =
+            (loom::sync::Mutex::new(()), loom::sync::Condvar::new());
+    }
+
+    pub(super) fn futex_wait(word: &AtomicU32, expected: u32, _timeout: Option<super::Duration>) {
+        let guard = FUTEX.0.lock().unwrap();
+        if word.load(SeqCst) == expected {
+            drop(FUTEX.1.wait(guard).unwrap());
+        }
+    }
+
+    /// Wakes everyone (spurious wake-ups are harmless to the protocol).
+    pub(super) fn futex_wake_all(_word: &AtomicU32) {
+        let _guard = FUTEX.0.lock().unwrap();
+        FUTEX.1.notify_all();
     }
 }

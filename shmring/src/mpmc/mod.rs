@@ -26,25 +26,25 @@
 //! # Ok::<(), shmring::Error>(())
 //! ```
 
-pub(crate) mod registry;
-pub(crate) mod ring;
-
 use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::time::Duration;
 
-use crate::attach::{self, Attached, Shape};
+use crate::algo::mpmc::{ConsumerCore, ProducerCore, SlotClaim, SlotMessage};
+use crate::algo::registry;
 use crate::config::{Config, OpenOptions};
 use crate::error::{Error, Result};
 use crate::layout::RingKind;
+use crate::layout::geometry::MpmcGeometry;
 use crate::layout::registry::{ROLE_CONSUMER, ROLE_PRODUCER};
-use crate::memory::{RingMemory, ShmMemory};
-use crate::os;
-use crate::segment::{self, Location};
+use crate::memory::RingMemory;
+use crate::shm::ShmMemory;
+use crate::shm::attach::{self, Attached, Shape};
+use crate::shm::os;
+use crate::shm::segment::{self, Location};
 pub use crate::stats::{PeerInfo, PeerStatus};
 use crate::sync::Ordering::Relaxed;
 use crate::wait::{Event, Wait, WaitStrategy, Waiter};
-use ring::{ConsumerCore, MpmcGeometry, ProducerCore, SlotClaim, SlotMessage};
 
 pub use crate::wait::RECOVERY_INTERVAL;
 

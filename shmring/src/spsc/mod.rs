@@ -19,22 +19,23 @@
 //! # Ok::<(), shmring::Error>(())
 //! ```
 
-pub(crate) mod ring;
-
 use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::time::Duration;
 
-use crate::attach::{self, Attached};
+use crate::algo::spsc::{Claim, ConsumerCore, Message, ProducerCore};
 use crate::config::{Config, OpenOptions};
 use crate::error::{Error, Result, Role};
 use crate::layout::RingKind;
-use crate::memory::{RingMemory, ShmMemory};
-use crate::segment::{self, Location};
+use crate::layout::geometry::SpscGeometry as Geometry;
+use crate::memory::RingMemory;
+use crate::peers;
+use crate::shm::ShmMemory;
+use crate::shm::attach::{self, Attached};
+use crate::shm::os;
+use crate::shm::segment::{self, Location};
 use crate::stats::{Stats, stats_of};
 use crate::wait::{Event, Wait, WaitStrategy, Waiter};
-use crate::{os, peers};
-use ring::{Claim, ConsumerCore, Geometry, Message, ProducerCore};
 use std::os::fd::OwnedFd;
 
 /// A mapped SPSC ring segment. Attach the ends with [`producer`](Ring::producer) and
@@ -143,7 +144,7 @@ impl Ring {
     }
 
     fn from_attached(attached: Attached, spin: Duration) -> Result<Ring> {
-        let crate::attach::Shape::Spsc(geometry) = attached.shape else {
+        let crate::shm::attach::Shape::Spsc(geometry) = attached.shape else {
             return Err(Error::incompatible("not an SPSC ring"));
         };
         Ok(Ring {

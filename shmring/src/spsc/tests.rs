@@ -10,7 +10,12 @@ use crate::layout::record;
 use crate::testing::{HeapConsumer, HeapProducer, heap_pair};
 
 fn pair(capacity: u64, start: u64) -> (HeapProducer, HeapConsumer) {
-    heap_pair(capacity, super::ring::max_message_limit(capacity), start).unwrap()
+    heap_pair(
+        capacity,
+        crate::layout::geometry::max_message_limit(capacity),
+        start,
+    )
+    .unwrap()
 }
 
 fn payload(seq: u64, len: usize) -> Vec<u8> {
@@ -62,7 +67,7 @@ fn full_ring_refuses_and_overwrites_nothing() {
 #[test]
 fn too_large_is_refused_and_the_largest_fits_at_every_offset() {
     let capacity = 512;
-    let max = super::ring::max_message_limit(capacity) as usize;
+    let max = crate::layout::geometry::max_message_limit(capacity) as usize;
     assert_eq!(max, 248);
     let mut out = Vec::new();
     // Move an empty ring through every 8-byte offset; a max message must always fit.

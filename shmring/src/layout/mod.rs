@@ -18,6 +18,8 @@
 
 use crate::sync::{AtomicU32, AtomicU64};
 
+pub(crate) mod geometry;
+
 /// `"SHMRING1"` read as a little-endian `u64`; a big-endian reader sees a different number.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMRING1");
 /// Bumped on any change to the bytes described here.

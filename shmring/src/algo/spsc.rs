@@ -12,6 +12,7 @@
 
 use crate::error::Role;
 use crate::error::{Error, Result};
+use crate::layout::geometry::SpscGeometry;
 use crate::layout::{RECORD_HEADER, record};
 use crate::memory::RingMemory;
 use crate::sync::Ordering::{Acquire, Relaxed, Release};
@@ -56,53 +57,10 @@ impl Message {
     }
 }
 
-/// Geometry shared by both ends, validated at attach.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Geometry {
-    pub capacity: u64,
-    pub max_message: u64,
-}
-
-impl Geometry {
-    /// Checks what a header claims: a power-of-two capacity and a maximum message that an
-    /// empty ring can always accept (its record at most half the ring, so padding plus
-    /// record plus terminator fit whatever the offset).
-    pub(crate) fn new(capacity: u64, max_message: u64) -> Result<Self> {
-        use crate::layout::{MAX_CAPACITY, MAX_MESSAGE_LIMIT, MIN_CAPACITY};
-        if !capacity.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) {
-            return Err(Error::invalid_argument(format!(
-                "capacity {capacity} must be a power of two in {MIN_CAPACITY}..={MAX_CAPACITY}"
-            )));
-        }
-        let limit = max_message_limit(capacity);
-        if max_message == 0 || max_message > limit || max_message > MAX_MESSAGE_LIMIT {
-            return Err(Error::invalid_argument(format!(
-                "max_message {max_message} must be in 1..={limit} for capacity {capacity}"
-            )));
-        }
-        Ok(Geometry {
-            capacity,
-            max_message,
-        })
-    }
-
-    fn mask(&self) -> u64 {
-        self.capacity - 1
-    }
-}
-
-/// The largest `max_message` a ring of `capacity` bytes supports: half the ring, less the
-/// record header.
-pub(crate) fn max_message_limit(capacity: u64) -> u64 {
-    (capacity / 2)
-        .saturating_sub(RECORD_HEADER)
-        .min(crate::layout::MAX_MESSAGE_LIMIT)
-}
-
 /// The writing end's algorithm state.
 pub(crate) struct ProducerCore<M: RingMemory> {
     mem: M,
-    geo: Geometry,
+    geo: SpscGeometry,
     /// Next write position (local; published through record headers and `tail`).
     tail: u64,
     /// Last consumer head seen: free space is `[tail, cached_head + capacity)`.
@@ -120,7 +78,7 @@ pub(crate) struct ProducerCore<M: RingMemory> {
 
 impl<M: RingMemory> ProducerCore<M> {
     /// Takes over the producer side at the published tail.
-    pub(crate) fn new(mem: M, geo: Geometry) -> Result<Self> {
+    pub(crate) fn new(mem: M, geo: SpscGeometry) -> Result<Self> {
         debug_assert_eq!(mem.capacity(), geo.capacity);
         let ctl = mem.control();
         let tail = ctl.producer.tail.load(Acquire);
@@ -158,7 +116,7 @@ impl<M: RingMemory> ProducerCore<M> {
         &self.mem
     }
 
-    pub(crate) fn geometry(&self) -> Geometry {
+    pub(crate) fn geometry(&self) -> SpscGeometry {
         self.geo
     }
 
@@ -392,7 +350,7 @@ impl<M: RingMemory> ProducerCore<M> {
 /// The reading end's algorithm state.
 pub(crate) struct ConsumerCore<M: RingMemory> {
     mem: M,
-    geo: Geometry,
+    geo: SpscGeometry,
     /// Next read position (local; published through `head` on release).
     head: u64,
     /// True while a batch is open: `consume` leaves the head store to `flush`.
@@ -407,7 +365,7 @@ pub(crate) struct ConsumerCore<M: RingMemory> {
 
 impl<M: RingMemory> ConsumerCore<M> {
     /// Takes over the consumer side at the published head.
-    pub(crate) fn new(mem: M, geo: Geometry) -> Result<Self> {
+    pub(crate) fn new(mem: M, geo: SpscGeometry) -> Result<Self> {
         debug_assert_eq!(mem.capacity(), geo.capacity);
         let ctl = mem.control();
         let head = ctl.consumer.head.load(Acquire);
@@ -432,7 +390,7 @@ impl<M: RingMemory> ConsumerCore<M> {
         &self.mem
     }
 
-    pub(crate) fn geometry(&self) -> Geometry {
+    pub(crate) fn geometry(&self) -> SpscGeometry {
         self.geo
     }
 

@@ -16,7 +16,7 @@ use crate::layout::registry::{
 use crate::memory::RingMemory;
 use crate::sync::Ordering::{AcqRel, Acquire, Relaxed, Release};
 
-use super::ring::MpmcGeometry;
+use crate::layout::geometry::MpmcGeometry;
 use crate::stats::{PeerInfo, PeerStatus};
 
 /// Passes over the registry before attach gives up on records that keep changing.

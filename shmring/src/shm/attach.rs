@@ -11,14 +11,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::{Config, OpenOptions};
 use crate::error::{Error, Result};
+use crate::layout::geometry::MpmcGeometry;
+use crate::layout::geometry::{SpscGeometry as Geometry, max_message_limit};
 use crate::layout::{
     CONTROL_SIZE, FINGERPRINT, LAYOUT_VERSION, MAGIC, RingKind, header_flags, init_state,
 };
-use crate::memory::{ShmMemory, control_of};
-use crate::mpmc::ring::MpmcGeometry;
-use crate::os;
-use crate::segment::{Location, Segment, TrustPolicy};
-use crate::spsc::ring::{Geometry, max_message_limit};
+use crate::shm::os;
+use crate::shm::segment::{Location, Segment, TrustPolicy};
+use crate::shm::{ShmMemory, control_of};
 use crate::sync::Ordering::{Acquire, Relaxed, Release};
 use crate::wait::WaitStrategy;
 
@@ -148,7 +148,7 @@ pub(crate) fn create(location: &Location, config: &Config, kind: RingKind) -> Re
     ctl.consumer.head.store(config.initial_position, Relaxed);
     if let Shape::Mpmc(geo) = shape {
         let memory = ShmMemory::new(segment.clone(), capacity);
-        crate::mpmc::ring::init_slots(&memory, &geo, config.initial_position);
+        crate::algo::mpmc::init_slots(&memory, &geo, config.initial_position);
     }
     // ORDERING H1 (pairs with H2): Release publishes every field above to an opener that
     // Acquires READY.
@@ -165,7 +165,7 @@ pub(crate) fn create(location: &Location, config: &Config, kind: RingKind) -> Re
 /// Opens the existing segment at `location` and checks it holds a ring of `kind`.
 pub(crate) fn open(location: &Location, options: &OpenOptions, kind: RingKind) -> Result<Attached> {
     if let Location::Shm(name) = location {
-        crate::segment::validate_name(name)?;
+        crate::shm::segment::validate_name(name)?;
     }
     let fd = Segment::open_fd(location)?;
     open_fd(fd, location, options, kind)

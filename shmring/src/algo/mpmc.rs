@@ -21,12 +21,13 @@
 
 use crate::error::{Error, Result, Role};
 use crate::layout::registry::{ROLE_CONSUMER, ROLE_PRODUCER, claim};
-use crate::layout::{registry, slot};
+use crate::layout::slot;
 use crate::memory::RingMemory;
 use crate::sync::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use crate::sync::{AtomicU64, spin_loop};
 
 use super::registry::{self as reg, Membership};
+use crate::layout::geometry::MpmcGeometry;
 
 /// The ordering of P1. Only the loom negative control (`--cfg shmring_weaken_publish`)
 /// weakens it, to show that the loom model catches a Relaxed publish.
@@ -42,57 +43,6 @@ const CANCELLED: u64 = u64::MAX;
 const CAS_ATTEMPTS: u32 = 1 << 12;
 /// Longest batch one call takes.
 pub(crate) const MAX_BATCH: u64 = 1024;
-
-/// Slot count, slot size and registry size, validated at attach.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct MpmcGeometry {
-    pub slot_count: u64,
-    pub max_message: u64,
-    pub max_peers: u32,
-    pub stride: u64,
-}
-
-impl MpmcGeometry {
-    /// Checks creation parameters (or what a header claims).
-    pub(crate) fn new(slot_count: u64, max_message: u64, max_peers: u32) -> Result<Self> {
-        if !slot_count.is_power_of_two() || !(2..=slot::MAX_SLOTS).contains(&slot_count) {
-            return Err(Error::invalid_argument(format!(
-                "slots {slot_count} must be a power of two in 2..={}",
-                slot::MAX_SLOTS
-            )));
-        }
-        if !(1..=slot::MAX_PAYLOAD).contains(&max_message) {
-            return Err(Error::invalid_argument(format!(
-                "max_message {max_message} must be in 1..={} for an MPMC ring",
-                slot::MAX_PAYLOAD
-            )));
-        }
-        if !(2..=registry::MAX_PEERS).contains(&max_peers) {
-            return Err(Error::invalid_argument(format!(
-                "max_peers {max_peers} must be in 2..={}",
-                registry::MAX_PEERS
-            )));
-        }
-        Ok(MpmcGeometry {
-            slot_count,
-            max_message,
-            max_peers,
-            stride: slot::stride(max_message),
-        })
-    }
-
-    /// Bytes of the data region: registry, then slots.
-    pub(crate) fn data_len(&self) -> u64 {
-        u64::from(self.max_peers) * registry::RECORD_SIZE + self.slot_count * self.stride
-    }
-
-    /// Offset of the slot holding position `pos`.
-    #[inline]
-    fn slot_offset(&self, pos: u64) -> u64 {
-        u64::from(self.max_peers) * registry::RECORD_SIZE
-            + (pos & (self.slot_count - 1)) * self.stride
-    }
-}
 
 /// Positions a producer or consumer took: `count` consecutive from `pos`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
