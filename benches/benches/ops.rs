@@ -41,7 +41,7 @@ fn ops(c: &mut Criterion) {
             b.iter(|| {
                 let mut grant = tx.try_reserve(size).unwrap();
                 grant.copy_from_slice(&msg);
-                grant.commit();
+                grant.commit().unwrap();
                 let got = rx.try_read().unwrap();
                 let first = got[0];
                 got.release();

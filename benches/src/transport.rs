@@ -241,8 +241,7 @@ impl Endpoint for Shmring {
                     .reserve_timeout(msg.len(), CALL_TIMEOUT)
                     .map_err(to_io)?;
                 grant.copy_from_slice(msg);
-                grant.commit();
-                Ok(())
+                grant.commit().map_err(to_io)
             }
         }
     }

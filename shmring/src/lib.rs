@@ -35,6 +35,7 @@
 #![warn(missing_docs)]
 
 mod algo;
+mod channel;
 mod config;
 mod crash;
 mod error;
@@ -50,6 +51,7 @@ pub mod mpmc;
 pub mod spsc;
 mod sync;
 
+pub use channel::{Consumer, Kind, Producer, ReadGrant, RecvIter, Ring, TryRecvIter, WriteGrant};
 pub use config::{Config, OpenOptions};
 pub use error::{Error, ErrorKind, Result, Role};
 pub use stats::{PeerInfo, PeerState, PeerStatus, Stats};

@@ -25,7 +25,7 @@ use crate::sync::{AccessTracker, AtomicU64, RawCell};
 /// can make forget a holder it declares dead.
 ///
 /// [`Holder`]: RingMemory::Holder
-pub(crate) unsafe trait RingMemory {
+pub unsafe trait RingMemory {
     /// What one handle holds slot locks through: an open file description of the segment
     /// (shared memory) or an owner number (heap memory). Dropping it releases its locks.
     type Holder;

@@ -345,7 +345,7 @@ impl HeapMpmcConsumer {
 
     /// Takes up to `max` messages at once, appending each to `out`.
     pub fn try_recv_batch(&mut self, max: usize, out: &mut Vec<Vec<u8>>) -> Result<usize> {
-        self.core.try_read_batch(max, |m| out.push(m.to_vec()))
+        self.core.try_read_batch(max, &mut |m| out.push(m.to_vec()))
     }
 
     /// Takes a message and then stops, as a process killed before releasing it would.
@@ -361,6 +361,6 @@ impl HeapMpmcConsumer {
 
     /// Detaches.
     pub fn close(mut self) {
-        self.core.close();
+        self.core.close(None);
     }
 }

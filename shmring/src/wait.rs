@@ -167,11 +167,6 @@ impl<M: RingMemory> Waiter<M> {
         }
     }
 
-    /// The memory whose wake words this waiter uses.
-    pub(crate) fn memory(&self) -> &M {
-        &self.memory
-    }
-
     /// Sleep and wake system calls made so far.
     pub(crate) fn syscalls(&self) -> u64 {
         self.syscalls.get()

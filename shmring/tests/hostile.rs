@@ -78,7 +78,13 @@ fn exercise_mpmc(
         "reserve",
     )?;
     tally(rx.try_recv(buf).map(|n| assert!(n <= buf.len())), "recv")?;
-    tally(rx.try_read().map(|m| assert!(m.len() <= 48)), "read")?;
+    tally(
+        rx.try_read().map(|m| {
+            assert!(m.len() <= 48);
+            m.release();
+        }),
+        "read",
+    )?;
     tally(
         rx.try_recv_batch(8, |m| assert!(m.len() <= 48)).map(drop),
         "recv batch",

@@ -158,7 +158,10 @@ fn consume(ring: &Ring, plan: Plan) {
             0 => rx
                 .recv_timeout(&mut buf, CALL_TIMEOUT)
                 .map(|n| record(&buf[..n], &mut got)),
-            1 => rx.read_timeout(CALL_TIMEOUT).map(|m| record(&m, &mut got)),
+            1 => rx.read_timeout(CALL_TIMEOUT).map(|m| {
+                record(&m, &mut got);
+                m.release();
+            }),
             _ => match rx.try_recv_batch(16, |m| record(m, &mut got)) {
                 Err(Error::WouldBlock) => Ok(()),
                 other => other.map(|_| ()),

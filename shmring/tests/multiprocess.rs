@@ -64,13 +64,13 @@ fn produce(ring: &Ring, plan: Plan) {
             1 => {
                 let mut grant = tx.reserve_timeout(len, CALL_TIMEOUT).unwrap();
                 grant.copy_from_slice(&msg);
-                grant.commit();
+                grant.commit().unwrap();
             }
             2 => {
                 // Reserve the maximum, publish only what was written.
                 let mut grant = tx.reserve_timeout(plan.max, CALL_TIMEOUT).unwrap();
                 grant[..len].copy_from_slice(&msg);
-                grant.commit_prefix(len);
+                grant.commit_prefix(len).unwrap();
             }
             _ => {
                 let mut batch = tx.batch();

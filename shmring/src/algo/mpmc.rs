@@ -121,18 +121,6 @@ impl<M: RingMemory> Shared<M> {
         reg::record(&self.mem, &self.geo, self.me.index).claim
     }
 
-    pub(crate) fn memory(&self) -> &M {
-        &self.mem
-    }
-
-    pub(crate) fn geometry(&self) -> MpmcGeometry {
-        self.geo
-    }
-
-    pub(crate) fn membership(&self) -> Membership {
-        self.me
-    }
-
     /// Adds to this record's counters (only its holder writes them).
     fn count(&self, messages: u64, bytes: u64) {
         let rec = reg::record(&self.mem, &self.geo, self.me.index);
@@ -241,37 +229,16 @@ impl<M: RingMemory> Shared<M> {
     }
 }
 
-/// Polls before an empty or full call looks for dead holders (the look itself is
-/// rate-limited by the caller's clock; see `Maintenance`).
-const POLLS_PER_RECOVERY_CHECK: u32 = 1 << 12;
-
-/// Counts fruitless polls so that a caller looping on `try_*` still recovers from dead
-/// holders without paying for the look on every poll.
-#[derive(Default)]
-struct StuckPolls {
-    polls: u32,
-}
-
-impl StuckPolls {
-    #[inline]
-    fn tick(&mut self) -> bool {
-        self.polls = self.polls.wrapping_add(1);
-        !cfg!(shmring_loom) && self.polls % POLLS_PER_RECOVERY_CHECK == 0
-    }
-}
-
 /// A claimed slot a producer writes before publishing.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct SlotClaim {
+pub struct SlotClaim {
     pub pos: u64,
     pub len: u64,
 }
 
 /// The writing end's algorithm state.
-pub(crate) struct ProducerCore<M: RingMemory> {
+pub struct ProducerCore<M: RingMemory> {
     shared: Shared<M>,
-    stuck: StuckPolls,
-    detached: Option<SlotClaim>,
 }
 
 impl<M: RingMemory> ProducerCore<M> {
@@ -279,13 +246,7 @@ impl<M: RingMemory> ProducerCore<M> {
     pub(crate) fn attach(mem: M, geo: MpmcGeometry, me: u64) -> Result<Self> {
         Ok(ProducerCore {
             shared: Shared::attach(mem, geo, ROLE_PRODUCER, me)?,
-            stuck: StuckPolls::default(),
-            detached: None,
         })
-    }
-
-    pub(crate) fn shared(&self) -> &Shared<M> {
-        &self.shared
     }
 
     /// `Closed` once every consumer that attached has detached and none is left
@@ -302,11 +263,6 @@ impl<M: RingMemory> ProducerCore<M> {
     /// Takes up to `max` consecutive slots for messages of up to `max_message` bytes.
     #[inline]
     pub(crate) fn try_claim_many(&mut self, max: u64) -> Result<Taken> {
-        if self.detached.is_some() {
-            return Err(Error::invalid_argument(
-                "a detached reservation is pending: commit or cancel it first",
-            ));
-        }
         self.check_open()?;
         let tail = &self.shared.mem.control().producer.tail;
         match self.shared.take(tail, max.clamp(1, MAX_BATCH), |pos| pos)? {
@@ -314,14 +270,7 @@ impl<M: RingMemory> ProducerCore<M> {
                 crate::crash::point("mpmc-producer-claimed");
                 Ok(taken)
             }
-            Err((pos, seq)) => {
-                if self.stuck.tick() {
-                    // A caller looping on `try_*` also finds dead consumers, and so the end.
-                    self.shared.reap(ROLE_CONSUMER);
-                    self.recover_full(pos, seq);
-                }
-                Err(Error::WouldBlock)
-            }
+            Err(_) => Err(Error::WouldBlock),
         }
     }
 
@@ -366,7 +315,6 @@ impl<M: RingMemory> ProducerCore<M> {
         // ORDERING K2 (pairs with K3): cleared after the publish, with Release, so a
         // scanner that reads the cleared claim sees the publication.
         self.shared.claim_word().store(claim::NONE, Release);
-        self.stuck.polls = 0;
         fenced
     }
 
@@ -426,17 +374,7 @@ impl<M: RingMemory> ProducerCore<M> {
             self.shared.count(taken.count, bytes);
         }
         self.shared.claim_word().store(claim::NONE, Release);
-        self.stuck.polls = 0;
         fenced.map(|()| taken.count as usize)
-    }
-
-    pub(crate) fn set_detached(&mut self, claim: SlotClaim) {
-        debug_assert!(self.detached.is_none());
-        self.detached = Some(claim);
-    }
-
-    pub(crate) fn take_detached(&mut self) -> Option<SlotClaim> {
-        self.detached.take()
     }
 
     /// The ring is full at `pos` (its slot still holds position `pos - slot_count`). If a
@@ -479,27 +417,22 @@ impl<M: RingMemory> ProducerCore<M> {
         }
     }
 
-    /// Cancels a pending detached claim and gives the record back.
+    /// Gives the record back.
     pub(crate) fn close(&mut self) {
-        if let Some(claim) = self.detached.take() {
-            self.cancel(claim);
-        }
         self.shared.close();
     }
 }
 
 /// A message a consumer took: its position and length.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct SlotMessage {
+pub struct SlotMessage {
     pub pos: u64,
     pub len: u64,
 }
 
 /// The reading end's algorithm state.
-pub(crate) struct ConsumerCore<M: RingMemory> {
+pub struct ConsumerCore<M: RingMemory> {
     shared: Shared<M>,
-    stuck: StuckPolls,
-    detached: Option<SlotMessage>,
 }
 
 impl<M: RingMemory> ConsumerCore<M> {
@@ -507,13 +440,7 @@ impl<M: RingMemory> ConsumerCore<M> {
     pub(crate) fn attach(mem: M, geo: MpmcGeometry, me: u64) -> Result<Self> {
         Ok(ConsumerCore {
             shared: Shared::attach(mem, geo, ROLE_CONSUMER, me)?,
-            stuck: StuckPolls::default(),
-            detached: None,
         })
-    }
-
-    pub(crate) fn shared(&self) -> &Shared<M> {
-        &self.shared
     }
 
     /// Takes up to `max` consecutive published positions; `Ok(None)` if the next is not
@@ -524,17 +451,9 @@ impl<M: RingMemory> ConsumerCore<M> {
         match self.shared.take(head, max, |pos| pos.wrapping_add(1))? {
             Ok(taken) => {
                 crate::crash::point("mpmc-consumer-taken");
-                self.stuck.polls = 0;
                 Ok(Some(taken))
             }
-            Err((pos, _)) => {
-                if self.stuck.tick() {
-                    // A caller looping on `try_*` also finds dead producers, and so the end.
-                    self.shared.reap(ROLE_PRODUCER);
-                    let _ = self.recover_empty(pos);
-                }
-                Ok(None)
-            }
+            Err(_) => Ok(None),
         }
     }
 
@@ -562,11 +481,6 @@ impl<M: RingMemory> ConsumerCore<M> {
     /// detached (or died) and the ring is drained.
     #[inline]
     pub(crate) fn try_next(&mut self) -> Result<SlotMessage> {
-        if self.detached.is_some() {
-            return Err(Error::invalid_argument(
-                "a detached read is pending: release it first",
-            ));
-        }
         let mut retried = false;
         loop {
             match self.take_published(1)? {
@@ -708,12 +622,7 @@ impl<M: RingMemory> ConsumerCore<M> {
 
     /// Takes up to `max` published messages at once (one compare-and-swap), hands each to
     /// `f` in place, and releases them all.
-    pub(crate) fn try_read_batch(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> Result<usize> {
-        if self.detached.is_some() {
-            return Err(Error::invalid_argument(
-                "a detached read is pending: release it first",
-            ));
-        }
+    pub(crate) fn try_read_batch(&mut self, max: usize, f: &mut dyn FnMut(&[u8])) -> Result<usize> {
         let taken = match self.take_published((max as u64).min(MAX_BATCH))? {
             Some(taken) => taken,
             None => return Err(self.nothing_published()?.unwrap_or(Error::WouldBlock)),
@@ -746,19 +655,100 @@ impl<M: RingMemory> ConsumerCore<M> {
         }
     }
 
-    pub(crate) fn detached(&self) -> Option<SlotMessage> {
-        self.detached
-    }
-
-    pub(crate) fn set_detached(&mut self, msg: Option<SlotMessage>) {
-        self.detached = msg;
-    }
-
-    /// Releases a pending detached message and gives the record back.
-    pub(crate) fn close(&mut self) {
-        if let Some(msg) = self.detached.take() {
+    /// Releases a message taken and never released (it cannot be given back: other
+    /// consumers have moved on), then gives the record back.
+    pub(crate) fn close(&mut self, held: Option<SlotMessage>) {
+        if let Some(msg) = held {
             self.consume(msg);
         }
         self.shared.close();
+    }
+}
+
+impl<M: RingMemory> super::ProducerCore for ProducerCore<M> {
+    type Memory = M;
+    type Claim = SlotClaim;
+
+    fn memory(&self) -> &M {
+        &self.shared.mem
+    }
+    fn slot(&self) -> u32 {
+        self.shared.me.index
+    }
+    fn max_message(&self) -> usize {
+        self.shared.geo.max_message as usize
+    }
+    #[inline]
+    fn try_claim(&mut self, len: usize) -> Result<SlotClaim> {
+        ProducerCore::try_claim(self, len)
+    }
+    #[inline]
+    fn claim_len(claim: &SlotClaim) -> usize {
+        claim.len as usize
+    }
+    #[inline]
+    fn payload_ptr(&self, claim: &SlotClaim) -> *mut u8 {
+        self.shared.payload_ptr(claim.pos)
+    }
+    #[inline]
+    fn commit(&mut self, claim: SlotClaim, len: usize) -> Result<()> {
+        ProducerCore::commit(self, claim, len)
+    }
+    #[inline]
+    fn cancel(&mut self, claim: SlotClaim) {
+        ProducerCore::cancel(self, claim)
+    }
+    #[inline]
+    fn try_write(&mut self, msg: &[u8]) -> Result<()> {
+        ProducerCore::try_write(self, msg)
+    }
+    fn try_write_batch<B: AsRef<[u8]>>(&mut self, msgs: &[B]) -> Result<usize> {
+        ProducerCore::try_write_batch(self, msgs)
+    }
+    fn maintain(&mut self) {
+        ProducerCore::maintain(self)
+    }
+    fn close(&mut self) {
+        ProducerCore::close(self)
+    }
+}
+
+impl<M: RingMemory> super::ConsumerCore for ConsumerCore<M> {
+    type Memory = M;
+    type Msg = SlotMessage;
+
+    fn memory(&self) -> &M {
+        &self.shared.mem
+    }
+    fn slot(&self) -> u32 {
+        self.shared.me.index
+    }
+    fn max_message(&self) -> usize {
+        self.shared.geo.max_message as usize
+    }
+    #[inline]
+    fn try_next(&mut self) -> Result<SlotMessage> {
+        ConsumerCore::try_next(self)
+    }
+    #[inline]
+    fn msg_len(msg: &SlotMessage) -> usize {
+        msg.len as usize
+    }
+    #[inline]
+    fn payload(&self, msg: &SlotMessage) -> *const u8 {
+        ConsumerCore::payload(self, msg)
+    }
+    #[inline]
+    fn release(&mut self, msg: SlotMessage) {
+        self.consume(msg)
+    }
+    fn try_read_batch(&mut self, max: usize, f: &mut dyn FnMut(&[u8])) -> Result<usize> {
+        ConsumerCore::try_read_batch(self, max, f)
+    }
+    fn maintain(&mut self) {
+        ConsumerCore::maintain(self)
+    }
+    fn close(&mut self, held: Option<SlotMessage>) {
+        ConsumerCore::close(self, held)
     }
 }

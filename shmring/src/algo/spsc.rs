@@ -11,6 +11,9 @@
 //! `docs/ordering.md` lists the edges (P1/C1, C2/P2, P3/C3) named in the comments below.
 
 use crate::error::Role;
+use crate::peers;
+
+use super::Identity;
 use crate::error::{Error, Result};
 use crate::layout::geometry::SpscGeometry;
 use crate::layout::{RECORD_HEADER, record};
@@ -27,7 +30,7 @@ const PUBLISH: crate::sync::Ordering = Relaxed;
 
 /// Where a claimed record goes. Plain data: a claim dropped unused publishes nothing.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Claim {
+pub struct Claim {
     /// Position of the first header this claim writes (a padding record, or the record).
     start: u64,
     /// Position of the record itself (`start`, or the next lap's beginning after padding).
@@ -44,7 +47,7 @@ impl Claim {
 
 /// A record found at the consumer's head. Plain data: dropping it consumes nothing.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Message {
+pub struct Message {
     /// Position of the record (after any padding record at the head).
     record_pos: u64,
     /// Payload bytes.
@@ -58,7 +61,7 @@ impl Message {
 }
 
 /// The writing end's algorithm state.
-pub(crate) struct ProducerCore<M: RingMemory> {
+pub struct ProducerCore<M: RingMemory> {
     mem: M,
     geo: SpscGeometry,
     /// Next write position (local; published through record headers and `tail`).
@@ -69,9 +72,6 @@ pub(crate) struct ProducerCore<M: RingMemory> {
     deferred: Option<(u64, u64)>,
     /// True while a batch is open: `commit` leaves publication to `flush`.
     batching: bool,
-    /// A reservation handed out without a borrow (C ABI); blocks other claims until
-    /// committed or cancelled.
-    detached: Option<Claim>,
     messages: u64,
     bytes: u64,
 }
@@ -106,7 +106,6 @@ impl<M: RingMemory> ProducerCore<M> {
             cached_head: head,
             deferred: None,
             batching: false,
-            detached: None,
             messages,
             bytes,
         })
@@ -171,24 +170,9 @@ impl<M: RingMemory> ProducerCore<M> {
         Ok(found)
     }
 
-    /// Parks `claim` as the pending detached reservation.
-    pub(crate) fn set_detached(&mut self, claim: Claim) {
-        self.detached = Some(claim);
-    }
-
-    /// Takes the pending detached reservation, if any.
-    pub(crate) fn take_detached(&mut self) -> Option<Claim> {
-        self.detached.take()
-    }
-
     /// Reserves room for a record of `len` payload bytes, or says why not.
     #[inline]
     pub(crate) fn try_claim(&mut self, len: usize) -> Result<Claim> {
-        if self.detached.is_some() {
-            return Err(Error::invalid_argument(
-                "a detached reservation is pending: commit or cancel it first",
-            ));
-        }
         let len = len as u64;
         if len > self.geo.max_message {
             return Err(Error::MessageTooLarge {
@@ -348,7 +332,7 @@ impl<M: RingMemory> ProducerCore<M> {
 }
 
 /// The reading end's algorithm state.
-pub(crate) struct ConsumerCore<M: RingMemory> {
+pub struct ConsumerCore<M: RingMemory> {
     mem: M,
     geo: SpscGeometry,
     /// Next read position (local; published through `head` on release).
@@ -357,8 +341,6 @@ pub(crate) struct ConsumerCore<M: RingMemory> {
     batching: bool,
     /// A consumed record not yet released to the producer.
     unpublished: bool,
-    /// A message handed out without a borrow (C ABI); blocks other reads until released.
-    detached: Option<Message>,
     messages: u64,
     bytes: u64,
 }
@@ -380,7 +362,6 @@ impl<M: RingMemory> ConsumerCore<M> {
             head,
             batching: false,
             unpublished: false,
-            detached: None,
             messages,
             bytes,
         })
@@ -451,11 +432,6 @@ impl<M: RingMemory> ConsumerCore<M> {
     /// ring otherwise is `WouldBlock`.
     #[inline]
     pub(crate) fn try_next(&self) -> Result<Message> {
-        if self.detached.is_some() {
-            return Err(Error::invalid_argument(
-                "a detached read is pending: release it first",
-            ));
-        }
         if let Some(msg) = self.peek()? {
             return Ok(msg);
         }
@@ -465,16 +441,6 @@ impl<M: RingMemory> ConsumerCore<M> {
             Some(end) => self.peek()?.ok_or(end),
             None => Err(Error::WouldBlock),
         }
-    }
-
-    /// The pending detached message, if any.
-    pub(crate) fn detached(&self) -> Option<Message> {
-        self.detached
-    }
-
-    /// Parks or clears the pending detached message.
-    pub(crate) fn set_detached(&mut self, msg: Option<Message>) {
-        self.detached = msg;
     }
 
     /// The payload of `msg`: valid until it is consumed.
@@ -497,10 +463,6 @@ impl<M: RingMemory> ConsumerCore<M> {
         if !self.batching {
             self.flush();
         }
-    }
-
-    pub(crate) fn is_batching(&self) -> bool {
-        self.batching
     }
 
     /// Opens a batch: consumed records are released together by `flush`.
@@ -527,5 +489,216 @@ impl<M: RingMemory> ConsumerCore<M> {
     /// Releases what is pending (before the handle gives its role back).
     pub(crate) fn close(&mut self) {
         self.flush();
+    }
+}
+
+/// The producer role of an SPSC ring: the algorithm state and the role's slot, held
+/// through `holder` for as long as the end is attached.
+pub struct ProducerEnd<M: RingMemory> {
+    core: ProducerCore<M>,
+    holder: M::Holder,
+}
+
+impl<M: RingMemory + Clone> ProducerEnd<M> {
+    /// Takes the producer role (`AlreadyAttached` while a live producer holds it) and
+    /// continues after the last record any earlier producer published.
+    pub(crate) fn attach(mem: M, geo: SpscGeometry, me: Identity) -> Result<Self> {
+        let holder = peers::attach_spsc(&mem, Role::Producer, me.owner, me.pid)?;
+        let core = ProducerCore::new(mem.clone(), geo).and_then(|mut core| {
+            // A previous producer may have published records after its last `tail` store.
+            core.recover_tail()?;
+            Ok(core)
+        });
+        match core {
+            Ok(core) => Ok(ProducerEnd { core, holder }),
+            Err(err) => {
+                peers::close_spsc(&mem, Role::Producer, &holder);
+                Err(err)
+            }
+        }
+    }
+}
+
+impl<M: RingMemory> ProducerEnd<M> {
+    /// Opens a batch: commits stay unpublished until [`flush`](ProducerEnd::flush).
+    pub(crate) fn begin_batch(&mut self) {
+        self.core.begin_batch();
+    }
+
+    /// Publishes everything committed since the batch began, with one store.
+    pub(crate) fn flush(&mut self) {
+        self.core.flush();
+    }
+
+    /// The ring's geometry.
+    pub(crate) fn geometry(&self) -> SpscGeometry {
+        self.core.geometry()
+    }
+}
+
+impl<M: RingMemory> super::ProducerCore for ProducerEnd<M> {
+    type Memory = M;
+    type Claim = Claim;
+
+    fn memory(&self) -> &M {
+        self.core.memory()
+    }
+    fn slot(&self) -> u32 {
+        peers::PRODUCER_SLOT
+    }
+    fn max_message(&self) -> usize {
+        self.core.geometry().max_message as usize
+    }
+    #[inline]
+    fn try_claim(&mut self, len: usize) -> Result<Claim> {
+        self.core.try_claim(len)
+    }
+    #[inline]
+    fn claim_len(claim: &Claim) -> usize {
+        claim.len()
+    }
+    #[inline]
+    fn payload_ptr(&self, claim: &Claim) -> *mut u8 {
+        self.core.payload_ptr(claim)
+    }
+    #[inline]
+    fn commit(&mut self, claim: Claim, len: usize) -> Result<()> {
+        self.core.commit(claim, len);
+        Ok(())
+    }
+    #[inline]
+    fn cancel(&mut self, _claim: Claim) {
+        // A claim is plain data: nothing was written where a consumer looks.
+    }
+    #[inline]
+    fn try_write(&mut self, msg: &[u8]) -> Result<()> {
+        self.core.try_write(msg)
+    }
+    fn try_write_batch<B: AsRef<[u8]>>(&mut self, msgs: &[B]) -> Result<usize> {
+        let max = self.core.geometry().max_message as usize;
+        if let Some(big) = msgs.iter().find(|m| m.as_ref().len() > max) {
+            return Err(Error::MessageTooLarge {
+                len: big.as_ref().len(),
+                max,
+            });
+        }
+        let was_batching = self.core.is_batching();
+        self.core.begin_batch();
+        let mut sent = 0;
+        let mut outcome = Ok(());
+        for msg in msgs {
+            match self.core.try_write(msg.as_ref()) {
+                Ok(()) => sent += 1,
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
+            }
+        }
+        if !was_batching {
+            self.core.flush();
+        }
+        match outcome {
+            Err(e) if sent == 0 => Err(e),
+            _ => Ok(sent),
+        }
+    }
+    fn batching(&self) -> bool {
+        self.core.is_batching()
+    }
+    fn maintain(&mut self) {
+        // An error (the lock call failed) leaves the consumer's liveness unknown: the
+        // caller waits on, within its timeout.
+        let _ = peers::reap_spsc(self.core.memory(), Role::Consumer, &self.holder);
+    }
+    fn close(&mut self) {
+        self.core.close();
+        peers::close_spsc(self.core.memory(), Role::Producer, &self.holder);
+    }
+}
+
+/// The consumer role of an SPSC ring: the algorithm state and the role's slot.
+pub struct ConsumerEnd<M: RingMemory> {
+    core: ConsumerCore<M>,
+    holder: M::Holder,
+}
+
+impl<M: RingMemory + Clone> ConsumerEnd<M> {
+    /// Takes the consumer role (`AlreadyAttached` while a live consumer holds it); a new
+    /// consumer resumes at the last position released.
+    pub(crate) fn attach(mem: M, geo: SpscGeometry, me: Identity) -> Result<Self> {
+        let holder = peers::attach_spsc(&mem, Role::Consumer, me.owner, me.pid)?;
+        match ConsumerCore::new(mem.clone(), geo) {
+            Ok(core) => Ok(ConsumerEnd { core, holder }),
+            Err(err) => {
+                peers::close_spsc(&mem, Role::Consumer, &holder);
+                Err(err)
+            }
+        }
+    }
+}
+
+impl<M: RingMemory> super::ConsumerCore for ConsumerEnd<M> {
+    type Memory = M;
+    type Msg = Message;
+
+    fn memory(&self) -> &M {
+        self.core.memory()
+    }
+    fn slot(&self) -> u32 {
+        peers::CONSUMER_SLOT
+    }
+    fn max_message(&self) -> usize {
+        self.core.geometry().max_message as usize
+    }
+    #[inline]
+    fn try_next(&mut self) -> Result<Message> {
+        self.core.try_next()
+    }
+    #[inline]
+    fn msg_len(msg: &Message) -> usize {
+        msg.len()
+    }
+    #[inline]
+    fn payload(&self, msg: &Message) -> *const u8 {
+        self.core.payload(msg)
+    }
+    #[inline]
+    fn release(&mut self, msg: Message) {
+        self.core.consume(msg);
+    }
+    fn try_read_batch(&mut self, max: usize, f: &mut dyn FnMut(&[u8])) -> Result<usize> {
+        if max == 0 {
+            return Ok(0);
+        }
+        let mut msg = self.core.try_next()?;
+        self.core.begin_batch();
+        let mut count = 0;
+        loop {
+            let src = self.core.payload(&msg);
+            // SAFETY: the record's payload lies inside the data region (checked by `peek`)
+            // and stays untouched by the producer until we release it.
+            f(unsafe { core::slice::from_raw_parts(src, msg.len()) });
+            self.core.consume(msg);
+            count += 1;
+            if count == max {
+                break;
+            }
+            match self.core.peek() {
+                Ok(Some(next)) => msg = next,
+                // Nothing more, or damage: deliver what was good; the next call reports it.
+                Ok(None) | Err(_) => break,
+            }
+        }
+        self.core.flush();
+        Ok(count)
+    }
+    fn maintain(&mut self) {
+        let _ = peers::reap_spsc(self.core.memory(), Role::Producer, &self.holder);
+    }
+    fn close(&mut self, _held: Option<Message>) {
+        // A message found and not released stays in the ring for the next consumer.
+        self.core.close();
+        peers::close_spsc(self.core.memory(), Role::Consumer, &self.holder);
     }
 }

@@ -3,11 +3,11 @@
 
 use crate::error::{Error, Result};
 
-use super::{RECORD_HEADER, registry, slot};
+use super::{RECORD_HEADER, RingKind, registry, slot};
 
 /// Geometry shared by both ends, validated at attach.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct SpscGeometry {
+pub struct SpscGeometry {
     pub capacity: u64,
     pub max_message: u64,
 }
@@ -50,7 +50,7 @@ pub(crate) fn max_message_limit(capacity: u64) -> u64 {
 
 /// Slot count, slot size and registry size, validated at attach.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct MpmcGeometry {
+pub struct MpmcGeometry {
     pub slot_count: u64,
     pub max_message: u64,
     pub max_peers: u32,
@@ -96,5 +96,108 @@ impl MpmcGeometry {
     pub(crate) fn slot_offset(&self, pos: u64) -> u64 {
         u64::from(self.max_peers) * registry::RECORD_SIZE
             + (pos & (self.slot_count - 1)) * self.stride
+    }
+}
+
+/// The size parameters a header records (`SegmentHeader::capacity`, `max_message`,
+/// `slot_count`, `max_peers`), as read: nothing in them is trusted yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeaderParams {
+    /// Bytes of the data region.
+    pub capacity: u64,
+    /// Largest payload.
+    pub max_message: u64,
+    /// MPMC: slots (0 otherwise).
+    pub slot_count: u64,
+    /// MPMC: registry records (0 otherwise).
+    pub max_peers: u32,
+}
+
+/// A ring kind's geometry: what its header records, how big its data region is, how many
+/// peer slots it has. Segment creation and validation are written once against this.
+pub trait Shape:
+    Copy + PartialEq + core::fmt::Debug + core::fmt::Display + Send + Sync + 'static
+{
+    /// The kind recorded in the header.
+    const KIND: RingKind;
+    /// Checks what a header claims (`Corrupted` is the caller's to say).
+    fn from_header(params: &HeaderParams) -> Result<Self>;
+    /// What the header records.
+    fn header(&self) -> HeaderParams;
+    /// Bytes of the data region.
+    fn data_len(&self) -> u64;
+    /// Peer slots (SPSC: 2 roles; MPMC: registry records).
+    fn peer_slots(&self) -> u32;
+    /// Largest payload.
+    fn max_message(&self) -> u64;
+}
+
+impl Shape for SpscGeometry {
+    const KIND: RingKind = RingKind::Spsc;
+    fn from_header(p: &HeaderParams) -> Result<Self> {
+        SpscGeometry::new(p.capacity, p.max_message)
+    }
+    fn header(&self) -> HeaderParams {
+        HeaderParams {
+            capacity: self.capacity,
+            max_message: self.max_message,
+            slot_count: 0,
+            max_peers: 0,
+        }
+    }
+    fn data_len(&self) -> u64 {
+        self.capacity
+    }
+    fn peer_slots(&self) -> u32 {
+        2
+    }
+    fn max_message(&self) -> u64 {
+        self.max_message
+    }
+}
+
+impl Shape for MpmcGeometry {
+    const KIND: RingKind = RingKind::Mpmc;
+    fn from_header(p: &HeaderParams) -> Result<Self> {
+        MpmcGeometry::new(p.slot_count, p.max_message, p.max_peers)
+    }
+    fn header(&self) -> HeaderParams {
+        HeaderParams {
+            capacity: self.data_len(),
+            max_message: self.max_message,
+            slot_count: self.slot_count,
+            max_peers: self.max_peers,
+        }
+    }
+    fn data_len(&self) -> u64 {
+        MpmcGeometry::data_len(self)
+    }
+    fn peer_slots(&self) -> u32 {
+        self.max_peers
+    }
+    fn max_message(&self) -> u64 {
+        self.max_message
+    }
+}
+
+impl core::fmt::Display for SpscGeometry {
+    /// The parameters in words, e.g. "capacity 4096 bytes and max_message 2040".
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "capacity {} bytes and max_message {}",
+            self.capacity, self.max_message
+        )
+    }
+}
+
+impl core::fmt::Display for MpmcGeometry {
+    /// The parameters in words, e.g. "16 slots, max_message 240 and max_peers 16".
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "{} slots, max_message {} and max_peers {}",
+            self.slot_count, self.max_message, self.max_peers
+        )
     }
 }

@@ -278,7 +278,9 @@ fn segments_deliver_with_every_api_and_keep_short_buffer_messages() {
     drop(tx.try_reserve(5).unwrap()); // cancelled: consumers skip it
     tx.send_timeout(b"after", std::time::Duration::from_millis(10))
         .unwrap();
-    assert_eq!(&*rx.try_read().unwrap(), b"abc");
+    let grant = rx.try_read().unwrap();
+    assert_eq!(&*grant, b"abc");
+    grant.release();
     let mut v = Vec::new();
     rx.recv_vec_timeout(&mut v, std::time::Duration::from_millis(10))
         .unwrap();

@@ -11,8 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::{Config, OpenOptions};
 use crate::error::{Error, Result};
-use crate::layout::geometry::MpmcGeometry;
-use crate::layout::geometry::{SpscGeometry as Geometry, max_message_limit};
+use crate::layout::geometry::{HeaderParams, Shape};
 use crate::layout::{
     CONTROL_SIZE, FINGERPRINT, LAYOUT_VERSION, MAGIC, RingKind, header_flags, init_state,
 };
@@ -22,72 +21,10 @@ use crate::shm::{ShmMemory, control_of};
 use crate::sync::Ordering::{Acquire, Relaxed, Release};
 use crate::wait::WaitStrategy;
 
-/// The shape of a ring's data region, by kind.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Shape {
-    Spsc(Geometry),
-    Mpmc(MpmcGeometry),
-}
-
-impl Shape {
-    /// Bytes of the data region.
-    fn data_len(&self) -> u64 {
-        match self {
-            Shape::Spsc(geo) => geo.capacity,
-            Shape::Mpmc(geo) => geo.data_len(),
-        }
-    }
-
-    /// What `config` asks for, for a ring of `kind`.
-    fn requested(config: &Config, kind: RingKind) -> Result<Shape> {
-        match kind {
-            RingKind::Spsc => {
-                let capacity = config.capacity;
-                let max_message = match config.max_message {
-                    Some(max) => max,
-                    None if capacity.is_power_of_two()
-                        && capacity >= crate::layout::MIN_CAPACITY =>
-                    {
-                        max_message_limit(capacity)
-                    }
-                    None => 1,
-                };
-                Ok(Shape::Spsc(Geometry::new(capacity, max_message)?))
-            }
-            RingKind::Mpmc => Ok(Shape::Mpmc(MpmcGeometry::new(
-                config.slots,
-                config.max_message.unwrap_or(DEFAULT_MPMC_MAX_MESSAGE),
-                config.max_peers,
-            )?)),
-        }
-    }
-}
-
-impl std::fmt::Display for Shape {
-    /// The parameters in words, e.g. "capacity 4096 bytes and max_message 2040".
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Shape::Spsc(geo) => write!(
-                f,
-                "capacity {} bytes and max_message {}",
-                geo.capacity, geo.max_message
-            ),
-            Shape::Mpmc(geo) => write!(
-                f,
-                "{} slots, max_message {} and max_peers {}",
-                geo.slot_count, geo.max_message, geo.max_peers
-            ),
-        }
-    }
-}
-
-/// Slot payload of an MPMC ring when the config does not say (a 256-byte slot).
-pub(crate) const DEFAULT_MPMC_MAX_MESSAGE: u64 = 240;
-
 /// A mapped segment whose header has been checked.
-pub(crate) struct Attached {
+pub(crate) struct Attached<G: Shape> {
     pub segment: Arc<Segment>,
-    pub shape: Shape,
+    pub geometry: G,
     pub wait: WaitStrategy,
     /// Whether this call created the segment.
     pub created: bool,
@@ -99,14 +36,16 @@ const INIT_POLL: Duration = Duration::from_millis(1);
 /// its open (someone unlinked it in between).
 const CREATE_OR_OPEN_ATTEMPTS: u32 = 16;
 
-/// Creates a new segment at `location` holding an empty ring of `kind`.
-pub(crate) fn create(location: &Location, config: &Config, kind: RingKind) -> Result<Attached> {
-    let shape = Shape::requested(config, kind)?;
-    let capacity = shape.data_len();
-    let (max_message, slot_count, max_peers) = match shape {
-        Shape::Spsc(geo) => (geo.max_message, 0, 0),
-        Shape::Mpmc(geo) => (geo.max_message, geo.slot_count, geo.max_peers),
-    };
+/// Creates a new segment at `location` holding an empty ring of geometry `geometry`;
+/// `init` writes the kind's initial data-region words before the header is published.
+pub(crate) fn create<G: Shape>(
+    location: &Location,
+    config: &Config,
+    geometry: G,
+    init: impl FnOnce(&ShmMemory),
+) -> Result<Attached<G>> {
+    let params = geometry.header();
+    let capacity = geometry.data_len();
     let size = CONTROL_SIZE + capacity;
     let segment = Segment::create(
         location,
@@ -124,13 +63,13 @@ pub(crate) fn create(location: &Location, config: &Config, kind: RingKind) -> Re
     h.creator_start_time.store(me.start_time, Relaxed);
     h.magic.store(MAGIC, Relaxed);
     h.layout_version.store(LAYOUT_VERSION, Relaxed);
-    h.ring_kind.store(kind as u32, Relaxed);
+    h.ring_kind.store(G::KIND as u32, Relaxed);
     h.fingerprint.store(FINGERPRINT, Relaxed);
     h.wait_strategy.store(config.wait as u32, Relaxed);
     h.capacity.store(capacity, Relaxed);
-    h.max_message.store(max_message, Relaxed);
-    h.slot_count.store(slot_count, Relaxed);
-    h.max_peers.store(max_peers, Relaxed);
+    h.max_message.store(params.max_message, Relaxed);
+    h.slot_count.store(params.slot_count, Relaxed);
+    h.max_peers.store(params.max_peers, Relaxed);
     h.segment_size.store(size, Relaxed);
     h.data_offset.store(CONTROL_SIZE, Relaxed);
     let flags = if config.group_access {
@@ -146,38 +85,35 @@ pub(crate) fn create(location: &Location, config: &Config, kind: RingKind) -> Re
     h.initial_position.store(config.initial_position, Relaxed);
     ctl.producer.tail.store(config.initial_position, Relaxed);
     ctl.consumer.head.store(config.initial_position, Relaxed);
-    if let Shape::Mpmc(geo) = shape {
-        let memory = ShmMemory::new(segment.clone(), capacity);
-        crate::algo::mpmc::init_slots(&memory, &geo, config.initial_position);
-    }
+    init(&ShmMemory::new(segment.clone(), capacity));
     // ORDERING H1 (pairs with H2): Release publishes every field above to an opener that
     // Acquires READY.
     h.init_state.store(init_state::READY, Release);
     segment.release_creator();
     Ok(Attached {
         segment,
-        shape,
+        geometry,
         wait: config.wait,
         created: true,
     })
 }
 
-/// Opens the existing segment at `location` and checks it holds a ring of `kind`.
-pub(crate) fn open(location: &Location, options: &OpenOptions, kind: RingKind) -> Result<Attached> {
+/// Opens the existing segment at `location` and checks it holds a ring of geometry `G`.
+pub(crate) fn open<G: Shape>(location: &Location, options: &OpenOptions) -> Result<Attached<G>> {
     if let Location::Shm(name) = location {
         crate::shm::segment::validate_name(name)?;
     }
     let fd = Segment::open_fd(location)?;
-    open_fd(fd, location, options, kind)
+    open_fd(fd, location, options)
 }
 
-/// Opens the segment behind `fd` (found at `location`) and checks it holds a ring of `kind`.
-pub(crate) fn open_fd(
+/// Opens the segment behind `fd` (found at `location`) and checks it holds a ring of
+/// geometry `G`.
+pub(crate) fn open_fd<G: Shape>(
     fd: OwnedFd,
     location: &Location,
     options: &OpenOptions,
-    kind: RingKind,
-) -> Result<Attached> {
+) -> Result<Attached<G>> {
     let trust = TrustPolicy {
         any_owner: options.any_owner,
         writable_by_others: options.writable_by_others,
@@ -239,10 +175,10 @@ pub(crate) fn open_fd(
         }
         thread::sleep(INIT_POLL);
     }
-    let (shape, wait) = validate(&segment, kind, options)?;
+    let (geometry, wait) = validate::<G>(&segment, options)?;
     Ok(Attached {
         segment: Arc::new(segment),
-        shape,
+        geometry,
         wait,
         created: false,
     })
@@ -266,11 +202,8 @@ fn not_a_ring(segment: &Segment, magic: u64) -> Result<()> {
 }
 
 /// Every header field read once into a local and checked.
-fn validate(
-    segment: &Segment,
-    kind: RingKind,
-    options: &OpenOptions,
-) -> Result<(Shape, WaitStrategy)> {
+fn validate<G: Shape>(segment: &Segment, options: &OpenOptions) -> Result<(G, WaitStrategy)> {
+    let kind = G::KIND;
     let h = &control_of(segment).header;
     not_a_ring(segment, h.magic.load(Relaxed))?;
     let version = h.layout_version.load(Relaxed);
@@ -308,18 +241,16 @@ fn validate(
             )));
         }
     }
-    let capacity = h.capacity.load(Relaxed);
-    let max_message = h.max_message.load(Relaxed);
-    let slot_count = h.slot_count.load(Relaxed);
-    let max_peers = h.max_peers.load(Relaxed);
-    let bad = |e: Error| Error::corrupted(format!("header parameters: {e}"));
-    let shape = match kind {
-        RingKind::Spsc => Shape::Spsc(Geometry::new(capacity, max_message).map_err(bad)?),
-        RingKind::Mpmc => {
-            Shape::Mpmc(MpmcGeometry::new(slot_count, max_message, max_peers).map_err(bad)?)
-        }
+    let params = HeaderParams {
+        capacity: h.capacity.load(Relaxed),
+        max_message: h.max_message.load(Relaxed),
+        slot_count: h.slot_count.load(Relaxed),
+        max_peers: h.max_peers.load(Relaxed),
     };
-    if shape.data_len() != capacity {
+    let capacity = params.capacity;
+    let geometry =
+        G::from_header(&params).map_err(|e| Error::corrupted(format!("header parameters: {e}")))?;
+    if geometry.data_len() != capacity {
         return Err(Error::corrupted(format!(
             "data region of {capacity} bytes does not match its slots and peers"
         )));
@@ -340,32 +271,32 @@ fn validate(
             segment.len()
         )));
     }
-    Ok((shape, wait))
+    Ok((geometry, wait))
 }
 
 /// Creates the ring, or opens it if it exists; exactly one racing caller creates it.
-/// An existing ring must match `config`'s capacity, maximum message and wait strategy.
-pub(crate) fn create_or_open(
+/// An existing ring must have geometry `wanted` and `config`'s wait strategy.
+pub(crate) fn create_or_open<G: Shape>(
     location: &Location,
     config: &Config,
-    kind: RingKind,
-) -> Result<Attached> {
+    wanted: G,
+    init: impl Fn(&ShmMemory),
+) -> Result<Attached<G>> {
     let mut last = None;
     for _ in 0..CREATE_OR_OPEN_ATTEMPTS {
-        match create(location, config, kind) {
+        match create(location, config, wanted, &init) {
             Err(Error::AlreadyExists { .. }) => {}
             done => return done,
         }
         let options = config.open.clone().expect_wait_strategy(config.wait);
-        match open(location, &options, kind) {
+        match open::<G>(location, &options) {
             Ok(found) => {
-                let wanted = Shape::requested(config, kind)?;
-                if found.shape != wanted {
+                if found.geometry != wanted {
                     return Err(Error::incompatible(format!(
                         "{} exists with {}, and this call asked for {wanted}: use the \
                          same parameters, or Ring::open to take it as it is",
                         location.display(),
-                        found.shape
+                        found.geometry
                     )));
                 }
                 return Ok(found);

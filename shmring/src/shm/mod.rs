@@ -16,7 +16,7 @@ use segment::Segment;
 
 /// A ring inside a mapped segment. Clones share the mapping.
 #[derive(Clone)]
-pub(crate) struct ShmMemory {
+pub struct ShmMemory {
     segment: Arc<Segment>,
     /// Validated once at attach and never re-read from shared memory.
     capacity: u64,

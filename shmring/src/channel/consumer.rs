@@ -1,0 +1,520 @@
+//! The reading end, for every ring kind.
+
+use std::ops::Deref;
+use std::ptr::NonNull;
+use std::time::{Duration, Instant};
+
+use super::Kind;
+use super::producer::FRUITLESS_POLLS_PER_LOOK;
+use crate::algo::ConsumerCore;
+use crate::error::{Error, Result};
+use crate::shm::ShmMemory;
+use crate::wait::{Event, Wait, Waiter};
+
+type Msg<K> = <<K as super::sealed::KindImpl>::Consumer as ConsumerCore>::Msg;
+
+/// The reading end of a ring. Dropping it (or [`close`](Consumer::close)) detaches it; the
+/// producers' sends end with `Closed` once no consumer is left.
+///
+/// Every receive comes in the same forms: `try_*` (never waits: `WouldBlock`), blocking,
+/// `*_timeout` and `*_deadline` (`Timeout`); at the end of the stream `Closed`, or
+/// `PeerDead` if a producer of the stream died without closing — after everything it
+/// published has been received.
+///
+/// ```
+/// use shmring::{Config, spsc::Ring};
+/// let name = format!("/doc-consumer-{}", std::process::id());
+/// let ring = Ring::create(&name, &Config::new().capacity(4096))?;
+/// let mut tx = ring.producer()?;
+/// let mut rx = ring.consumer()?;
+/// tx.try_send(b"hello")?;
+/// let mut buf = [0u8; 64];
+/// let n = rx.try_recv(&mut buf)?;
+/// assert_eq!(&buf[..n], b"hello");
+/// ring.unlink()?;
+/// # Ok::<(), shmring::Error>(())
+/// ```
+pub struct Consumer<K: Kind> {
+    core: K::Consumer,
+    waiter: Waiter<ShmMemory>,
+    geometry: K::Geometry,
+    /// `try_*` calls that found the ring empty since the last look for dead producers.
+    fruitless: u32,
+    /// A message found but not delivered (its grant was dropped, or the caller's buffer was
+    /// too small): the next receive returns it first.
+    held: Option<Msg<K>>,
+    /// A message handed out without a borrow (the C ABI): every other receive waits for its
+    /// release.
+    detached: Option<Msg<K>>,
+}
+
+impl<K: Kind> Consumer<K> {
+    pub(super) fn new(waiter: Waiter<ShmMemory>, core: K::Consumer, geometry: K::Geometry) -> Self {
+        Consumer {
+            core,
+            waiter,
+            geometry,
+            fruitless: 0,
+            held: None,
+            detached: None,
+        }
+    }
+
+    #[inline]
+    fn no_detached(&self) -> Result<()> {
+        if self.detached.is_some() {
+            return Err(Error::invalid_argument(
+                "a detached read is pending: release it first",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The next message without waiting.
+    #[inline]
+    fn try_next(&mut self) -> Result<Msg<K>> {
+        self.no_detached()?;
+        if let Some(msg) = self.held.take() {
+            return Ok(msg);
+        }
+        let next = self.core.try_next();
+        if let Err(Error::WouldBlock) = next {
+            self.fruitless = self.fruitless.wrapping_add(1);
+            if self.fruitless % FRUITLESS_POLLS_PER_LOOK == 0 {
+                self.core.maintain();
+            }
+        }
+        next
+    }
+
+    /// The next message, waiting (looking for dead producers between waits) at most
+    /// `timeout` (`None`: no limit).
+    #[inline]
+    fn next_within(&mut self, timeout: Option<Duration>) -> Result<Msg<K>> {
+        self.no_detached()?;
+        if let Some(msg) = self.held.take() {
+            return Ok(msg);
+        }
+        let core = &mut self.core;
+        self.waiter
+            .wait_maintaining(Event::DataAvailable, timeout, |maintain| {
+                if maintain {
+                    core.maintain();
+                }
+                core.try_next()
+            })
+    }
+
+    /// Frees `msg`'s space and tells sleeping producers.
+    #[inline]
+    fn release(&mut self, msg: Msg<K>) {
+        self.core.release(msg);
+        self.waiter.notify(Event::SpaceAvailable);
+    }
+
+    #[inline]
+    fn payload(&self, msg: &Msg<K>) -> &[u8] {
+        let len = <K::Consumer as ConsumerCore>::msg_len(msg);
+        // SAFETY: the core checked the message's length and place against the ring's
+        // limits; its bytes are not written until the message is released, which takes
+        // `&mut self`, so they outlive this borrow.
+        unsafe { std::slice::from_raw_parts(self.core.payload(msg), len) }
+    }
+
+    #[inline]
+    fn copy_out(&mut self, msg: Msg<K>, buf: &mut [u8]) -> Result<usize> {
+        let src = self.payload(&msg);
+        let len = src.len();
+        if buf.len() < len {
+            self.held = Some(msg);
+            return Err(Error::BufferTooSmall { needed: len });
+        }
+        buf[..len].copy_from_slice(src);
+        self.release(msg);
+        Ok(len)
+    }
+
+    #[inline]
+    fn copy_out_vec(&mut self, msg: Msg<K>, out: &mut Vec<u8>) -> usize {
+        let src = self.payload(&msg);
+        out.clear();
+        out.extend_from_slice(src);
+        let len = src.len();
+        self.release(msg);
+        len
+    }
+
+    /// Copies the next message into `buf` and returns its length; `WouldBlock` if none is
+    /// waiting, the end of the stream once it has ended, `BufferTooSmall` if `buf` is short
+    /// (the message is kept for the next receive).
+    #[inline]
+    pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<usize> {
+        let msg = self.try_next()?;
+        self.copy_out(msg, buf)
+    }
+
+    /// Like [`try_recv`](Consumer::try_recv), waiting while the ring is empty.
+    #[inline]
+    pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize> {
+        let msg = self.next_within(None)?;
+        self.copy_out(msg, buf)
+    }
+
+    /// Like [`recv`](Consumer::recv), giving up with `Timeout` after `timeout`.
+    #[inline]
+    pub fn recv_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
+        let msg = self.next_within(Some(timeout))?;
+        self.copy_out(msg, buf)
+    }
+
+    /// Like [`recv`](Consumer::recv), giving up with `Timeout` at `deadline`.
+    #[inline]
+    pub fn recv_deadline(&mut self, buf: &mut [u8], deadline: Instant) -> Result<usize> {
+        self.recv_timeout(buf, deadline.saturating_duration_since(Instant::now()))
+    }
+
+    /// Replaces `out`'s contents with the next message (reusing its allocation).
+    #[inline]
+    pub fn try_recv_vec(&mut self, out: &mut Vec<u8>) -> Result<usize> {
+        let msg = self.try_next()?;
+        Ok(self.copy_out_vec(msg, out))
+    }
+
+    /// Like [`try_recv_vec`](Consumer::try_recv_vec), waiting while the ring is empty.
+    #[inline]
+    pub fn recv_vec(&mut self, out: &mut Vec<u8>) -> Result<usize> {
+        let msg = self.next_within(None)?;
+        Ok(self.copy_out_vec(msg, out))
+    }
+
+    /// Like [`recv_vec`](Consumer::recv_vec), giving up with `Timeout` after `timeout`.
+    #[inline]
+    pub fn recv_vec_timeout(&mut self, out: &mut Vec<u8>, timeout: Duration) -> Result<usize> {
+        let msg = self.next_within(Some(timeout))?;
+        Ok(self.copy_out_vec(msg, out))
+    }
+
+    /// Borrows the next message in place. [`ReadGrant::release`] frees its space; dropping
+    /// the grant keeps the message: the next receive returns it again.
+    ///
+    /// ```
+    /// # use shmring::{Config, spsc::Ring};
+    /// # let name = format!("/doc-read-{}", std::process::id());
+    /// # let ring = Ring::create(&name, &Config::new().capacity(4096))?;
+    /// # let mut tx = ring.producer()?;
+    /// let mut rx = ring.consumer()?;
+    /// tx.try_send(b"in place")?;
+    /// let msg = rx.try_read()?;
+    /// assert_eq!(&*msg, b"in place");
+    /// msg.release();
+    /// # ring.unlink()?;
+    /// # Ok::<(), shmring::Error>(())
+    /// ```
+    #[inline]
+    pub fn try_read(&mut self) -> Result<ReadGrant<'_, K>> {
+        let msg = self.try_next()?;
+        Ok(ReadGrant::new(self, msg))
+    }
+
+    /// Like [`try_read`](Consumer::try_read), waiting while the ring is empty.
+    #[inline]
+    pub fn read(&mut self) -> Result<ReadGrant<'_, K>> {
+        let msg = self.next_within(None)?;
+        Ok(ReadGrant::new(self, msg))
+    }
+
+    /// Like [`read`](Consumer::read), giving up with `Timeout` after `timeout`.
+    #[inline]
+    pub fn read_timeout(&mut self, timeout: Duration) -> Result<ReadGrant<'_, K>> {
+        let msg = self.next_within(Some(timeout))?;
+        Ok(ReadGrant::new(self, msg))
+    }
+
+    /// Hands up to `max` waiting messages to `f` in place, then frees them together (SPSC:
+    /// one store; MPMC: taken with one atomic operation). Returns how many; `WouldBlock` /
+    /// the end of the stream if there were none.
+    ///
+    /// ```
+    /// # use shmring::{Config, spsc::Ring};
+    /// # let name = format!("/doc-recv-batch-{}", std::process::id());
+    /// # let ring = Ring::create(&name, &Config::new().capacity(4096))?;
+    /// # let mut tx = ring.producer()?;
+    /// let mut rx = ring.consumer()?;
+    /// tx.try_send(b"a")?;
+    /// tx.try_send(b"b")?;
+    /// let mut seen = Vec::new();
+    /// assert_eq!(rx.try_recv_batch(32, |m| seen.extend_from_slice(m))?, 2);
+    /// assert_eq!(seen, b"ab");
+    /// # ring.unlink()?;
+    /// # Ok::<(), shmring::Error>(())
+    /// ```
+    #[inline]
+    pub fn try_recv_batch(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> Result<usize> {
+        self.no_detached()?;
+        if max == 0 {
+            return Ok(0);
+        }
+        let mut delivered = 0;
+        if let Some(msg) = self.held.take() {
+            f(self.payload(&msg));
+            self.core.release(msg);
+            delivered = 1;
+        }
+        let got = match self.core.try_read_batch(max - delivered, &mut f) {
+            Ok(got) => got,
+            Err(_) if delivered > 0 => 0,
+            Err(Error::WouldBlock) => {
+                self.fruitless = self.fruitless.wrapping_add(1);
+                if self.fruitless % FRUITLESS_POLLS_PER_LOOK == 0 {
+                    self.core.maintain();
+                }
+                return Err(Error::WouldBlock);
+            }
+            Err(e) => return Err(e),
+        };
+        self.waiter.notify(Event::SpaceAvailable);
+        Ok(delivered + got)
+    }
+
+    /// The messages waiting now, each as a new `Vec`: the iterator ends when the ring is
+    /// empty (or the stream has ended); an error other than those is its last item.
+    ///
+    /// ```
+    /// # use shmring::{Config, spsc::Ring};
+    /// # let name = format!("/doc-try-iter-{}", std::process::id());
+    /// # let ring = Ring::create(&name, &Config::new().capacity(4096))?;
+    /// # let mut tx = ring.producer()?;
+    /// let mut rx = ring.consumer()?;
+    /// tx.try_send(b"a")?;
+    /// tx.try_send(b"b")?;
+    /// let got: Vec<Vec<u8>> = rx.try_iter().collect::<Result<_, _>>()?;
+    /// assert_eq!(got, [b"a".to_vec(), b"b".to_vec()]);
+    /// # ring.unlink()?;
+    /// # Ok::<(), shmring::Error>(())
+    /// ```
+    pub fn try_iter(&mut self) -> TryRecvIter<'_, K> {
+        TryRecvIter {
+            consumer: self,
+            done: false,
+        }
+    }
+
+    /// Every message until the end of the stream, waiting for each: the iterator ends at
+    /// `Closed`; `PeerDead` (a producer of the stream died) or another error is its last
+    /// item.
+    ///
+    /// ```
+    /// # use shmring::{Config, spsc::Ring};
+    /// # let name = format!("/doc-iter-{}", std::process::id());
+    /// # let ring = Ring::create(&name, &Config::new().capacity(4096))?;
+    /// let mut tx = ring.producer()?;
+    /// let mut rx = ring.consumer()?;
+    /// tx.try_send(b"last words")?;
+    /// drop(tx); // end of stream
+    /// let all: Vec<Vec<u8>> = rx.iter().collect::<Result<_, _>>()?;
+    /// assert_eq!(all, [b"last words".to_vec()]);
+    /// # ring.unlink()?;
+    /// # Ok::<(), shmring::Error>(())
+    /// ```
+    pub fn iter(&mut self) -> RecvIter<'_, K> {
+        RecvIter {
+            consumer: self,
+            done: false,
+        }
+    }
+
+    /// The next message in place without a borrow: its address and length, valid until
+    /// [`release_detached`](Consumer::release_detached). Calling it again before releasing
+    /// returns the same message; every other receive fails with `InvalidArgument`
+    /// meanwhile. For callers that cannot hold a grant (the C ABI).
+    #[doc(hidden)]
+    pub fn read_detached(&mut self, timeout: Option<Duration>) -> Result<(NonNull<u8>, usize)> {
+        let msg = match self.detached {
+            Some(msg) => msg,
+            None => {
+                let msg = self.next_within(timeout)?;
+                self.detached = Some(msg);
+                msg
+            }
+        };
+        Ok(self.detached_view(&msg))
+    }
+
+    /// Non-blocking [`read_detached`](Consumer::read_detached).
+    #[doc(hidden)]
+    pub fn try_read_detached(&mut self) -> Result<(NonNull<u8>, usize)> {
+        let msg = match self.detached {
+            Some(msg) => msg,
+            None => {
+                let msg = self.try_next()?;
+                self.detached = Some(msg);
+                msg
+            }
+        };
+        Ok(self.detached_view(&msg))
+    }
+
+    fn detached_view(&self, msg: &Msg<K>) -> (NonNull<u8>, usize) {
+        let ptr = self.core.payload(msg) as *mut u8;
+        (
+            NonNull::new(ptr).expect("a message's payload lies inside the mapping"),
+            <K::Consumer as ConsumerCore>::msg_len(msg),
+        )
+    }
+
+    /// Frees the pending detached message. `InvalidArgument` if none is pending.
+    #[doc(hidden)]
+    pub fn release_detached(&mut self) -> Result<()> {
+        let msg = self
+            .detached
+            .take()
+            .ok_or_else(|| Error::invalid_argument("release without a pending detached read"))?;
+        self.release(msg);
+        Ok(())
+    }
+
+    /// Largest message payload in bytes.
+    pub fn max_message(&self) -> usize {
+        self.core.max_message()
+    }
+
+    /// Counters and occupancy, read from the segment.
+    pub fn stats(&self) -> K::Stats {
+        K::stats(self.core.memory(), &self.geometry)
+    }
+
+    /// This end's peer slot: its record in `Ring::peers()` (SPSC: 1; MPMC: its registry
+    /// record).
+    pub fn peer_index(&self) -> u32 {
+        self.core.slot()
+    }
+
+    /// System calls this end made to sleep or to wake producers (futex strategy; always 0
+    /// for the polling ones).
+    pub fn wake_syscalls(&self) -> u64 {
+        self.waiter.syscalls()
+    }
+
+    /// Detaches (same as dropping). A message found and not released stays for the next
+    /// SPSC consumer; on MPMC it was taken from the others and is released.
+    pub fn close(self) {}
+}
+
+impl<K: Kind> Drop for Consumer<K> {
+    fn drop(&mut self) {
+        let held = self.detached.take().or(self.held.take());
+        self.core.close(held);
+        self.waiter.notify(Event::SpaceAvailable);
+    }
+}
+
+impl<K: Kind> std::fmt::Debug for Consumer<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("geometry", &self.geometry)
+            .field("peer_index", &self.peer_index())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A message borrowed in place, from [`Consumer::try_read`]. Derefs to its bytes.
+/// [`release`](ReadGrant::release) frees its space; dropping the grant keeps the message
+/// for the next receive on the same consumer.
+#[must_use = "dropping a ReadGrant keeps the message: call release() once done with it"]
+pub struct ReadGrant<'a, K: Kind> {
+    consumer: &'a mut Consumer<K>,
+    msg: Option<Msg<K>>,
+}
+
+impl<'a, K: Kind> ReadGrant<'a, K> {
+    #[inline]
+    fn new(consumer: &'a mut Consumer<K>, msg: Msg<K>) -> Self {
+        ReadGrant {
+            consumer,
+            msg: Some(msg),
+        }
+    }
+
+    /// Frees the message's space for the producers.
+    #[inline]
+    pub fn release(mut self) {
+        if let Some(msg) = self.msg.take() {
+            self.consumer.release(msg);
+        }
+    }
+}
+
+impl<K: Kind> Drop for ReadGrant<'_, K> {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(msg) = self.msg.take() {
+            self.consumer.held = Some(msg);
+        }
+    }
+}
+
+impl<K: Kind> Deref for ReadGrant<'_, K> {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        let msg = self
+            .msg
+            .as_ref()
+            .expect("a grant holds its message until dropped");
+        self.consumer.payload(msg)
+    }
+}
+
+/// The messages waiting now, from [`Consumer::try_iter`].
+pub struct TryRecvIter<'a, K: Kind> {
+    consumer: &'a mut Consumer<K>,
+    done: bool,
+}
+
+impl<K: Kind> Iterator for TryRecvIter<'_, K> {
+    type Item = Result<Vec<u8>>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let mut out = Vec::new();
+        match self.consumer.try_recv_vec(&mut out) {
+            Ok(_) => Some(Ok(out)),
+            Err(Error::WouldBlock | Error::Closed) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// Every message until the end of the stream, from [`Consumer::iter`].
+pub struct RecvIter<'a, K: Kind> {
+    consumer: &'a mut Consumer<K>,
+    done: bool,
+}
+
+impl<K: Kind> Iterator for RecvIter<'_, K> {
+    type Item = Result<Vec<u8>>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let mut out = Vec::new();
+        match self.consumer.recv_vec(&mut out) {
+            Ok(_) => Some(Ok(out)),
+            Err(Error::Closed) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! The handle layer, written once for every ring kind: a [`Ring`] (a mapped segment),
+//! its [`Producer`]s and [`Consumer`]s, their zero-copy grants, batches and iterators.
+//!
+//! A kind plugs in through [`Kind`]: its geometry, how its data region is initialised,
+//! and its producer and consumer cores (`crate::algo`). Everything users touch — waiting,
+//! timeouts and deadlines, looking for dead peers while waiting, end of stream, grants,
+//! statistics — is here, so the same name means the same thing on every kind.
+//! `shmring::spsc`, `shmring::mpmc` give the kinds their names (`spsc::Ring` is
+//! `Ring<Spsc>`) and add what only one kind has.
+
+mod consumer;
+mod producer;
+
+use std::marker::PhantomData;
+use std::path::Path;
+use std::time::Duration;
+
+pub use consumer::{Consumer, ReadGrant, RecvIter, TryRecvIter};
+pub use producer::{Producer, WriteGrant};
+
+use crate::algo::{ConsumerCore, Identity, ProducerCore};
+use crate::config::{Config, OpenOptions};
+use crate::error::Result;
+use crate::layout::geometry::Shape;
+use crate::shm::attach::{self, Attached};
+use crate::shm::segment::{self, Location};
+use crate::shm::{ShmMemory, os};
+use crate::stats::PeerInfo;
+use crate::wait::{WaitStrategy, Waiter};
+
+/// A kind of ring: [`Spsc`](crate::spsc::Spsc) or [`Mpmc`](crate::mpmc::Mpmc). Sealed:
+/// the kinds are this crate's.
+pub trait Kind: sealed::KindImpl + Sized + Send + 'static {}
+
+pub(crate) mod sealed {
+    use super::*;
+
+    /// What a ring kind provides to the handle layer.
+    pub trait KindImpl {
+        /// The kind's geometry (checked parameters of its data region).
+        type Geometry: Shape;
+        /// The producer core on a mapped segment.
+        type Producer: ProducerCore<Memory = ShmMemory> + Send;
+        /// The consumer core on a mapped segment.
+        type Consumer: ConsumerCore<Memory = ShmMemory> + Send;
+        /// The kind's statistics.
+        type Stats;
+
+        /// The geometry `config` asks for (`InvalidArgument` if it does not fit the kind).
+        fn requested(config: &Config) -> Result<Self::Geometry>;
+        /// Writes the initial data-region words of a new ring whose first stream position
+        /// is `first` (creator, before the header is published).
+        fn init(memory: &ShmMemory, geometry: &Self::Geometry, first: u64);
+        /// Attaches a producer.
+        fn producer(
+            memory: ShmMemory,
+            geometry: Self::Geometry,
+            me: Identity,
+        ) -> Result<Self::Producer>;
+        /// Attaches a consumer.
+        fn consumer(
+            memory: ShmMemory,
+            geometry: Self::Geometry,
+            me: Identity,
+        ) -> Result<Self::Consumer>;
+        /// Counters and occupancy.
+        fn stats(memory: &ShmMemory, geometry: &Self::Geometry) -> Self::Stats;
+        /// Every peer record that has been held.
+        fn peers(memory: &ShmMemory, geometry: &Self::Geometry) -> Vec<PeerInfo>;
+    }
+}
+
+/// This process, as peer records show it.
+fn identity() -> Identity {
+    let me = os::current_process();
+    Identity {
+        owner: me.owner_word(),
+        pid: me.pid,
+    }
+}
+
+/// A mapped ring segment of kind `K`. Attach ends with [`producer`](Ring::producer) and
+/// [`consumer`](Ring::consumer); the segment persists until [`unlink`](Ring::unlink)ed.
+///
+/// ```
+/// use shmring::{Config, spsc};
+/// let name = format!("/doc-ring-{}", std::process::id());
+/// let ring = spsc::Ring::create_or_open(&name, &Config::new().capacity(1 << 12))?;
+/// assert_eq!(ring.max_message(), 2040);
+/// ring.unlink()?;
+/// # Ok::<(), shmring::Error>(())
+/// ```
+pub struct Ring<K: Kind> {
+    memory: ShmMemory,
+    geometry: K::Geometry,
+    wait: WaitStrategy,
+    spin: Duration,
+    created: bool,
+    kind: PhantomData<K>,
+}
+
+impl<K: Kind> Ring<K> {
+    fn from_attached(attached: Attached<K::Geometry>, spin: Duration) -> Ring<K> {
+        Ring {
+            memory: ShmMemory::new(attached.segment, attached.geometry.data_len()),
+            geometry: attached.geometry,
+            wait: attached.wait,
+            spin,
+            created: attached.created,
+            kind: PhantomData,
+        }
+    }
+
+    fn create_in(location: &Location, config: &Config) -> Result<Ring<K>> {
+        let geometry = K::requested(config)?;
+        let first = config.initial_position;
+        let attached = attach::create(location, config, geometry, |memory| {
+            K::init(memory, &geometry, first)
+        })?;
+        Ok(Ring::from_attached(attached, config.spin))
+    }
+
+    fn open_in(location: &Location, options: &OpenOptions) -> Result<Ring<K>> {
+        Ok(Ring::from_attached(
+            attach::open(location, options)?,
+            options.spin,
+        ))
+    }
+
+    /// Creates a new ring named `name` (`/` then 1..=250 of `[A-Za-z0-9._-]`), mode 0600
+    /// (0660 with [`Config::group_access`]). `AlreadyExists` if the name is taken; `NoSpace`
+    /// (and nothing created) if `/dev/shm` cannot hold it.
+    pub fn create(name: &str, config: &Config) -> Result<Ring<K>> {
+        Ring::create_in(&segment::named(name)?, config)
+    }
+
+    /// Opens the ring `name` with default [`OpenOptions`].
+    pub fn open(name: &str) -> Result<Ring<K>> {
+        Ring::open_with(name, &OpenOptions::default())
+    }
+
+    /// Opens the ring `name`, checking owner, mode, layout and kind as `options` say. A
+    /// ring of another kind is `Incompatible`.
+    pub fn open_with(name: &str, options: &OpenOptions) -> Result<Ring<K>> {
+        Ring::open_in(&segment::named(name)?, options)
+    }
+
+    /// Creates the ring, or opens it if another process got there first (it must then have
+    /// the same parameters and wait strategy). Exactly one racer creates it.
+    pub fn create_or_open(name: &str, config: &Config) -> Result<Ring<K>> {
+        let location = segment::named(name)?;
+        let geometry = K::requested(config)?;
+        let first = config.initial_position;
+        let attached = attach::create_or_open(&location, config, geometry, |memory| {
+            K::init(memory, &geometry, first)
+        })?;
+        Ok(Ring::from_attached(attached, config.spin))
+    }
+
+    /// Creates a ring in a file at `path` (persistent storage, hugetlbfs, another tmpfs).
+    pub fn create_at(path: impl AsRef<Path>, config: &Config) -> Result<Ring<K>> {
+        Ring::create_in(&segment::path_location(path.as_ref()), config)
+    }
+
+    /// Opens a ring stored in a file at `path`.
+    pub fn open_at(path: impl AsRef<Path>, options: &OpenOptions) -> Result<Ring<K>> {
+        Ring::open_in(&segment::path_location(path.as_ref()), options)
+    }
+
+    /// Creates a ring with no name: an anonymous memory file (memfd) sealed against
+    /// shrinking and growing, so no process holding it can truncate it under a mapping
+    /// (SIGBUS). Share it with [`share_fd`](Ring::share_fd) (pass the descriptor over a Unix
+    /// socket or to a child) and attach with [`open_fd`](Ring::open_fd). Linux only.
+    ///
+    /// ```
+    /// use shmring::{Config, OpenOptions, spsc::Ring};
+    /// let ring = Ring::create_anonymous(&Config::new().capacity(4096))?;
+    /// let other = Ring::open_fd(ring.share_fd()?, &OpenOptions::new())?;
+    /// # let _ = other;
+    /// # Ok::<(), shmring::Error>(())
+    /// ```
+    pub fn create_anonymous(config: &Config) -> Result<Ring<K>> {
+        Ring::create_in(&Location::Anonymous, config)
+    }
+
+    /// Attaches to an anonymous ring through a descriptor from
+    /// [`share_fd`](Ring::share_fd). `PermissionDenied` if the file is not sealed against
+    /// resizing (a holder could truncate it under our mapping).
+    pub fn open_fd(fd: std::os::fd::OwnedFd, options: &OpenOptions) -> Result<Ring<K>> {
+        Ok(Ring::from_attached(
+            attach::open_fd(fd, &Location::Anonymous, options)?,
+            options.spin,
+        ))
+    }
+
+    /// A new descriptor of an anonymous ring (close-on-exec) to hand to another process.
+    /// `InvalidArgument` for a named ring (open it by name instead).
+    pub fn share_fd(&self) -> Result<std::os::fd::OwnedFd> {
+        self.memory.segment().share_fd()
+    }
+
+    /// A waiter for the end holding peer slot `slot`.
+    fn waiter(&self, slot: u32) -> Waiter<ShmMemory> {
+        Waiter::new(
+            self.memory.clone(),
+            self.wait,
+            self.spin,
+            slot,
+            self.geometry.peer_slots(),
+        )
+    }
+
+    /// Attaches a producing end. SPSC: `AlreadyAttached` while a live producer holds the
+    /// role; MPMC: `RegistryFull` when `max_peers` live handles are attached. A role given
+    /// up before — closed, or left by a process that died — is taken again (a restarted
+    /// producer continues the stream; after a death, right after the last message the
+    /// dead one published).
+    pub fn producer(&self) -> Result<Producer<K>> {
+        let core = K::producer(self.memory.clone(), self.geometry, identity())?;
+        Ok(Producer::new(self.waiter(core.slot()), core, self.geometry))
+    }
+
+    /// Attaches a consuming end, as [`producer`](Ring::producer). A consumer taking over a
+    /// role resumes at the last position released: after a crash, the messages the dead one
+    /// had read but not released are delivered again (at-least-once).
+    pub fn consumer(&self) -> Result<Consumer<K>> {
+        let core = K::consumer(self.memory.clone(), self.geometry, identity())?;
+        Ok(Consumer::new(self.waiter(core.slot()), core, self.geometry))
+    }
+
+    /// Largest message payload in bytes.
+    pub fn max_message(&self) -> usize {
+        self.geometry.max_message() as usize
+    }
+
+    /// The wait strategy every end uses.
+    pub fn wait_strategy(&self) -> WaitStrategy {
+        self.wait
+    }
+
+    /// Whether this handle created the segment (useful after `create_or_open`).
+    pub fn was_created(&self) -> bool {
+        self.created
+    }
+
+    /// Counters and occupancy, read from the segment.
+    pub fn stats(&self) -> K::Stats {
+        K::stats(&self.memory, &self.geometry)
+    }
+
+    /// Every peer record that has been held: role, status (attached, attached but dead,
+    /// closed, dead), pid, generation and counters.
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        K::peers(&self.memory, &self.geometry)
+    }
+
+    /// Removes the ring's name (or path). Attached handles keep working; new opens fail.
+    pub fn unlink(&self) -> Result<()> {
+        segment::unlink(self.memory.segment().location())
+    }
+
+    pub(crate) fn geometry(&self) -> &K::Geometry {
+        &self.geometry
+    }
+}
+
+impl<K: Kind> std::fmt::Debug for Ring<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ring")
+            .field("location", &self.memory.segment().location().display())
+            .field("geometry", &self.geometry)
+            .field("wait", &self.wait)
+            .finish()
+    }
+}

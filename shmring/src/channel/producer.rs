@@ -1,0 +1,391 @@
+//! The writing end, for every ring kind.
+
+use std::ops::{Deref, DerefMut};
+use std::ptr::NonNull;
+use std::time::{Duration, Instant};
+
+use super::Kind;
+use crate::algo::ProducerCore;
+use crate::error::{Error, Result};
+use crate::shm::ShmMemory;
+use crate::wait::{Event, Wait, Waiter};
+
+type Claim<K> = <<K as super::sealed::KindImpl>::Producer as ProducerCore>::Claim;
+
+/// `try_*` calls that found the ring full between two looks for a dead consumer (the look
+/// is one `fcntl`; a blocked call looks every `RECOVERY_INTERVAL` instead).
+pub(super) const FRUITLESS_POLLS_PER_LOOK: u32 = 1 << 12;
+
+/// The writing end of a ring. Dropping it (or [`close`](Producer::close)) publishes what
+/// is pending and ends the stream for the consumers once no producer is left: they receive
+/// everything sent, then `Closed`.
+///
+/// `Send` but not `Sync`: move it to the thread that writes.
+///
+/// ```
+/// use shmring::{Config, spsc::Ring};
+/// let name = format!("/doc-producer-{}", std::process::id());
+/// let ring = Ring::create(&name, &Config::new().capacity(4096))?;
+/// let mut tx = ring.producer()?;
+/// tx.try_send(b"hello")?;
+/// ring.unlink()?;
+/// # Ok::<(), shmring::Error>(())
+/// ```
+pub struct Producer<K: Kind> {
+    core: K::Producer,
+    waiter: Waiter<ShmMemory>,
+    geometry: K::Geometry,
+    /// `try_*` calls that found the ring full since the last look for dead consumers.
+    fruitless: u32,
+    /// A reservation handed out without a borrow (the C ABI): every other send waits for
+    /// its commit or cancel.
+    detached: Option<Claim<K>>,
+}
+
+impl<K: Kind> Producer<K> {
+    pub(super) fn new(waiter: Waiter<ShmMemory>, core: K::Producer, geometry: K::Geometry) -> Self {
+        Producer {
+            core,
+            waiter,
+            geometry,
+            fruitless: 0,
+            detached: None,
+        }
+    }
+
+    pub(crate) fn core_mut(&mut self) -> &mut K::Producer {
+        &mut self.core
+    }
+
+    pub(crate) fn core(&self) -> &K::Producer {
+        &self.core
+    }
+
+    /// Tells sleeping consumers that there is something to read.
+    #[inline]
+    pub(crate) fn published(&self) {
+        self.waiter.notify(Event::DataAvailable);
+    }
+
+    /// Passes a non-blocking outcome through; every few thousand `WouldBlock`s it first
+    /// looks for dead consumers, so a caller that only polls still reaches the end of the
+    /// stream.
+    #[inline]
+    pub(crate) fn polled<T>(&mut self, outcome: Result<T>) -> Result<T> {
+        if let Err(Error::WouldBlock) = outcome {
+            self.fruitless = self.fruitless.wrapping_add(1);
+            if self.fruitless % FRUITLESS_POLLS_PER_LOOK == 0 {
+                self.core.maintain();
+            }
+        }
+        outcome
+    }
+
+    #[inline]
+    fn no_detached(&self) -> Result<()> {
+        if self.detached.is_some() {
+            return Err(Error::invalid_argument(
+                "a detached reservation is pending: commit or cancel it first",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Waits (as the ring's strategy says, looking for dead consumers between waits) until
+    /// `attempt` stops saying `WouldBlock`, or `timeout` passes.
+    fn wait_until<T>(
+        &mut self,
+        timeout: Option<Duration>,
+        mut attempt: impl FnMut(&mut K::Producer) -> Result<T>,
+    ) -> Result<T> {
+        self.no_detached()?;
+        let core = &mut self.core;
+        self.waiter
+            .wait_maintaining(Event::SpaceAvailable, timeout, |maintain| {
+                if maintain {
+                    core.maintain();
+                }
+                attempt(core)
+            })
+    }
+
+    /// Copies `msg` into the ring as one message, or says why not: `WouldBlock` if it is
+    /// full, `MessageTooLarge`, `Closed` / `PeerDead` once the consumers have gone.
+    #[inline]
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<()> {
+        self.no_detached()?;
+        let written = self.core.try_write(msg);
+        self.polled(written)?;
+        self.published();
+        Ok(())
+    }
+
+    /// Like [`try_send`](Producer::try_send), waiting while the ring is full.
+    #[inline]
+    pub fn send(&mut self, msg: &[u8]) -> Result<()> {
+        self.send_within(msg, None)
+    }
+
+    /// Like [`send`](Producer::send), giving up with `Timeout` after `timeout`.
+    #[inline]
+    pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
+        self.send_within(msg, Some(timeout))
+    }
+
+    /// Like [`send`](Producer::send), giving up with `Timeout` at `deadline`.
+    #[inline]
+    pub fn send_deadline(&mut self, msg: &[u8], deadline: Instant) -> Result<()> {
+        self.send_within(
+            msg,
+            Some(deadline.saturating_duration_since(Instant::now())),
+        )
+    }
+
+    #[inline]
+    fn send_within(&mut self, msg: &[u8], timeout: Option<Duration>) -> Result<()> {
+        self.wait_until(timeout, |core| core.try_write(msg))?;
+        self.published();
+        Ok(())
+    }
+
+    /// Sends as many of `msgs` as fit, in order, published together (SPSC: one store; MPMC:
+    /// the slots taken with one atomic operation); returns how many (`WouldBlock` if none
+    /// fits; `MessageTooLarge` before anything is sent).
+    ///
+    /// ```
+    /// # use shmring::{Config, mpmc::Ring};
+    /// # let name = format!("/doc-send-batch-{}", std::process::id());
+    /// # let ring = Ring::create(&name, &Config::new().slots(4))?;
+    /// let mut tx = ring.producer()?;
+    /// assert_eq!(tx.try_send_batch(&[&b"a"[..], b"b", b"c", b"d", b"e"])?, 4);
+    /// # ring.unlink()?;
+    /// # Ok::<(), shmring::Error>(())
+    /// ```
+    pub fn try_send_batch<B: AsRef<[u8]>>(&mut self, msgs: &[B]) -> Result<usize> {
+        self.no_detached()?;
+        let sent = self.core.try_write_batch(msgs);
+        let sent = self.polled(sent)?;
+        self.published();
+        Ok(sent)
+    }
+
+    /// Reserves room for a message of up to `len` bytes written in place;
+    /// [`WriteGrant::commit`] publishes it, dropping the grant sends nothing.
+    ///
+    /// ```
+    /// # use shmring::{Config, spsc::Ring};
+    /// # let name = format!("/doc-reserve-{}", std::process::id());
+    /// # let ring = Ring::create(&name, &Config::new().capacity(4096))?;
+    /// let mut tx = ring.producer()?;
+    /// let mut grant = tx.try_reserve(5)?;
+    /// grant.copy_from_slice(b"hello");
+    /// grant.commit()?;
+    /// # ring.unlink()?;
+    /// # Ok::<(), shmring::Error>(())
+    /// ```
+    #[inline]
+    pub fn try_reserve(&mut self, len: usize) -> Result<WriteGrant<'_, K>> {
+        self.no_detached()?;
+        let claim = self.core.try_claim(len);
+        let claim = self.polled(claim)?;
+        Ok(WriteGrant::new(self, claim))
+    }
+
+    /// Like [`try_reserve`](Producer::try_reserve), waiting while the ring is full.
+    #[inline]
+    pub fn reserve(&mut self, len: usize) -> Result<WriteGrant<'_, K>> {
+        let claim = self.wait_until(None, |core| core.try_claim(len))?;
+        Ok(WriteGrant::new(self, claim))
+    }
+
+    /// Like [`reserve`](Producer::reserve), giving up with `Timeout` after `timeout`.
+    #[inline]
+    pub fn reserve_timeout(&mut self, len: usize, timeout: Duration) -> Result<WriteGrant<'_, K>> {
+        let claim = self.wait_until(Some(timeout), |core| core.try_claim(len))?;
+        Ok(WriteGrant::new(self, claim))
+    }
+
+    /// Reserves `len` bytes like [`reserve_timeout`](Producer::reserve_timeout) (`None`:
+    /// no limit), without a borrow: returns the address of the reserved bytes, valid until
+    /// [`commit_detached`](Producer::commit_detached) or
+    /// [`cancel_detached`](Producer::cancel_detached). Meanwhile every other send on this
+    /// producer fails with `InvalidArgument`. For callers that cannot hold a grant (the C
+    /// ABI); Rust code uses [`reserve`](Producer::reserve).
+    #[doc(hidden)]
+    pub fn reserve_detached(
+        &mut self,
+        len: usize,
+        timeout: Option<Duration>,
+    ) -> Result<NonNull<u8>> {
+        let claim = self.wait_until(timeout, |core| core.try_claim(len))?;
+        Ok(self.hold_detached(claim))
+    }
+
+    /// Non-blocking [`reserve_detached`](Producer::reserve_detached).
+    #[doc(hidden)]
+    pub fn try_reserve_detached(&mut self, len: usize) -> Result<NonNull<u8>> {
+        self.no_detached()?;
+        let claim = self.core.try_claim(len);
+        let claim = self.polled(claim)?;
+        Ok(self.hold_detached(claim))
+    }
+
+    fn hold_detached(&mut self, claim: Claim<K>) -> NonNull<u8> {
+        let ptr = self.core.payload_ptr(&claim);
+        self.detached = Some(claim);
+        NonNull::new(ptr).expect("a claim's payload lies inside the mapping")
+    }
+
+    /// Publishes the first `len` bytes of the pending detached reservation.
+    /// `InvalidArgument` if none is pending or `len` exceeds it (it stays pending then).
+    #[doc(hidden)]
+    pub fn commit_detached(&mut self, len: usize) -> Result<()> {
+        let claim = self.detached.take().ok_or_else(|| {
+            Error::invalid_argument("commit without a pending detached reservation")
+        })?;
+        let reserved = <K::Producer as ProducerCore>::claim_len(&claim);
+        if len > reserved {
+            self.detached = Some(claim);
+            return Err(Error::invalid_argument(format!(
+                "commit of {len} bytes exceeds the {reserved} reserved"
+            )));
+        }
+        self.core.commit(claim, len)?;
+        if !self.core.batching() {
+            self.published();
+        }
+        Ok(())
+    }
+
+    /// Gives the pending detached reservation back: nothing is sent.
+    #[doc(hidden)]
+    pub fn cancel_detached(&mut self) {
+        if let Some(claim) = self.detached.take() {
+            self.core.cancel(claim);
+            self.published();
+        }
+    }
+
+    /// Largest message payload in bytes.
+    pub fn max_message(&self) -> usize {
+        self.core.max_message()
+    }
+
+    /// Counters and occupancy, read from the segment.
+    pub fn stats(&self) -> K::Stats {
+        K::stats(self.core.memory(), &self.geometry)
+    }
+
+    /// This end's peer slot: its record in `Ring::peers()` (SPSC: 0; MPMC: its registry
+    /// record).
+    pub fn peer_index(&self) -> u32 {
+        self.core.slot()
+    }
+
+    /// System calls this end made to sleep or to wake consumers (futex strategy; always 0
+    /// for the polling ones).
+    pub fn wake_syscalls(&self) -> u64 {
+        self.waiter.syscalls()
+    }
+
+    /// Publishes what is pending and detaches (same as dropping).
+    pub fn close(self) {}
+}
+
+impl<K: Kind> Drop for Producer<K> {
+    fn drop(&mut self) {
+        if let Some(claim) = self.detached.take() {
+            self.core.cancel(claim);
+        }
+        self.core.close();
+        self.published();
+    }
+}
+
+impl<K: Kind> std::fmt::Debug for Producer<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("geometry", &self.geometry)
+            .field("peer_index", &self.peer_index())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Room for one message inside the ring, from [`Producer::try_reserve`]. Derefs to the
+/// reserved bytes (their contents are unspecified until written).
+/// [`commit`](WriteGrant::commit) publishes them; dropping the grant sends nothing.
+#[must_use = "dropping a WriteGrant sends nothing: call commit()"]
+pub struct WriteGrant<'a, K: Kind> {
+    producer: &'a mut Producer<K>,
+    claim: Option<Claim<K>>,
+    payload: *mut u8,
+    len: usize,
+}
+
+impl<'a, K: Kind> WriteGrant<'a, K> {
+    #[inline]
+    pub(crate) fn new(producer: &'a mut Producer<K>, claim: Claim<K>) -> Self {
+        let payload = producer.core.payload_ptr(&claim);
+        let len = <K::Producer as ProducerCore>::claim_len(&claim);
+        WriteGrant {
+            producer,
+            claim: Some(claim),
+            payload,
+            len,
+        }
+    }
+
+    /// Publishes the whole reserved length as one message (inside an SPSC batch: with the
+    /// batch). `Revoked` (nothing published) if this producer lost its place in the ring.
+    #[inline]
+    pub fn commit(self) -> Result<()> {
+        let len = self.len;
+        self.commit_prefix(len)
+    }
+
+    /// Publishes only the first `len` bytes (`len` is clamped to the reserved length).
+    #[inline]
+    pub fn commit_prefix(mut self, len: usize) -> Result<()> {
+        let claim = self
+            .claim
+            .take()
+            .expect("a grant holds its claim until consumed");
+        self.producer.core.commit(claim, len)?;
+        if !self.producer.core.batching() {
+            self.producer.published();
+        }
+        Ok(())
+    }
+}
+
+impl<K: Kind> Drop for WriteGrant<'_, K> {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(claim) = self.claim.take() {
+            self.producer.core.cancel(claim);
+            if !self.producer.core.batching() {
+                // MPMC: consumers waiting on the given-back slot skip it now.
+                self.producer.published();
+            }
+        }
+    }
+}
+
+impl<K: Kind> Deref for WriteGrant<'_, K> {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `payload` points at `len` bytes inside the data region that only this
+        // producer may touch until the claim is committed or cancelled (consumers cannot
+        // see them; the producer is borrowed mutably by the grant).
+        unsafe { std::slice::from_raw_parts(self.payload, self.len) }
+    }
+}
+
+impl<K: Kind> DerefMut for WriteGrant<'_, K> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `deref`; `&mut self` makes this the only live view.
+        unsafe { std::slice::from_raw_parts_mut(self.payload, self.len) }
+    }
+}
