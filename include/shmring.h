@@ -84,27 +84,38 @@ typedef enum shmring_status {
   SHMRING_UNKNOWN = 102,
 } shmring_status;
 
-// A role's state in `shmring_stats_t`.
+// The kind of a ring, from `shmring_ring_kind`.
+typedef enum shmring_kind {
+  // One producer, one consumer.
+  SHMRING_KIND_SPSC = 1,
+  // Many producers, many consumers.
+  SHMRING_KIND_MPMC = 2,
+} shmring_kind;
+
+// A peer record's state, from `shmring_ring_peers`.
 typedef enum shmring_peer_state {
-  // Nobody attached yet.
-  SHMRING_PEER_FREE = 0,
-  // Attached.
+  // Attached, and its process runs.
   SHMRING_PEER_ATTACHED = 1,
-  // Closed.
+  // Closed by its holder.
   SHMRING_PEER_CLOSED = 2,
   // A value shmring never writes.
   SHMRING_PEER_UNKNOWN = 3,
-  // The holder died without closing, and another process found out.
+  // Its holder died without closing, and another process found out.
   SHMRING_PEER_DIED = 4,
+  // Attached in the record, but its process has died (not found out yet).
+  SHMRING_PEER_ATTACHED_DEAD = 5,
 } shmring_peer_state;
 
-// A consuming end of a ring (opaque).
+// A consuming end of a ring (opaque). Used by one thread at a time; it may move between
+// threads.
 typedef struct shmring_consumer_t shmring_consumer_t;
 
-// A producing end of a ring (opaque).
+// A producing end of a ring (opaque). Used by one thread at a time (like a `FILE *`); it
+// may move between threads.
 typedef struct shmring_producer_t shmring_producer_t;
 
-// An open ring segment, SPSC or MPMC (opaque).
+// An open ring segment of any kind (opaque). A ring handle may be used from several
+// threads at once (stats, attaching ends); freeing it leaves attached ends working.
 typedef struct shmring_ring_t shmring_ring_t;
 
 // Creation parameters. Start from `shmring_config_init`, then change fields.
@@ -133,15 +144,20 @@ typedef struct shmring_msg_t {
 // during the call.
 typedef void (*shmring_msg_fn)(void *ctx, const void *data, size_t len);
 
-// A snapshot of a ring (like `mq_getattr`).
+// A snapshot of a ring of any kind (like `mq_getattr`). Values are read one by one while
+// the ends run.
 typedef struct shmring_stats_t {
-  // Data region bytes.
+  // The ring's kind.
+  enum shmring_kind kind;
+  // SPSC: data region bytes; MPMC: slots × slot size.
   uint64_t capacity;
+  // MPMC: number of slots (0 for SPSC).
+  uint64_t slots;
   // Largest message.
   uint64_t max_message;
-  // Bytes of published, unreleased records.
+  // SPSC: bytes of published, unreleased records (0 for MPMC).
   uint64_t used_bytes;
-  // Messages published, not yet released.
+  // Messages published (MPMC: positions taken), not yet released.
   uint64_t messages_in_flight;
   // Messages published since creation.
   uint64_t messages_sent;
@@ -151,15 +167,39 @@ typedef struct shmring_stats_t {
   uint64_t messages_received;
   // Payload bytes released since creation.
   uint64_t bytes_received;
-  // Producer role.
-  enum shmring_peer_state producer_state;
-  // Producer's pid (0 if none).
-  uint32_t producer_pid;
-  // Consumer role.
-  enum shmring_peer_state consumer_state;
-  // Consumer's pid (0 if none).
-  uint32_t consumer_pid;
+  // Producers attached now (including dead ones not yet found out).
+  uint32_t producers;
+  // Consumers attached now.
+  uint32_t consumers;
+  // Producers asleep waiting for space.
+  uint32_t producers_waiting;
+  // Consumers asleep waiting for data.
+  uint32_t consumers_waiting;
+  // Producers that died without closing, since creation.
+  uint64_t producers_died;
+  // Consumers that died without closing, since creation.
+  uint64_t consumers_died;
+  // MPMC: claims of dead producers that consumers skipped (0 for SPSC).
+  uint64_t claims_skipped;
+  // MPMC: messages dead consumers had taken and not released (0 for SPSC).
+  uint64_t messages_dropped;
 } shmring_stats_t;
+
+// One peer record, from `shmring_ring_peers`.
+typedef struct shmring_peer_t {
+  // Record index (SPSC: 0 producer, 1 consumer; MPMC: registry record).
+  uint32_t index;
+  // 1 producer, 2 consumer, 0 a role byte shmring never writes.
+  uint32_t role;
+  // The record's state.
+  enum shmring_peer_state state;
+  // Process id of the (last) holder.
+  uint32_t pid;
+  // Bumped on every attach to this record.
+  uint32_t generation;
+  // Messages published (producer) or released (consumer) by this record's holders.
+  uint64_t messages;
+} shmring_peer_t;
 
 // MPMC creation parameters. Start from `shmring_mpmc_config_init`, then change fields.
 typedef struct shmring_mpmc_config_t {
@@ -176,32 +216,6 @@ typedef struct shmring_mpmc_config_t {
   // Futex: nanoseconds to poll before sleeping. Default 20000.
   uint64_t spin_ns;
 } shmring_mpmc_config_t;
-
-// A snapshot of an MPMC ring.
-typedef struct shmring_mpmc_stats_t {
-  // Number of slots.
-  uint64_t slots;
-  // Largest message.
-  uint64_t max_message;
-  // Positions taken by producers, not yet by consumers.
-  uint64_t messages_in_flight;
-  // Messages published since creation.
-  uint64_t messages_sent;
-  // Payload bytes published since creation.
-  uint64_t bytes_sent;
-  // Messages released since creation.
-  uint64_t messages_received;
-  // Payload bytes released since creation.
-  uint64_t bytes_received;
-  // Claims of dead producers that consumers skipped.
-  uint64_t claims_skipped;
-  // Messages dead consumers had taken and not released.
-  uint64_t messages_dropped;
-  // Producers attached now.
-  uint32_t producers;
-  // Consumers attached now.
-  uint32_t consumers;
-} shmring_mpmc_stats_t;
 
 #ifdef __cplusplus
 extern "C" {
@@ -226,30 +240,45 @@ const char *shmring_last_error_message(void);
 // `config` is NULL or points at a writable `shmring_config_t`.
 void shmring_config_init(struct shmring_config_t *config);
 
-// Creates the ring `name` (e.g. "/quotes"); fails with `SHMRING_ALREADY_EXISTS` if it exists.
-// `config` NULL means defaults. On success `*out` receives a handle to free with
-// `shmring_ring_free`. The segment persists until `shmring_unlink`.
+// Creates the SPSC ring `name` (e.g. "/quotes"); `SHMRING_ALREADY_EXISTS` if the name is
+// taken, `SHMRING_NO_SPACE` if /dev/shm cannot hold it. `config` NULL means defaults. On
+// success `*out` receives a handle to free with `shmring_ring_free`. The segment persists
+// until `shmring_unlink`.
 //
 // # Safety
 // `name` is a NUL-terminated string; `config` is NULL or valid; `out` is writable.
-enum shmring_status shmring_ring_create(const char *name,
+enum shmring_status shmring_spsc_create(const char *name,
                                         const struct shmring_config_t *config,
                                         struct shmring_ring_t **out);
 
-// Opens the existing ring `name` (owner must be this user, not writable by others).
+// Creates the SPSC ring, or opens it if it exists (then its parameters and wait strategy
+// must match `config`). Exactly one of several racing processes creates it.
+//
+// # Safety
+// As `shmring_spsc_create`.
+enum shmring_status shmring_spsc_create_or_open(const char *name,
+                                                const struct shmring_config_t *config,
+                                                struct shmring_ring_t **out);
+
+// Opens the existing SPSC ring `name` (owner must be this user, not writable by others);
+// `SHMRING_INCOMPATIBLE` for a ring of another kind.
+//
+// # Safety
+// `name` is a NUL-terminated string; `out` is writable.
+enum shmring_status shmring_spsc_open(const char *name, struct shmring_ring_t **out);
+
+// Opens the existing ring `name`, whatever its kind (`shmring_ring_kind` tells which). The
+// calls below work on every kind.
 //
 // # Safety
 // `name` is a NUL-terminated string; `out` is writable.
 enum shmring_status shmring_ring_open(const char *name, struct shmring_ring_t **out);
 
-// Creates the ring, or opens it if it exists (then its parameters must match `config`).
-// Exactly one of several racing processes creates it.
+// Writes the kind of `ring` to `*out`. Thread-safe.
 //
 // # Safety
-// As `shmring_ring_create`.
-enum shmring_status shmring_ring_create_or_open(const char *name,
-                                                const struct shmring_config_t *config,
-                                                struct shmring_ring_t **out);
+// `ring` is live; `out` is writable.
+enum shmring_status shmring_ring_kind(const struct shmring_ring_t *ring, enum shmring_kind *out);
 
 // Frees a ring handle (the segment stays; ends attached from it keep working). NULL is a
 // no-op.
@@ -258,37 +287,39 @@ enum shmring_status shmring_ring_create_or_open(const char *name,
 // `ring` is NULL or a handle from this library, not used afterwards.
 void shmring_ring_free(struct shmring_ring_t *ring);
 
-// Removes the ring `name`; attached handles keep working.
+// Removes the ring `name`, whatever its kind; attached handles keep working.
 //
 // # Safety
 // `name` is a NUL-terminated string.
 enum shmring_status shmring_unlink(const char *name);
 
-// Attaches the producing end (`SHMRING_ALREADY_ATTACHED` if another holds it). Free it with
-// `shmring_producer_free`, which also ends the stream. A producer is used from one thread
-// at a time.
+// Attaches a producing end (SPSC: `SHMRING_ALREADY_ATTACHED` while a live producer holds
+// the role; MPMC: `SHMRING_REGISTRY_FULL` when `max_peers` live handles are attached). A
+// role given up before is taken again. Free it with `shmring_producer_free`, which ends
+// the stream once no producer is left.
 //
 // # Safety
 // `ring` is a live ring handle; `out` is writable.
 enum shmring_status shmring_producer_create(const struct shmring_ring_t *ring,
                                             struct shmring_producer_t **out);
 
-// Attaches the consuming end. Free it with `shmring_consumer_free`. One thread at a time.
+// Attaches a consuming end, as `shmring_producer_create`. Free it with
+// `shmring_consumer_free`.
 //
 // # Safety
 // `ring` is a live ring handle; `out` is writable.
 enum shmring_status shmring_consumer_create(const struct shmring_ring_t *ring,
                                             struct shmring_consumer_t **out);
 
-// Publishes anything pending, ends the stream (the consumer drains, then gets
-// `SHMRING_CLOSED`) and frees the producer. NULL is a no-op.
+// Publishes anything pending, detaches and frees the producer (the consumers drain, then
+// get `SHMRING_CLOSED` once no producer is left). NULL is a no-op.
 //
 // # Safety
 // `producer` is NULL or a handle from this library, not used afterwards.
 void shmring_producer_free(struct shmring_producer_t *producer);
 
-// Closes the consumer (the producer's next send gets `SHMRING_CLOSED`) and frees it.
-// NULL is a no-op.
+// Detaches and frees the consumer (the producers' next send gets `SHMRING_CLOSED` once no
+// consumer is left). NULL is a no-op.
 //
 // # Safety
 // `consumer` is NULL or a handle from this library, not used afterwards.
@@ -314,9 +345,9 @@ enum shmring_status shmring_send_timeout(struct shmring_producer_t *producer,
                                          uint64_t timeout_ns);
 
 // Copies the next message into `buf` (capacity `cap`) and writes its length to `*out_len`.
-// Never blocks: `SHMRING_WOULD_BLOCK` when empty, `SHMRING_CLOSED` at end of stream,
-// `SHMRING_BUFFER_TOO_SMALL` if `cap` is short (the message stays; `shmring_try_read`
-// tells its length).
+// Never blocks: `SHMRING_WOULD_BLOCK` when empty, `SHMRING_CLOSED` / `SHMRING_PEER_DEAD` at
+// the end of the stream, `SHMRING_BUFFER_TOO_SMALL` if `cap` is short (the message stays;
+// `shmring_read` tells its length).
 //
 // # Safety
 // `consumer` is live; `buf` has `cap` writable bytes; `out_len` is writable.
@@ -379,8 +410,9 @@ enum shmring_status shmring_read(struct shmring_consumer_t *consumer,
 enum shmring_status shmring_release(struct shmring_consumer_t *consumer);
 
 // Copies as many of the `count` messages at `msgs` as fit, in order, and publishes them
-// (SPSC: with one store; MPMC: taking up to 64 slots per atomic operation); `*out_sent` receives how many (possibly 0: then the status is
-// `SHMRING_WOULD_BLOCK`). Never blocks.
+// (up to 64 at a time with one store (SPSC) or one atomic operation (MPMC));
+// `*out_sent` receives how many (if none fits, the status is `SHMRING_WOULD_BLOCK`).
+// Never blocks.
 //
 // # Safety
 // `producer` is live; `msgs` points at `count` readable `shmring_msg_t` whose `data`
@@ -390,9 +422,10 @@ enum shmring_status shmring_try_send_batch(struct shmring_producer_t *producer,
                                            size_t count,
                                            size_t *out_sent);
 
-// Hands up to `max` waiting messages to `fn` in place, then releases them all with one
-// store; `*out_count` receives how many. `SHMRING_WOULD_BLOCK` if none was waiting,
-// `SHMRING_CLOSED` at end of stream. Never blocks. `fn` must not call into this consumer.
+// Hands up to `max` waiting messages to `fn` in place, then releases them together;
+// `*out_count` receives how many. `SHMRING_WOULD_BLOCK` if none was waiting,
+// `SHMRING_CLOSED` / `SHMRING_PEER_DEAD` at the end of the stream. Never blocks. `fn` must
+// not call into this consumer.
 //
 // # Safety
 // `consumer` is live; `callback` is a valid function; `out_count` is writable.
@@ -402,12 +435,24 @@ enum shmring_status shmring_try_recv_batch(struct shmring_consumer_t *consumer,
                                            void *ctx,
                                            size_t *out_count);
 
-// Reads the ring's counters and roles into `*out`. Thread-safe with respect to the ends.
+// Reads the counters of a ring of any kind into `*out`. Thread-safe with respect to the
+// ends.
 //
 // # Safety
 // `ring` is live; `out` is writable.
 enum shmring_status shmring_ring_stats(const struct shmring_ring_t *ring,
                                        struct shmring_stats_t *out);
+
+// Writes up to `cap` peer records that have been held to `out` and their total number to
+// `*out_count` (which may exceed `cap`: call again with more room). Thread-safe.
+//
+// # Safety
+// `ring` is live; `out` has room for `cap` records (NULL if `cap` is 0); `out_count` is
+// writable.
+enum shmring_status shmring_ring_peers(const struct shmring_ring_t *ring,
+                                       struct shmring_peer_t *out,
+                                       size_t cap,
+                                       size_t *out_count);
 
 // Fills `*config` with the MPMC defaults. NULL is a no-op.
 //
@@ -416,8 +461,7 @@ enum shmring_status shmring_ring_stats(const struct shmring_ring_t *ring,
 void shmring_mpmc_config_init(struct shmring_mpmc_config_t *config);
 
 // Creates the MPMC ring `name`: many producers and consumers, each message to exactly one
-// consumer. Ends are attached and used with the same calls as SPSC ends
-// (`shmring_producer_create`, `shmring_try_send`, `shmring_read`, ...). `config` NULL
+// consumer. Ends are attached and used with the same calls as SPSC ends. `config` NULL
 // means defaults.
 //
 // # Safety
@@ -426,7 +470,7 @@ enum shmring_status shmring_mpmc_create(const char *name,
                                         const struct shmring_mpmc_config_t *config,
                                         struct shmring_ring_t **out);
 
-// Opens the existing MPMC ring `name` (`SHMRING_INCOMPATIBLE` for an SPSC ring).
+// Opens the existing MPMC ring `name` (`SHMRING_INCOMPATIBLE` for a ring of another kind).
 //
 // # Safety
 // `name` is a NUL-terminated string; `out` is writable.
@@ -439,14 +483,6 @@ enum shmring_status shmring_mpmc_open(const char *name, struct shmring_ring_t **
 enum shmring_status shmring_mpmc_create_or_open(const char *name,
                                                 const struct shmring_mpmc_config_t *config,
                                                 struct shmring_ring_t **out);
-
-// Reads an MPMC ring's counters into `*out` (`SHMRING_INVALID_ARGUMENT` for an SPSC ring:
-// use `shmring_ring_stats`).
-//
-// # Safety
-// `ring` is live; `out` is writable.
-enum shmring_status shmring_mpmc_stats(const struct shmring_ring_t *ring,
-                                       struct shmring_mpmc_stats_t *out);
 
 #ifdef __cplusplus
 }  // extern "C"

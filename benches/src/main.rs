@@ -317,8 +317,13 @@ fn measure(plan: &Plan) -> Res<Sample> {
                 let _ = shmring::mpmc::unlink(&ca);
                 let _ = shmring::mpmc::unlink(&cb);
             }));
-            let ep =
-                transport::ShmringMpmc::create((&a, &b), transport::strategy(t), plan.spin, size)?;
+            let ep = transport::Shmring::<shmring::mpmc::Mpmc>::create(
+                (&a, &b),
+                transport::strategy(t),
+                plan.spin,
+                size,
+                plan.api,
+            )?;
             (Box::new(ep), format!("{a},{b}"), None)
         }
         t if t.starts_with("shmring") => {
@@ -328,7 +333,7 @@ fn measure(plan: &Plan) -> Res<Sample> {
                 let _ = shmring::spsc::unlink(&ca);
                 let _ = shmring::spsc::unlink(&cb);
             }));
-            let ep = transport::Shmring::create(
+            let ep = transport::Shmring::<shmring::spsc::Spsc>::create(
                 (&a, &b),
                 transport::strategy(t),
                 plan.spin,
@@ -547,11 +552,19 @@ fn run_child(spec: &str) -> Res<()> {
     let mut ep: Box<dyn Endpoint> = match plan.transport.as_str() {
         t if t.starts_with("shmring-mpmc") => {
             let (a, b) = extra.split_once(',').ok_or("ring names")?;
-            Box::new(transport::ShmringMpmc::open((a, b), plan.spin)?)
+            Box::new(transport::Shmring::<shmring::mpmc::Mpmc>::open(
+                (a, b),
+                plan.spin,
+                plan.api,
+            )?)
         }
         t if t.starts_with("shmring") => {
             let (a, b) = extra.split_once(',').ok_or("ring names")?;
-            Box::new(transport::Shmring::open((a, b), plan.spin, plan.api)?)
+            Box::new(transport::Shmring::<shmring::spsc::Spsc>::open(
+                (a, b),
+                plan.spin,
+                plan.api,
+            )?)
         }
         "pipe" | "uds-stream" => {
             let (rd, wr) = extra.split_once(',').ok_or("fds")?;

@@ -9,7 +9,7 @@ use std::net::{TcpListener, TcpStream};
 use std::os::fd::{FromRawFd, RawFd};
 use std::time::Duration;
 
-use shmring::{Config, Error, OpenOptions, WaitStrategy, mpmc, spsc};
+use shmring::{Config, Error, Kind, OpenOptions, WaitStrategy, mpmc, spsc};
 
 /// First byte of the message that ends a throughput stream.
 pub(crate) const END: u8 = 0xFF;
@@ -97,11 +97,38 @@ fn to_io(e: Error) -> io::Error {
     io::Error::other(e)
 }
 
-/// A shmring SPSC pair: one ring each way.
-pub(crate) struct Shmring {
-    tx: spsc::Producer,
-    rx: spsc::Consumer,
+/// A shmring pair of any kind: one ring each way, one producer and one consumer on each
+/// (for MPMC: what a single pair pays for the multi-peer protocol).
+pub(crate) struct Shmring<K: BenchKind> {
+    tx: shmring::Producer<K>,
+    rx: shmring::Consumer<K>,
     api: Api,
+}
+
+/// How the benchmark sizes a ring of each kind for messages of `size` bytes.
+pub(crate) trait BenchKind: Kind {
+    /// The creation parameters.
+    fn config(size: usize) -> Config;
+}
+
+impl BenchKind for spsc::Spsc {
+    fn config(size: usize) -> Config {
+        Config::new().capacity(ring_capacity(size))
+    }
+}
+
+impl BenchKind for mpmc::Mpmc {
+    /// Slots of `size` bytes, as many as the SPSC ring of that size holds bytes for (at
+    /// least 64).
+    fn config(size: usize) -> Config {
+        let slots = (ring_capacity(size) / (size as u64 + 16).next_power_of_two())
+            .next_power_of_two()
+            .clamp(64, 1 << 14);
+        Config::new()
+            .slots(slots)
+            .max_message(size.max(1) as u64)
+            .max_peers(2)
+    }
 }
 
 /// The wait strategy a shmring transport name selects (`shmring-<kind>-<strategy>`).
@@ -118,21 +145,20 @@ pub(crate) fn sleeps(transport: &str) -> bool {
     transport.starts_with("shmring") && strategy(transport) != WaitStrategy::Spin
 }
 
-impl Shmring {
-    /// Creates both rings (parent side). `spin`: sleep strategies' spin window.
+impl<K: BenchKind> Shmring<K> {
+    /// Creates both rings (parent side). `spin`: the futex strategy's spin window.
     pub(crate) fn create(
         names: (&str, &str),
         strategy: WaitStrategy,
         spin: Duration,
         size: usize,
         api: Api,
-    ) -> shmring::Result<Shmring> {
-        let config = Config::new()
-            .capacity(ring_capacity(size))
+    ) -> shmring::Result<Shmring<K>> {
+        let config = K::config(size)
             .wait_strategy(strategy)
             .spin_before_sleep(spin);
-        let out = spsc::Ring::create(names.0, &config)?;
-        let back = spsc::Ring::create(names.1, &config)?;
+        let out = shmring::Ring::<K>::create(names.0, &config)?;
+        let back = shmring::Ring::<K>::create(names.1, &config)?;
         Ok(Shmring {
             tx: out.producer()?,
             rx: back.consumer()?,
@@ -141,74 +167,19 @@ impl Shmring {
     }
 
     /// Opens both rings (child side), crossed over.
-    pub(crate) fn open(names: (&str, &str), spin: Duration, api: Api) -> shmring::Result<Shmring> {
-        let options = OpenOptions::new().spin_before_sleep(spin);
-        let inbound = spsc::Ring::open_with(names.0, &options)?;
-        let outbound = spsc::Ring::open_with(names.1, &options)?;
-        Ok(Shmring {
-            tx: outbound.producer()?,
-            rx: inbound.consumer()?,
-            api,
-        })
-    }
-}
-
-/// A shmring MPMC pair: one ring each way, one producer and one consumer on each (what a
-/// single pair pays for the multi-peer protocol). Copy API only.
-pub(crate) struct ShmringMpmc {
-    tx: mpmc::Producer,
-    rx: mpmc::Consumer,
-}
-
-impl ShmringMpmc {
-    /// Creates both rings (parent side): slots of `size` bytes, as many as the SPSC ring
-    /// of that size holds bytes for (at least 64).
-    pub(crate) fn create(
+    pub(crate) fn open(
         names: (&str, &str),
-        strategy: WaitStrategy,
         spin: Duration,
-        size: usize,
-    ) -> shmring::Result<ShmringMpmc> {
-        let slots = (ring_capacity(size) / (size as u64 + 16).next_power_of_two())
-            .next_power_of_two()
-            .clamp(64, 1 << 14);
-        let config = Config::new()
-            .slots(slots)
-            .max_message(size.max(1) as u64)
-            .max_peers(2)
-            .wait_strategy(strategy)
-            .spin_before_sleep(spin);
-        let out = mpmc::Ring::create(names.0, &config)?;
-        let back = mpmc::Ring::create(names.1, &config)?;
-        Ok(ShmringMpmc {
-            tx: out.producer()?,
-            rx: back.consumer()?,
-        })
-    }
-
-    /// Opens both rings (child side), crossed over.
-    pub(crate) fn open(names: (&str, &str), spin: Duration) -> shmring::Result<ShmringMpmc> {
+        api: Api,
+    ) -> shmring::Result<Shmring<K>> {
         let options = OpenOptions::new().spin_before_sleep(spin);
-        let inbound = mpmc::Ring::open_with(names.0, &options)?;
-        let outbound = mpmc::Ring::open_with(names.1, &options)?;
-        Ok(ShmringMpmc {
+        let inbound = shmring::Ring::<K>::open_with(names.0, &options)?;
+        let outbound = shmring::Ring::<K>::open_with(names.1, &options)?;
+        Ok(Shmring {
             tx: outbound.producer()?,
             rx: inbound.consumer()?,
+            api,
         })
-    }
-}
-
-impl Endpoint for ShmringMpmc {
-    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
-        self.tx.send_timeout(msg, CALL_TIMEOUT).map_err(to_io)
-    }
-
-    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.rx.recv_timeout(buf, CALL_TIMEOUT).map_err(to_io)
-    }
-
-    fn wake_syscalls(&self) -> u64 {
-        self.tx.wake_syscalls() + self.rx.wake_syscalls()
     }
 }
 
@@ -231,7 +202,7 @@ fn touch(bytes: &[u8]) -> u64 {
     sum
 }
 
-impl Endpoint for Shmring {
+impl<K: BenchKind> Endpoint for Shmring<K> {
     fn send(&mut self, msg: &[u8]) -> io::Result<()> {
         match self.api {
             Api::Copy | Api::Batch32 => self.tx.send_timeout(msg, CALL_TIMEOUT).map_err(to_io),
@@ -267,23 +238,17 @@ impl Endpoint for Shmring {
             }
             return Ok(());
         }
+        let batch = [msg; 32];
         let mut left = count;
         while left > 0 {
-            let mut batch = self.tx.batch();
-            while batch.len() < 32.min(left) {
-                match batch.try_push(msg) {
-                    Ok(()) => {}
-                    Err(Error::WouldBlock) => break,
-                    Err(e) => return Err(to_io(e)),
+            match self.tx.try_send_batch(&batch[..32.min(left)]) {
+                Ok(sent) => left -= sent,
+                Err(Error::WouldBlock) => {
+                    // Full: wait for room the ordinary way (one message).
+                    self.tx.send_timeout(msg, CALL_TIMEOUT).map_err(to_io)?;
+                    left -= 1;
                 }
-            }
-            let pushed = batch.publish();
-            if pushed == 0 {
-                // Full: wait for room the ordinary way (one message).
-                self.tx.send_timeout(msg, CALL_TIMEOUT).map_err(to_io)?;
-                left -= 1;
-            } else {
-                left -= pushed;
+                Err(e) => return Err(to_io(e)),
             }
         }
         Ok(())

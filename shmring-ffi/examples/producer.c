@@ -27,7 +27,7 @@ int main(int argc, char **argv) {
     cfg.capacity = 1 << 16;
     cfg.wait_strategy = SHMRING_WAIT_FUTEX;
     shmring_ring_t *ring = NULL;
-    shmring_status st = shmring_ring_create_or_open(argv[1], &cfg, &ring);
+    shmring_status st = shmring_spsc_create_or_open(argv[1], &cfg, &ring);
     if (st != SHMRING_OK) return fail("create", st);
     shmring_producer_t *tx = NULL;
     st = shmring_producer_create(ring, &tx);

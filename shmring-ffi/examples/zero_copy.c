@@ -15,7 +15,7 @@ int main(int argc, char **argv) {
     shmring_ring_t *ring = NULL;
     shmring_producer_t *tx = NULL;
     shmring_consumer_t *rx = NULL;
-    shmring_status st = shmring_ring_create(name, NULL, &ring);
+    shmring_status st = shmring_spsc_create(name, NULL, &ring);
     if (st != SHMRING_OK) return fail("create", st);
     if ((st = shmring_producer_create(ring, &tx)) != SHMRING_OK) return fail("producer", st);
     if ((st = shmring_consumer_create(ring, &rx)) != SHMRING_OK) return fail("consumer", st);

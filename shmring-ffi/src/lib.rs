@@ -14,7 +14,8 @@ use std::ffi::{CStr, CString, c_char, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
-use shmring::{Config, Error, OpenOptions, PeerState, WaitStrategy, mpmc, spsc};
+use shmring::raw::{RawConsumer, RawProducer};
+use shmring::{Config, Error, KindStats, OpenOptions, PeerStatus, Role, WaitStrategy, any};
 
 /// ABI major version: bumped on any incompatible change.
 pub const SHMRING_ABI_VERSION_MAJOR: u32 = 0;
@@ -160,22 +161,35 @@ fn boundary(body: impl FnOnce() -> Result<(), Fail>) -> shmring_status {
     }
 }
 
-fn nonnull<'a, T>(ptr: *const T, what: &'static str) -> Result<&'a T, Fail> {
-    // SAFETY: non-NULL pointers come from this library's `_create`/`_open` functions or
-    // point at caller-owned objects of the declared type (the documented contract).
+/// `ptr` as a reference, or `Fail::Null`.
+///
+/// # Safety
+/// `ptr` is NULL or points at a live `T` (a handle from this library, or a caller-owned
+/// object of the declared type) for the chosen lifetime.
+unsafe fn nonnull<'a, T>(ptr: *const T, what: &'static str) -> Result<&'a T, Fail> {
+    // SAFETY: per the contract.
     unsafe { ptr.as_ref() }.ok_or(Fail::Null(what))
 }
 
-fn nonnull_mut<'a, T>(ptr: *mut T, what: &'static str) -> Result<&'a mut T, Fail> {
-    // SAFETY: as in `nonnull`; the handle is not used from two threads at once (documented).
+/// `ptr` as a mutable reference, or `Fail::Null`.
+///
+/// # Safety
+/// As [`nonnull`], and no other reference to `*ptr` is used meanwhile (a handle is used
+/// from one thread at a time, as documented).
+unsafe fn nonnull_mut<'a, T>(ptr: *mut T, what: &'static str) -> Result<&'a mut T, Fail> {
+    // SAFETY: per the contract.
     unsafe { ptr.as_mut() }.ok_or(Fail::Null(what))
 }
 
-fn name_arg<'a>(name: *const c_char) -> Result<&'a str, Fail> {
+/// `name` as UTF-8 text.
+///
+/// # Safety
+/// `name` is NULL or a NUL-terminated string that outlives the chosen lifetime.
+unsafe fn name_arg<'a>(name: *const c_char) -> Result<&'a str, Fail> {
     if name.is_null() {
         return Err(Fail::Null("name"));
     }
-    // SAFETY: non-NULL and documented as a NUL-terminated string.
+    // SAFETY: non-NULL and NUL-terminated (contract).
     let name = unsafe { CStr::from_ptr(name) };
     name.to_str().map_err(|_| {
         Fail::Rust(Error::InvalidName {
@@ -185,60 +199,59 @@ fn name_arg<'a>(name: *const c_char) -> Result<&'a str, Fail> {
     })
 }
 
-fn bytes_arg<'a>(data: *const c_void, len: usize) -> Result<&'a [u8], Fail> {
+/// `len` bytes at `data` (NULL allowed when `len` is 0).
+///
+/// # Safety
+/// `data` points at `len` readable bytes that outlive the chosen lifetime.
+unsafe fn bytes_arg<'a>(data: *const c_void, len: usize) -> Result<&'a [u8], Fail> {
     if len == 0 {
         return Ok(&[]);
     }
     if data.is_null() {
         return Err(Fail::Null("data"));
     }
-    // SAFETY: the caller passes `len` readable bytes at `data` (documented).
+    // SAFETY: per the contract.
     Ok(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) })
 }
 
-fn buf_arg<'a>(buf: *mut c_void, cap: usize) -> Result<&'a mut [u8], Fail> {
+/// `cap` writable bytes at `buf` (NULL allowed when `cap` is 0).
+///
+/// # Safety
+/// `buf` points at `cap` writable bytes, not otherwise used for the chosen lifetime.
+unsafe fn buf_arg<'a>(buf: *mut c_void, cap: usize) -> Result<&'a mut [u8], Fail> {
     if cap == 0 {
         return Ok(&mut []);
     }
     if buf.is_null() {
         return Err(Fail::Null("buf"));
     }
-    // SAFETY: the caller passes `cap` writable bytes at `buf` (documented).
+    // SAFETY: per the contract.
     Ok(unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), cap) })
 }
 
-fn write_out<T>(out: *mut T, value: T) {
-    // SAFETY: checked non-NULL by the caller of this helper before any work was done.
+/// Writes an out-parameter.
+///
+/// # Safety
+/// `out` is non-NULL (checked by the caller before any work was done) and writable.
+unsafe fn write_out<T>(out: *mut T, value: T) {
+    // SAFETY: per the contract.
     unsafe { out.write(value) };
 }
 
-fn timeout_of(timeout_ns: u64) -> Duration {
-    Duration::from_nanos(timeout_ns)
+/// A C timeout: `UINT64_MAX` waits without limit (`None`), 0 does not wait.
+fn timeout_of(timeout_ns: u64) -> Option<Duration> {
+    (timeout_ns != u64::MAX).then(|| Duration::from_nanos(timeout_ns))
 }
 
-/// Either kind of ring or end. Every call below that both kinds support works on both.
-enum Kind<S, M> {
-    Spsc(S),
-    Mpmc(M),
-}
-
-/// Runs `$body` with `$x` bound to whichever kind `$handle` holds (both kinds have the
-/// method `$body` calls, with the same signature).
-macro_rules! either {
-    ($handle:expr, $x:ident => $body:expr) => {
-        match $handle {
-            Kind::Spsc($x) => $body,
-            Kind::Mpmc($x) => $body,
-        }
-    };
-}
-
-/// An open ring segment, SPSC or MPMC (opaque).
-pub struct shmring_ring_t(Kind<spsc::Ring, mpmc::Ring>);
-/// A producing end of a ring (opaque).
-pub struct shmring_producer_t(Kind<spsc::Producer, mpmc::Producer>);
-/// A consuming end of a ring (opaque).
-pub struct shmring_consumer_t(Kind<spsc::Consumer, mpmc::Consumer>);
+/// An open ring segment of any kind (opaque). A ring handle may be used from several
+/// threads at once (stats, attaching ends); freeing it leaves attached ends working.
+pub struct shmring_ring_t(any::Ring);
+/// A producing end of a ring (opaque). Used by one thread at a time (like a `FILE *`); it
+/// may move between threads.
+pub struct shmring_producer_t(any::Producer);
+/// A consuming end of a ring (opaque). Used by one thread at a time; it may move between
+/// threads.
+pub struct shmring_consumer_t(any::Consumer);
 
 /// `shmring_config_t.wait_strategy`: busy-poll.
 pub const SHMRING_WAIT_SPIN: u32 = 1;
@@ -364,29 +377,36 @@ pub unsafe extern "C" fn shmring_config_init(config: *mut shmring_config_t) {
     if config.is_null() {
         return;
     }
-    write_out(
-        config,
-        shmring_config_t {
-            capacity: 1 << 20,
-            max_message: 0,
-            wait_strategy: SHMRING_WAIT_SPIN_YIELD,
-            flags: 0,
-            spin_ns: 20_000,
-        },
-    );
+    let defaults = shmring_config_t {
+        capacity: 1 << 20,
+        max_message: 0,
+        wait_strategy: SHMRING_WAIT_SPIN_YIELD,
+        flags: 0,
+        spin_ns: 20_000,
+    };
+    // SAFETY: non-NULL and writable (contract).
+    unsafe { write_out(config, defaults) };
 }
 
-/// NULL means the defaults.
-fn config_arg(config: *const shmring_config_t) -> Result<Config, Fail> {
+/// The SPSC configuration at `config` (NULL: the defaults).
+///
+/// # Safety
+/// `config` is NULL or points at a readable `shmring_config_t`.
+unsafe fn config_arg(config: *const shmring_config_t) -> Result<Config, Fail> {
     if config.is_null() {
         return Ok(Config::new());
     }
-    config_of(nonnull(config, "config")?)
+    // SAFETY: per the contract.
+    config_of(unsafe { nonnull(config, "config") }?)
 }
 
 /// Hands a new handle to C through `out`.
-fn handle_out<T>(out: *mut *mut T, handle: T) {
-    write_out(out, Box::into_raw(Box::new(handle)));
+///
+/// # Safety
+/// As [`write_out`].
+unsafe fn handle_out<T>(out: *mut *mut T, handle: T) {
+    // SAFETY: per the contract.
+    unsafe { write_out(out, Box::into_raw(Box::new(handle))) };
 }
 
 /// Frees a handle made by `handle_out`; NULL is a no-op; a panic in a destructor is contained.
@@ -403,31 +423,87 @@ unsafe fn free_handle<T>(handle: *mut T) {
     }));
 }
 
-/// Creates the ring `name` (e.g. "/quotes"); fails with `SHMRING_ALREADY_EXISTS` if it exists.
-/// `config` NULL means defaults. On success `*out` receives a handle to free with
-/// `shmring_ring_free`. The segment persists until `shmring_unlink`.
+/// Runs `make` for a new ring named `name` and hands it to C through `out`.
 ///
 /// # Safety
-/// `name` is a NUL-terminated string; `config` is NULL or valid; `out` is writable.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn shmring_ring_create(
+/// `name` is NULL or a NUL-terminated string; `out` is NULL or writable.
+unsafe fn ring_out(
     name: *const c_char,
-    config: *const shmring_config_t,
     out: *mut *mut shmring_ring_t,
+    make: impl FnOnce(&str) -> Result<any::Ring, Error>,
 ) -> shmring_status {
     boundary(|| {
-        let name = name_arg(name)?;
-        nonnull_mut(out, "out")?;
-        let config = config_arg(config)?;
-        handle_out(
-            out,
-            shmring_ring_t(Kind::Spsc(spsc::Ring::create(name, &config)?)),
-        );
+        // SAFETY: per the contract.
+        let name = unsafe { name_arg(name) }?;
+        // SAFETY: per the contract.
+        unsafe { nonnull_mut(out, "out") }?;
+        let ring = make(name)?;
+        // SAFETY: `out` checked non-NULL above.
+        unsafe { handle_out(out, shmring_ring_t(ring)) };
         Ok(())
     })
 }
 
-/// Opens the existing ring `name` (owner must be this user, not writable by others).
+/// Creates the SPSC ring `name` (e.g. "/quotes"); `SHMRING_ALREADY_EXISTS` if the name is
+/// taken, `SHMRING_NO_SPACE` if /dev/shm cannot hold it. `config` NULL means defaults. On
+/// success `*out` receives a handle to free with `shmring_ring_free`. The segment persists
+/// until `shmring_unlink`.
+///
+/// # Safety
+/// `name` is a NUL-terminated string; `config` is NULL or valid; `out` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_spsc_create(
+    name: *const c_char,
+    config: *const shmring_config_t,
+    out: *mut *mut shmring_ring_t,
+) -> shmring_status {
+    // SAFETY: the caller's contract is this function's.
+    unsafe {
+        ring_out(name, out, |name| {
+            // SAFETY: `config` is NULL or valid (contract).
+            let config = config_arg(config).map_err(fail_error)?;
+            any::Ring::create(any::KindName::Spsc, name, &config)
+        })
+    }
+}
+
+/// Creates the SPSC ring, or opens it if it exists (then its parameters and wait strategy
+/// must match `config`). Exactly one of several racing processes creates it.
+///
+/// # Safety
+/// As `shmring_spsc_create`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_spsc_create_or_open(
+    name: *const c_char,
+    config: *const shmring_config_t,
+    out: *mut *mut shmring_ring_t,
+) -> shmring_status {
+    // SAFETY: the caller's contract is this function's.
+    unsafe {
+        ring_out(name, out, |name| {
+            // SAFETY: `config` is NULL or valid (contract).
+            let config = config_arg(config).map_err(fail_error)?;
+            any::Ring::create_or_open(any::KindName::Spsc, name, &config)
+        })
+    }
+}
+
+/// Opens the existing SPSC ring `name` (owner must be this user, not writable by others);
+/// `SHMRING_INCOMPATIBLE` for a ring of another kind.
+///
+/// # Safety
+/// `name` is a NUL-terminated string; `out` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_spsc_open(
+    name: *const c_char,
+    out: *mut *mut shmring_ring_t,
+) -> shmring_status {
+    // SAFETY: the caller's contract is this function's.
+    unsafe { ring_out(name, out, |name| open_kind(name, any::KindName::Spsc)) }
+}
+
+/// Opens the existing ring `name`, whatever its kind (`shmring_ring_kind` tells which). The
+/// calls below work on every kind.
 ///
 /// # Safety
 /// `name` is a NUL-terminated string; `out` is writable.
@@ -436,39 +512,61 @@ pub unsafe extern "C" fn shmring_ring_open(
     name: *const c_char,
     out: *mut *mut shmring_ring_t,
 ) -> shmring_status {
-    boundary(|| {
-        let name = name_arg(name)?;
-        nonnull_mut(out, "out")?;
-        handle_out(
-            out,
-            shmring_ring_t(Kind::Spsc(spsc::Ring::open_with(
-                name,
-                &OpenOptions::new(),
-            )?)),
-        );
-        Ok(())
-    })
+    // SAFETY: the caller's contract is this function's.
+    unsafe { ring_out(name, out, |name| any::Ring::open(name, &OpenOptions::new())) }
 }
 
-/// Creates the ring, or opens it if it exists (then its parameters must match `config`).
-/// Exactly one of several racing processes creates it.
+/// Opens `name` and insists on `kind`.
+fn open_kind(name: &str, kind: any::KindName) -> Result<any::Ring, Error> {
+    let ring = any::Ring::open(name, &OpenOptions::new())?;
+    if ring.kind() != kind {
+        return Err(Error::Incompatible {
+            detail: format!("{name} is an {} ring, not an {kind} ring", ring.kind()),
+        });
+    }
+    Ok(ring)
+}
+
+/// A `Fail` turned back into an `Error` (inside a closure that returns `Error`).
+fn fail_error(fail: Fail) -> Error {
+    match fail {
+        Fail::Rust(e) => e,
+        Fail::Null(what) => Error::InvalidArgument {
+            detail: format!("{what} is NULL"),
+        },
+    }
+}
+
+/// The kind of a ring, from `shmring_ring_kind`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum shmring_kind {
+    /// One producer, one consumer.
+    SHMRING_KIND_SPSC = 1,
+    /// Many producers, many consumers.
+    SHMRING_KIND_MPMC = 2,
+}
+
+/// Writes the kind of `ring` to `*out`. Thread-safe.
 ///
 /// # Safety
-/// As `shmring_ring_create`.
+/// `ring` is live; `out` is writable.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn shmring_ring_create_or_open(
-    name: *const c_char,
-    config: *const shmring_config_t,
-    out: *mut *mut shmring_ring_t,
+pub unsafe extern "C" fn shmring_ring_kind(
+    ring: *const shmring_ring_t,
+    out: *mut shmring_kind,
 ) -> shmring_status {
     boundary(|| {
-        let name = name_arg(name)?;
-        nonnull_mut(out, "out")?;
-        let config = config_arg(config)?;
-        handle_out(
-            out,
-            shmring_ring_t(Kind::Spsc(spsc::Ring::create_or_open(name, &config)?)),
-        );
+        // SAFETY: per the contract.
+        let ring = unsafe { nonnull(ring, "ring") }?;
+        // SAFETY: per the contract.
+        unsafe { nonnull_mut(out, "out") }?;
+        let kind = match ring.0.kind() {
+            any::KindName::Spsc => shmring_kind::SHMRING_KIND_SPSC,
+            _ => shmring_kind::SHMRING_KIND_MPMC,
+        };
+        // SAFETY: checked non-NULL above.
+        unsafe { write_out(out, kind) };
         Ok(())
     })
 }
@@ -484,21 +582,23 @@ pub unsafe extern "C" fn shmring_ring_free(ring: *mut shmring_ring_t) {
     unsafe { free_handle(ring) };
 }
 
-/// Removes the ring `name`; attached handles keep working.
+/// Removes the ring `name`, whatever its kind; attached handles keep working.
 ///
 /// # Safety
 /// `name` is a NUL-terminated string.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmring_unlink(name: *const c_char) -> shmring_status {
     boundary(|| {
-        shmring::spsc::unlink(name_arg(name)?)?;
+        // SAFETY: per the contract.
+        shmring::spsc::unlink(unsafe { name_arg(name) }?)?;
         Ok(())
     })
 }
 
-/// Attaches the producing end (`SHMRING_ALREADY_ATTACHED` if another holds it). Free it with
-/// `shmring_producer_free`, which also ends the stream. A producer is used from one thread
-/// at a time.
+/// Attaches a producing end (SPSC: `SHMRING_ALREADY_ATTACHED` while a live producer holds
+/// the role; MPMC: `SHMRING_REGISTRY_FULL` when `max_peers` live handles are attached). A
+/// role given up before is taken again. Free it with `shmring_producer_free`, which ends
+/// the stream once no producer is left.
 ///
 /// # Safety
 /// `ring` is a live ring handle; `out` is writable.
@@ -508,18 +608,19 @@ pub unsafe extern "C" fn shmring_producer_create(
     out: *mut *mut shmring_producer_t,
 ) -> shmring_status {
     boundary(|| {
-        let ring = nonnull(ring, "ring")?;
-        nonnull_mut(out, "out")?;
-        let producer = match &ring.0 {
-            Kind::Spsc(r) => Kind::Spsc(r.producer()?),
-            Kind::Mpmc(r) => Kind::Mpmc(r.producer()?),
-        };
-        handle_out(out, shmring_producer_t(producer));
+        // SAFETY: per the contract.
+        let ring = unsafe { nonnull(ring, "ring") }?;
+        // SAFETY: per the contract.
+        unsafe { nonnull_mut(out, "out") }?;
+        let producer = ring.0.producer()?;
+        // SAFETY: checked non-NULL above.
+        unsafe { handle_out(out, shmring_producer_t(producer)) };
         Ok(())
     })
 }
 
-/// Attaches the consuming end. Free it with `shmring_consumer_free`. One thread at a time.
+/// Attaches a consuming end, as `shmring_producer_create`. Free it with
+/// `shmring_consumer_free`.
 ///
 /// # Safety
 /// `ring` is a live ring handle; `out` is writable.
@@ -529,19 +630,19 @@ pub unsafe extern "C" fn shmring_consumer_create(
     out: *mut *mut shmring_consumer_t,
 ) -> shmring_status {
     boundary(|| {
-        let ring = nonnull(ring, "ring")?;
-        nonnull_mut(out, "out")?;
-        let consumer = match &ring.0 {
-            Kind::Spsc(r) => Kind::Spsc(r.consumer()?),
-            Kind::Mpmc(r) => Kind::Mpmc(r.consumer()?),
-        };
-        handle_out(out, shmring_consumer_t(consumer));
+        // SAFETY: per the contract.
+        let ring = unsafe { nonnull(ring, "ring") }?;
+        // SAFETY: per the contract.
+        unsafe { nonnull_mut(out, "out") }?;
+        let consumer = ring.0.consumer()?;
+        // SAFETY: checked non-NULL above.
+        unsafe { handle_out(out, shmring_consumer_t(consumer)) };
         Ok(())
     })
 }
 
-/// Publishes anything pending, ends the stream (the consumer drains, then gets
-/// `SHMRING_CLOSED`) and frees the producer. NULL is a no-op.
+/// Publishes anything pending, detaches and frees the producer (the consumers drain, then
+/// get `SHMRING_CLOSED` once no producer is left). NULL is a no-op.
 ///
 /// # Safety
 /// `producer` is NULL or a handle from this library, not used afterwards.
@@ -551,8 +652,8 @@ pub unsafe extern "C" fn shmring_producer_free(producer: *mut shmring_producer_t
     unsafe { free_handle(producer) };
 }
 
-/// Closes the consumer (the producer's next send gets `SHMRING_CLOSED`) and frees it.
-/// NULL is a no-op.
+/// Detaches and frees the consumer (the producers' next send gets `SHMRING_CLOSED` once no
+/// consumer is left). NULL is a no-op.
 ///
 /// # Safety
 /// `consumer` is NULL or a handle from this library, not used afterwards.
@@ -574,9 +675,11 @@ pub unsafe extern "C" fn shmring_try_send(
     len: usize,
 ) -> shmring_status {
     boundary(|| {
-        let p = nonnull_mut(producer, "producer")?;
-        let msg = bytes_arg(data, len)?;
-        either!(&mut p.0, p => p.try_send(msg))?;
+        // SAFETY: per the contract.
+        let p = unsafe { nonnull_mut(producer, "producer") }?;
+        // SAFETY: per the contract.
+        let msg = unsafe { bytes_arg(data, len) }?;
+        p.0.try_send(msg)?;
         Ok(())
     })
 }
@@ -594,21 +697,19 @@ pub unsafe extern "C" fn shmring_send_timeout(
     timeout_ns: u64,
 ) -> shmring_status {
     boundary(|| {
-        let p = nonnull_mut(producer, "producer")?;
-        let msg = bytes_arg(data, len)?;
-        if timeout_ns == u64::MAX {
-            either!(&mut p.0, p => p.send(msg))?;
-        } else {
-            either!(&mut p.0, p => p.send_timeout(msg, timeout_of(timeout_ns)))?;
-        }
+        // SAFETY: per the contract.
+        let p = unsafe { nonnull_mut(producer, "producer") }?;
+        // SAFETY: per the contract.
+        let msg = unsafe { bytes_arg(data, len) }?;
+        p.0.send(msg, timeout_of(timeout_ns))?;
         Ok(())
     })
 }
 
 /// Copies the next message into `buf` (capacity `cap`) and writes its length to `*out_len`.
-/// Never blocks: `SHMRING_WOULD_BLOCK` when empty, `SHMRING_CLOSED` at end of stream,
-/// `SHMRING_BUFFER_TOO_SMALL` if `cap` is short (the message stays; `shmring_try_read`
-/// tells its length).
+/// Never blocks: `SHMRING_WOULD_BLOCK` when empty, `SHMRING_CLOSED` / `SHMRING_PEER_DEAD` at
+/// the end of the stream, `SHMRING_BUFFER_TOO_SMALL` if `cap` is short (the message stays;
+/// `shmring_read` tells its length).
 ///
 /// # Safety
 /// `consumer` is live; `buf` has `cap` writable bytes; `out_len` is writable.
@@ -619,14 +720,8 @@ pub unsafe extern "C" fn shmring_try_recv(
     cap: usize,
     out_len: *mut usize,
 ) -> shmring_status {
-    boundary(|| {
-        let c = nonnull_mut(consumer, "consumer")?;
-        nonnull_mut(out_len, "out_len")?;
-        let buf = buf_arg(buf, cap)?;
-        let n = either!(&mut c.0, c => c.try_recv(buf))?;
-        write_out(out_len, n);
-        Ok(())
-    })
+    // SAFETY: the caller's contract is this function's.
+    unsafe { recv_into(consumer, buf, cap, out_len, Some(Duration::ZERO)) }
 }
 
 /// Like `shmring_try_recv`, waiting while the ring is empty, at most `timeout_ns`
@@ -642,16 +737,34 @@ pub unsafe extern "C" fn shmring_recv_timeout(
     out_len: *mut usize,
     timeout_ns: u64,
 ) -> shmring_status {
+    // SAFETY: the caller's contract is this function's.
+    unsafe { recv_into(consumer, buf, cap, out_len, timeout_of(timeout_ns)) }
+}
+
+/// The receive calls: `Some(ZERO)` does not wait.
+///
+/// # Safety
+/// As `shmring_try_recv`.
+unsafe fn recv_into(
+    consumer: *mut shmring_consumer_t,
+    buf: *mut c_void,
+    cap: usize,
+    out_len: *mut usize,
+    timeout: Option<Duration>,
+) -> shmring_status {
     boundary(|| {
-        let c = nonnull_mut(consumer, "consumer")?;
-        nonnull_mut(out_len, "out_len")?;
-        let buf = buf_arg(buf, cap)?;
-        let n = if timeout_ns == u64::MAX {
-            either!(&mut c.0, c => c.recv(buf))?
-        } else {
-            either!(&mut c.0, c => c.recv_timeout(buf, timeout_of(timeout_ns)))?
+        // SAFETY: per the contract.
+        let c = unsafe { nonnull_mut(consumer, "consumer") }?;
+        // SAFETY: per the contract.
+        unsafe { nonnull_mut(out_len, "out_len") }?;
+        // SAFETY: per the contract.
+        let buf = unsafe { buf_arg(buf, cap) }?;
+        let n = match timeout {
+            Some(t) if t.is_zero() => c.0.try_recv(buf)?,
+            _ => c.0.recv(buf, timeout)?,
         };
-        write_out(out_len, n);
+        // SAFETY: checked non-NULL above.
+        unsafe { write_out(out_len, n) };
         Ok(())
     })
 }
@@ -671,14 +784,13 @@ pub unsafe extern "C" fn shmring_reserve(
     out_ptr: *mut *mut c_void,
 ) -> shmring_status {
     boundary(|| {
-        let p = nonnull_mut(producer, "producer")?;
-        nonnull_mut(out_ptr, "out_ptr")?;
-        let ptr = match timeout_ns {
-            0 => either!(&mut p.0, p => p.try_reserve_detached(len))?,
-            u64::MAX => either!(&mut p.0, p => p.reserve_detached(len, None))?,
-            ns => either!(&mut p.0, p => p.reserve_detached(len, Some(timeout_of(ns))))?,
-        };
-        write_out(out_ptr, ptr.as_ptr().cast());
+        // SAFETY: per the contract.
+        let p = unsafe { nonnull_mut(producer, "producer") }?;
+        // SAFETY: per the contract.
+        unsafe { nonnull_mut(out_ptr, "out_ptr") }?;
+        let ptr = p.0.reserve_detached(len, timeout_of(timeout_ns))?;
+        // SAFETY: checked non-NULL above.
+        unsafe { write_out(out_ptr, ptr.as_ptr().cast()) };
         Ok(())
     })
 }
@@ -693,7 +805,10 @@ pub unsafe extern "C" fn shmring_commit(
     len: usize,
 ) -> shmring_status {
     boundary(|| {
-        either!(&mut nonnull_mut(producer, "producer")?.0, p => p.commit_detached(len))?;
+        // SAFETY: per the contract.
+        unsafe { nonnull_mut(producer, "producer") }?
+            .0
+            .commit_detached(len)?;
         Ok(())
     })
 }
@@ -705,7 +820,10 @@ pub unsafe extern "C" fn shmring_commit(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmring_cancel(producer: *mut shmring_producer_t) -> shmring_status {
     boundary(|| {
-        either!(&mut nonnull_mut(producer, "producer")?.0, p => p.cancel_detached());
+        // SAFETY: per the contract.
+        unsafe { nonnull_mut(producer, "producer") }?
+            .0
+            .cancel_detached();
         Ok(())
     })
 }
@@ -725,16 +843,18 @@ pub unsafe extern "C" fn shmring_read(
     out_len: *mut usize,
 ) -> shmring_status {
     boundary(|| {
-        let c = nonnull_mut(consumer, "consumer")?;
-        nonnull_mut(out_ptr, "out_ptr")?;
-        nonnull_mut(out_len, "out_len")?;
-        let (ptr, len) = match timeout_ns {
-            0 => either!(&mut c.0, c => c.try_read_detached())?,
-            u64::MAX => either!(&mut c.0, c => c.read_detached(None))?,
-            ns => either!(&mut c.0, c => c.read_detached(Some(timeout_of(ns))))?,
-        };
-        write_out(out_ptr, ptr.as_ptr().cast_const().cast());
-        write_out(out_len, len);
+        // SAFETY: per the contract.
+        let c = unsafe { nonnull_mut(consumer, "consumer") }?;
+        // SAFETY: per the contract.
+        unsafe { nonnull_mut(out_ptr, "out_ptr") }?;
+        // SAFETY: per the contract.
+        unsafe { nonnull_mut(out_len, "out_len") }?;
+        let (ptr, len) = c.0.read_detached(timeout_of(timeout_ns))?;
+        // SAFETY: both checked non-NULL above.
+        unsafe {
+            write_out(out_ptr, ptr.as_ptr().cast_const().cast());
+            write_out(out_len, len);
+        }
         Ok(())
     })
 }
@@ -746,7 +866,10 @@ pub unsafe extern "C" fn shmring_read(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmring_release(consumer: *mut shmring_consumer_t) -> shmring_status {
     boundary(|| {
-        either!(&mut nonnull_mut(consumer, "consumer")?.0, c => c.release_detached())?;
+        // SAFETY: per the contract.
+        unsafe { nonnull_mut(consumer, "consumer") }?
+            .0
+            .release_detached()?;
         Ok(())
     })
 }
@@ -761,9 +884,13 @@ pub struct shmring_msg_t {
     pub len: usize,
 }
 
+/// Slices handed to one batch call (a stack array: no allocation per call).
+const BATCH_CHUNK: usize = 64;
+
 /// Copies as many of the `count` messages at `msgs` as fit, in order, and publishes them
-/// (SPSC: with one store; MPMC: taking up to 64 slots per atomic operation); `*out_sent` receives how many (possibly 0: then the status is
-/// `SHMRING_WOULD_BLOCK`). Never blocks.
+/// (up to 64 at a time with one store (SPSC) or one atomic operation (MPMC));
+/// `*out_sent` receives how many (if none fits, the status is `SHMRING_WOULD_BLOCK`).
+/// Never blocks.
 ///
 /// # Safety
 /// `producer` is live; `msgs` points at `count` readable `shmring_msg_t` whose `data`
@@ -776,76 +903,45 @@ pub unsafe extern "C" fn shmring_try_send_batch(
     out_sent: *mut usize,
 ) -> shmring_status {
     boundary(|| {
-        let p = nonnull_mut(producer, "producer")?;
-        nonnull_mut(out_sent, "out_sent")?;
+        // SAFETY: per the contract.
+        let p = unsafe { nonnull_mut(producer, "producer") }?;
+        // SAFETY: per the contract.
+        unsafe { nonnull_mut(out_sent, "out_sent") }?;
         if count > 0 && msgs.is_null() {
             return Err(Fail::Null("msgs"));
         }
         let msgs = if count == 0 {
             &[][..]
         } else {
-            // SAFETY: non-NULL, `count` elements (documented contract).
+            // SAFETY: non-NULL, `count` elements (contract).
             unsafe { std::slice::from_raw_parts(msgs, count) }
         };
-        let (sent, outcome) = match &mut p.0 {
-            Kind::Spsc(p) => spsc_batch(p, msgs)?,
-            Kind::Mpmc(p) => mpmc_batch(p, msgs)?,
-        };
+        let mut sent = 0;
+        for chunk in msgs.chunks(BATCH_CHUNK) {
+            let mut slices: [&[u8]; BATCH_CHUNK] = [&[]; BATCH_CHUNK];
+            for (slot, m) in slices.iter_mut().zip(chunk) {
+                // SAFETY: each message's `data` points at `len` readable bytes (contract).
+                *slot = unsafe { bytes_arg(m.data, m.len) }?;
+            }
+            match p.0.try_send_batch(&slices[..chunk.len()]) {
+                Ok(n) => {
+                    sent += n;
+                    if n < chunk.len() {
+                        break;
+                    }
+                }
+                Err(Error::WouldBlock) => break,
+                Err(e) if sent == 0 => return Err(e.into()),
+                Err(_) => break,
+            }
+        }
         if sent == 0 {
-            outcome?;
             return Err(Fail::Rust(Error::WouldBlock));
         }
-        write_out(out_sent, sent);
+        // SAFETY: checked non-NULL above.
+        unsafe { write_out(out_sent, sent) };
         Ok(())
     })
-}
-
-/// Pushes `msgs` into one SPSC batch until the ring is full; (sent, error that stopped it).
-fn spsc_batch(
-    p: &mut spsc::Producer,
-    msgs: &[shmring_msg_t],
-) -> Result<(usize, Result<(), Error>), Fail> {
-    let mut batch = p.batch();
-    let mut outcome = Ok(());
-    for m in msgs {
-        match batch.try_push(bytes_arg(m.data, m.len)?) {
-            Ok(()) => {}
-            Err(Error::WouldBlock) => break,
-            Err(e) => {
-                outcome = Err(e);
-                break;
-            }
-        }
-    }
-    Ok((batch.publish(), outcome))
-}
-
-/// Slices handed to one MPMC batch call (a stack array: no allocation per call).
-const MPMC_BATCH_CHUNK: usize = 64;
-
-/// Sends `msgs` to an MPMC ring in chunks, one claim per chunk, until the ring is full.
-fn mpmc_batch(
-    p: &mut mpmc::Producer,
-    msgs: &[shmring_msg_t],
-) -> Result<(usize, Result<(), Error>), Fail> {
-    let mut sent = 0;
-    for chunk in msgs.chunks(MPMC_BATCH_CHUNK) {
-        let mut slices: [&[u8]; MPMC_BATCH_CHUNK] = [&[]; MPMC_BATCH_CHUNK];
-        for (slot, m) in slices.iter_mut().zip(chunk) {
-            *slot = bytes_arg(m.data, m.len)?;
-        }
-        match p.try_send_batch(&slices[..chunk.len()]) {
-            Ok(n) => {
-                sent += n;
-                if n < chunk.len() {
-                    break;
-                }
-            }
-            Err(Error::WouldBlock) => break,
-            Err(e) => return Ok((sent, Err(e))),
-        }
-    }
-    Ok((sent, Ok(())))
 }
 
 /// Called by `shmring_try_recv_batch` once per message, in order; `data` is valid only
@@ -853,9 +949,10 @@ fn mpmc_batch(
 pub type shmring_msg_fn =
     Option<unsafe extern "C" fn(ctx: *mut c_void, data: *const c_void, len: usize)>;
 
-/// Hands up to `max` waiting messages to `fn` in place, then releases them all with one
-/// store; `*out_count` receives how many. `SHMRING_WOULD_BLOCK` if none was waiting,
-/// `SHMRING_CLOSED` at end of stream. Never blocks. `fn` must not call into this consumer.
+/// Hands up to `max` waiting messages to `fn` in place, then releases them together;
+/// `*out_count` receives how many. `SHMRING_WOULD_BLOCK` if none was waiting,
+/// `SHMRING_CLOSED` / `SHMRING_PEER_DEAD` at the end of the stream. Never blocks. `fn` must
+/// not call into this consumer.
 ///
 /// # Safety
 /// `consumer` is live; `callback` is a valid function; `out_count` is writable.
@@ -868,47 +965,55 @@ pub unsafe extern "C" fn shmring_try_recv_batch(
     out_count: *mut usize,
 ) -> shmring_status {
     boundary(|| {
-        let c = nonnull_mut(consumer, "consumer")?;
-        nonnull_mut(out_count, "out_count")?;
+        // SAFETY: per the contract.
+        let c = unsafe { nonnull_mut(consumer, "consumer") }?;
+        // SAFETY: per the contract.
+        unsafe { nonnull_mut(out_count, "out_count") }?;
         let callback = callback.ok_or(Fail::Null("callback"))?;
         let each = |m: &[u8]| {
             // SAFETY: a C function pointer supplied by the caller; the slice is valid for
             // the duration of the call, as documented.
             unsafe { callback(ctx, m.as_ptr().cast(), m.len()) }
         };
-        let n = either!(&mut c.0, c => c.try_recv_batch(max, each))?;
-        write_out(out_count, n);
+        let n = c.0.try_recv_batch(max, each)?;
+        // SAFETY: checked non-NULL above.
+        unsafe { write_out(out_count, n) };
         Ok(())
     })
 }
 
-/// A role's state in `shmring_stats_t`.
+/// A peer record's state, from `shmring_ring_peers`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum shmring_peer_state {
-    /// Nobody attached yet.
-    SHMRING_PEER_FREE = 0,
-    /// Attached.
+    /// Attached, and its process runs.
     SHMRING_PEER_ATTACHED = 1,
-    /// Closed.
+    /// Closed by its holder.
     SHMRING_PEER_CLOSED = 2,
     /// A value shmring never writes.
     SHMRING_PEER_UNKNOWN = 3,
-    /// The holder died without closing, and another process found out.
+    /// Its holder died without closing, and another process found out.
     SHMRING_PEER_DIED = 4,
+    /// Attached in the record, but its process has died (not found out yet).
+    SHMRING_PEER_ATTACHED_DEAD = 5,
 }
 
-/// A snapshot of a ring (like `mq_getattr`).
+/// A snapshot of a ring of any kind (like `mq_getattr`). Values are read one by one while
+/// the ends run.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct shmring_stats_t {
-    /// Data region bytes.
+    /// The ring's kind.
+    pub kind: shmring_kind,
+    /// SPSC: data region bytes; MPMC: slots × slot size.
     pub capacity: u64,
+    /// MPMC: number of slots (0 for SPSC).
+    pub slots: u64,
     /// Largest message.
     pub max_message: u64,
-    /// Bytes of published, unreleased records.
+    /// SPSC: bytes of published, unreleased records (0 for MPMC).
     pub used_bytes: u64,
-    /// Messages published, not yet released.
+    /// Messages published (MPMC: positions taken), not yet released.
     pub messages_in_flight: u64,
     /// Messages published since creation.
     pub messages_sent: u64,
@@ -918,27 +1023,26 @@ pub struct shmring_stats_t {
     pub messages_received: u64,
     /// Payload bytes released since creation.
     pub bytes_received: u64,
-    /// Producer role.
-    pub producer_state: shmring_peer_state,
-    /// Producer's pid (0 if none).
-    pub producer_pid: u32,
-    /// Consumer role.
-    pub consumer_state: shmring_peer_state,
-    /// Consumer's pid (0 if none).
-    pub consumer_pid: u32,
+    /// Producers attached now (including dead ones not yet found out).
+    pub producers: u32,
+    /// Consumers attached now.
+    pub consumers: u32,
+    /// Producers asleep waiting for space.
+    pub producers_waiting: u32,
+    /// Consumers asleep waiting for data.
+    pub consumers_waiting: u32,
+    /// Producers that died without closing, since creation.
+    pub producers_died: u64,
+    /// Consumers that died without closing, since creation.
+    pub consumers_died: u64,
+    /// MPMC: claims of dead producers that consumers skipped (0 for SPSC).
+    pub claims_skipped: u64,
+    /// MPMC: messages dead consumers had taken and not released (0 for SPSC).
+    pub messages_dropped: u64,
 }
 
-fn peer_of(state: PeerState) -> (shmring_peer_state, u32) {
-    match state {
-        PeerState::Free => (shmring_peer_state::SHMRING_PEER_FREE, 0),
-        PeerState::Attached { pid } => (shmring_peer_state::SHMRING_PEER_ATTACHED, pid),
-        PeerState::Closed { pid } => (shmring_peer_state::SHMRING_PEER_CLOSED, pid),
-        PeerState::Dead { pid } => (shmring_peer_state::SHMRING_PEER_DIED, pid),
-        _ => (shmring_peer_state::SHMRING_PEER_UNKNOWN, 0),
-    }
-}
-
-/// Reads the ring's counters and roles into `*out`. Thread-safe with respect to the ends.
+/// Reads the counters of a ring of any kind into `*out`. Thread-safe with respect to the
+/// ends.
 ///
 /// # Safety
 /// `ring` is live; `out` is writable.
@@ -948,33 +1052,123 @@ pub unsafe extern "C" fn shmring_ring_stats(
     out: *mut shmring_stats_t,
 ) -> shmring_status {
     boundary(|| {
-        let ring = nonnull(ring, "ring")?;
-        nonnull_mut(out, "out")?;
-        let Kind::Spsc(ring) = &ring.0 else {
-            return Err(Fail::Rust(Error::InvalidArgument {
-                detail: "an MPMC ring: use shmring_mpmc_stats".into(),
-            }));
+        // SAFETY: per the contract.
+        let ring = unsafe { nonnull(ring, "ring") }?;
+        // SAFETY: per the contract.
+        unsafe { nonnull_mut(out, "out") }?;
+        let s = ring.0.stats();
+        let mut stats = shmring_stats_t {
+            kind: shmring_kind::SHMRING_KIND_SPSC,
+            capacity: 0,
+            slots: 0,
+            max_message: s.max_message,
+            used_bytes: 0,
+            messages_in_flight: s.messages_in_flight,
+            messages_sent: s.messages_sent,
+            bytes_sent: s.bytes_sent,
+            messages_received: s.messages_received,
+            bytes_received: s.bytes_received,
+            producers: s.producers,
+            consumers: s.consumers,
+            producers_waiting: s.producers_waiting,
+            consumers_waiting: s.consumers_waiting,
+            producers_died: s.producers_died,
+            consumers_died: s.consumers_died,
+            claims_skipped: 0,
+            messages_dropped: 0,
         };
-        let s = ring.stats();
-        let (producer_state, producer_pid) = peer_of(s.producer);
-        let (consumer_state, consumer_pid) = peer_of(s.consumer);
-        write_out(
-            out,
-            shmring_stats_t {
-                capacity: s.capacity,
-                max_message: s.max_message,
-                used_bytes: s.used_bytes,
-                messages_in_flight: s.messages_in_flight,
-                messages_sent: s.messages_sent,
-                bytes_sent: s.bytes_sent,
-                messages_received: s.messages_received,
-                bytes_received: s.bytes_received,
-                producer_state,
-                producer_pid,
-                consumer_state,
-                consumer_pid,
-            },
-        );
+        match s.kind {
+            KindStats::Spsc {
+                capacity,
+                used_bytes,
+            } => {
+                stats.capacity = capacity;
+                stats.used_bytes = used_bytes;
+            }
+            KindStats::Mpmc {
+                slots,
+                claims_skipped,
+                messages_dropped,
+                ..
+            } => {
+                stats.kind = shmring_kind::SHMRING_KIND_MPMC;
+                stats.slots = slots;
+                stats.capacity = slots * (s.max_message + 16).div_ceil(64) * 64;
+                stats.claims_skipped = claims_skipped;
+                stats.messages_dropped = messages_dropped;
+            }
+            _ => {}
+        }
+        // SAFETY: checked non-NULL above.
+        unsafe { write_out(out, stats) };
+        Ok(())
+    })
+}
+
+/// One peer record, from `shmring_ring_peers`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct shmring_peer_t {
+    /// Record index (SPSC: 0 producer, 1 consumer; MPMC: registry record).
+    pub index: u32,
+    /// 1 producer, 2 consumer, 0 a role byte shmring never writes.
+    pub role: u32,
+    /// The record's state.
+    pub state: shmring_peer_state,
+    /// Process id of the (last) holder.
+    pub pid: u32,
+    /// Bumped on every attach to this record.
+    pub generation: u32,
+    /// Messages published (producer) or released (consumer) by this record's holders.
+    pub messages: u64,
+}
+
+/// Writes up to `cap` peer records that have been held to `out` and their total number to
+/// `*out_count` (which may exceed `cap`: call again with more room). Thread-safe.
+///
+/// # Safety
+/// `ring` is live; `out` has room for `cap` records (NULL if `cap` is 0); `out_count` is
+/// writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_ring_peers(
+    ring: *const shmring_ring_t,
+    out: *mut shmring_peer_t,
+    cap: usize,
+    out_count: *mut usize,
+) -> shmring_status {
+    boundary(|| {
+        // SAFETY: per the contract.
+        let ring = unsafe { nonnull(ring, "ring") }?;
+        // SAFETY: per the contract.
+        unsafe { nonnull_mut(out_count, "out_count") }?;
+        if cap > 0 && out.is_null() {
+            return Err(Fail::Null("out"));
+        }
+        let peers = ring.0.peers();
+        for (i, p) in peers.iter().take(cap).enumerate() {
+            let record = shmring_peer_t {
+                index: p.index,
+                role: match p.role {
+                    Some(Role::Producer) => 1,
+                    Some(Role::Consumer) => 2,
+                    None => 0,
+                },
+                state: match p.status {
+                    PeerStatus::Attached => shmring_peer_state::SHMRING_PEER_ATTACHED,
+                    PeerStatus::AttachedDead => shmring_peer_state::SHMRING_PEER_ATTACHED_DEAD,
+                    PeerStatus::Closed => shmring_peer_state::SHMRING_PEER_CLOSED,
+                    PeerStatus::Dead => shmring_peer_state::SHMRING_PEER_DIED,
+                    PeerStatus::Unknown(_) => shmring_peer_state::SHMRING_PEER_UNKNOWN,
+                },
+                pid: p.pid,
+                generation: p.generation,
+                messages: p.messages,
+            };
+            // SAFETY: `out` has room for `cap` records and `i < cap` (contract).
+            unsafe { out.add(i).write(record) };
+        }
+        // SAFETY: checked non-NULL above.
+        unsafe { write_out(out_count, peers.len()) };
         Ok(())
     })
 }
@@ -1006,25 +1200,28 @@ pub unsafe extern "C" fn shmring_mpmc_config_init(config: *mut shmring_mpmc_conf
     if config.is_null() {
         return;
     }
-    write_out(
-        config,
-        shmring_mpmc_config_t {
-            slots: 1024,
-            max_message: 240,
-            max_peers: 16,
-            wait_strategy: SHMRING_WAIT_SPIN_YIELD,
-            flags: 0,
-            spin_ns: 20_000,
-        },
-    );
+    let defaults = shmring_mpmc_config_t {
+        slots: 1024,
+        max_message: 240,
+        max_peers: 16,
+        wait_strategy: SHMRING_WAIT_SPIN_YIELD,
+        flags: 0,
+        spin_ns: 20_000,
+    };
+    // SAFETY: non-NULL and writable (contract).
+    unsafe { write_out(config, defaults) };
 }
 
-/// NULL means the defaults.
-fn mpmc_config_arg(config: *const shmring_mpmc_config_t) -> Result<Config, Fail> {
+/// The MPMC configuration at `config` (NULL: the defaults).
+///
+/// # Safety
+/// `config` is NULL or points at a readable `shmring_mpmc_config_t`.
+unsafe fn mpmc_config_arg(config: *const shmring_mpmc_config_t) -> Result<Config, Fail> {
     if config.is_null() {
         return Ok(Config::new());
     }
-    let cfg = nonnull(config, "config")?;
+    // SAFETY: per the contract.
+    let cfg = unsafe { nonnull(config, "config") }?;
     Ok(common_config(cfg.wait_strategy, cfg.flags, cfg.spin_ns)?
         .slots(cfg.slots)
         .max_message(cfg.max_message)
@@ -1032,8 +1229,7 @@ fn mpmc_config_arg(config: *const shmring_mpmc_config_t) -> Result<Config, Fail>
 }
 
 /// Creates the MPMC ring `name`: many producers and consumers, each message to exactly one
-/// consumer. Ends are attached and used with the same calls as SPSC ends
-/// (`shmring_producer_create`, `shmring_try_send`, `shmring_read`, ...). `config` NULL
+/// consumer. Ends are attached and used with the same calls as SPSC ends. `config` NULL
 /// means defaults.
 ///
 /// # Safety
@@ -1044,19 +1240,17 @@ pub unsafe extern "C" fn shmring_mpmc_create(
     config: *const shmring_mpmc_config_t,
     out: *mut *mut shmring_ring_t,
 ) -> shmring_status {
-    boundary(|| {
-        let name = name_arg(name)?;
-        nonnull_mut(out, "out")?;
-        let config = mpmc_config_arg(config)?;
-        handle_out(
-            out,
-            shmring_ring_t(Kind::Mpmc(mpmc::Ring::create(name, &config)?)),
-        );
-        Ok(())
-    })
+    // SAFETY: the caller's contract is this function's.
+    unsafe {
+        ring_out(name, out, |name| {
+            // SAFETY: `config` is NULL or valid (contract).
+            let config = mpmc_config_arg(config).map_err(fail_error)?;
+            any::Ring::create(any::KindName::Mpmc, name, &config)
+        })
+    }
 }
 
-/// Opens the existing MPMC ring `name` (`SHMRING_INCOMPATIBLE` for an SPSC ring).
+/// Opens the existing MPMC ring `name` (`SHMRING_INCOMPATIBLE` for a ring of another kind).
 ///
 /// # Safety
 /// `name` is a NUL-terminated string; `out` is writable.
@@ -1065,12 +1259,8 @@ pub unsafe extern "C" fn shmring_mpmc_open(
     name: *const c_char,
     out: *mut *mut shmring_ring_t,
 ) -> shmring_status {
-    boundary(|| {
-        let name = name_arg(name)?;
-        nonnull_mut(out, "out")?;
-        handle_out(out, shmring_ring_t(Kind::Mpmc(mpmc::Ring::open(name)?)));
-        Ok(())
-    })
+    // SAFETY: the caller's contract is this function's.
+    unsafe { ring_out(name, out, |name| open_kind(name, any::KindName::Mpmc)) }
 }
 
 /// Creates the MPMC ring, or opens it if it exists (its parameters must match `config`).
@@ -1083,83 +1273,14 @@ pub unsafe extern "C" fn shmring_mpmc_create_or_open(
     config: *const shmring_mpmc_config_t,
     out: *mut *mut shmring_ring_t,
 ) -> shmring_status {
-    boundary(|| {
-        let name = name_arg(name)?;
-        nonnull_mut(out, "out")?;
-        let config = mpmc_config_arg(config)?;
-        handle_out(
-            out,
-            shmring_ring_t(Kind::Mpmc(mpmc::Ring::create_or_open(name, &config)?)),
-        );
-        Ok(())
-    })
-}
-
-/// A snapshot of an MPMC ring.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct shmring_mpmc_stats_t {
-    /// Number of slots.
-    pub slots: u64,
-    /// Largest message.
-    pub max_message: u64,
-    /// Positions taken by producers, not yet by consumers.
-    pub messages_in_flight: u64,
-    /// Messages published since creation.
-    pub messages_sent: u64,
-    /// Payload bytes published since creation.
-    pub bytes_sent: u64,
-    /// Messages released since creation.
-    pub messages_received: u64,
-    /// Payload bytes released since creation.
-    pub bytes_received: u64,
-    /// Claims of dead producers that consumers skipped.
-    pub claims_skipped: u64,
-    /// Messages dead consumers had taken and not released.
-    pub messages_dropped: u64,
-    /// Producers attached now.
-    pub producers: u32,
-    /// Consumers attached now.
-    pub consumers: u32,
-}
-
-/// Reads an MPMC ring's counters into `*out` (`SHMRING_INVALID_ARGUMENT` for an SPSC ring:
-/// use `shmring_ring_stats`).
-///
-/// # Safety
-/// `ring` is live; `out` is writable.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn shmring_mpmc_stats(
-    ring: *const shmring_ring_t,
-    out: *mut shmring_mpmc_stats_t,
-) -> shmring_status {
-    boundary(|| {
-        let ring = nonnull(ring, "ring")?;
-        nonnull_mut(out, "out")?;
-        let Kind::Mpmc(ring) = &ring.0 else {
-            return Err(Fail::Rust(Error::InvalidArgument {
-                detail: "an SPSC ring: use shmring_ring_stats".into(),
-            }));
-        };
-        let s = ring.stats();
-        write_out(
-            out,
-            shmring_mpmc_stats_t {
-                slots: s.slots,
-                max_message: s.max_message,
-                messages_in_flight: s.messages_in_flight,
-                messages_sent: s.messages_sent,
-                bytes_sent: s.bytes_sent,
-                messages_received: s.messages_received,
-                bytes_received: s.bytes_received,
-                claims_skipped: s.claims_skipped,
-                messages_dropped: s.messages_dropped,
-                producers: s.producers,
-                consumers: s.consumers,
-            },
-        );
-        Ok(())
-    })
+    // SAFETY: the caller's contract is this function's.
+    unsafe {
+        ring_out(name, out, |name| {
+            // SAFETY: `config` is NULL or valid (contract).
+            let config = mpmc_config_arg(config).map_err(fail_error)?;
+            any::Ring::create_or_open(any::KindName::Mpmc, name, &config)
+        })
+    }
 }
 
 #[cfg(test)]

@@ -35,12 +35,14 @@
 #![warn(missing_docs)]
 
 mod algo;
+pub mod any;
 mod channel;
 mod config;
 mod crash;
 mod error;
 mod memory;
 mod peers;
+pub mod raw;
 mod shm;
 mod stats;
 mod wait;
@@ -54,7 +56,7 @@ mod sync;
 pub use channel::{Consumer, Kind, Producer, ReadGrant, RecvIter, Ring, TryRecvIter, WriteGrant};
 pub use config::{Config, OpenOptions};
 pub use error::{Error, ErrorKind, Result, Role};
-pub use stats::{PeerInfo, PeerState, PeerStatus, Stats};
+pub use stats::{KindStats, PeerInfo, PeerStatus, Stats};
 pub use wait::WaitStrategy;
 
 /// The README's code blocks, compiled (and where not `no_run`, run) as doctests.

@@ -1,91 +1,79 @@
 //! Occupancy and counters, read from a segment's control block.
 
 use crate::error::Role;
-use crate::layout::geometry::SpscGeometry as Geometry;
-use crate::layout::{ControlBlock, PeerRecord, peer_state};
+use crate::layout::geometry::{MpmcGeometry, SpscGeometry};
+use crate::layout::{ControlBlock, peer_state};
+use crate::memory::RingMemory;
 use crate::sync::Ordering::{Acquire, Relaxed};
 
-/// What a role's attach record says.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum PeerState {
-    /// Nobody has attached in this role.
-    Free,
-    /// A handle holds the role.
-    Attached {
-        /// The holder's process id.
-        pid: u32,
-    },
-    /// The holder closed its handle.
-    Closed {
-        /// The last holder's process id.
-        pid: u32,
-    },
-    /// The holder died without closing, and another process found out.
-    Dead {
-        /// The dead holder's process id.
-        pid: u32,
-    },
-    /// A value this build never writes (a damaged segment).
-    Unknown(u32),
-}
-
-/// A snapshot of a ring, like `mq_getattr` / `IPC_STAT`. Values are read one by one while
-/// both ends may be running, so they are each exact but not mutually atomic.
+/// A snapshot of a ring of any kind, like `mq_getattr` / `IPC_STAT`. Values are read one
+/// by one while the ends may be running, so they are each exact but not mutually atomic.
 ///
 /// ```
-/// use shmring::{Config, spsc::Ring};
+/// use shmring::{Config, KindStats, spsc::Ring};
 /// let name = format!("/doc-stats-{}", std::process::id());
 /// let ring = Ring::create(&name, &Config::new().capacity(4096))?;
 /// let mut tx = ring.producer()?;
 /// tx.try_send(b"12345")?;
 /// let stats = ring.stats();
-/// assert_eq!((stats.messages_sent, stats.messages_in_flight, stats.used_bytes), (1, 1, 16));
+/// assert_eq!((stats.messages_sent, stats.messages_in_flight, stats.producers), (1, 1, 1));
+/// assert!(matches!(stats.kind, KindStats::Spsc { used_bytes: 16, .. }));
 /// ring.unlink()?;
 /// # Ok::<(), shmring::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
-    /// Bytes in the data region.
-    pub capacity: u64,
     /// Largest message payload.
     pub max_message: u64,
-    /// Bytes of published, unreleased records (headers and padding included).
-    pub used_bytes: u64,
-    /// Messages published and not yet released.
+    /// Messages published (MPMC: positions taken by producers) and not yet released.
     pub messages_in_flight: u64,
     /// Messages published since creation.
     pub messages_sent: u64,
     /// Payload bytes published since creation.
     pub bytes_sent: u64,
-    /// Messages released by the consumer since creation.
+    /// Messages released by consumers since creation.
     pub messages_received: u64,
     /// Payload bytes released since creation.
     pub bytes_received: u64,
-    /// Consumers asleep (or about to sleep) waiting for data (futex strategy).
-    pub consumers_waiting: u32,
+    /// Producers attached now (including dead ones not yet found out).
+    pub producers: u32,
+    /// Consumers attached now (likewise).
+    pub consumers: u32,
     /// Producers asleep (or about to sleep) waiting for space (futex strategy).
     pub producers_waiting: u32,
+    /// Consumers asleep (or about to sleep) waiting for data (futex strategy).
+    pub consumers_waiting: u32,
     /// Producers that died without closing, since creation (counted when found out).
     pub producers_died: u64,
     /// Consumers that died without closing, since creation.
     pub consumers_died: u64,
-    /// The producer role.
-    pub producer: PeerState,
-    /// The consumer role.
-    pub consumer: PeerState,
+    /// What only this kind of ring has.
+    pub kind: KindStats,
 }
 
-fn peer(record: &PeerRecord) -> PeerState {
-    let pid = record.pid.load(Relaxed);
-    match record.state.load(Relaxed) {
-        peer_state::FREE => PeerState::Free,
-        peer_state::ATTACHED => PeerState::Attached { pid },
-        peer_state::CLOSED => PeerState::Closed { pid },
-        peer_state::DEAD => PeerState::Dead { pid },
-        other => PeerState::Unknown(other),
-    }
+/// The part of [`Stats`] that depends on the ring's kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KindStats {
+    /// An SPSC ring: one byte ring of records.
+    Spsc {
+        /// Bytes in the data region.
+        capacity: u64,
+        /// Bytes of published, unreleased records (headers and padding included).
+        used_bytes: u64,
+    },
+    /// An MPMC ring: sequence-numbered slots and a peer registry.
+    Mpmc {
+        /// Number of slots.
+        slots: u64,
+        /// Peer registry records.
+        max_peers: u32,
+        /// Claims of dead producers that consumers skipped (nothing was published there).
+        claims_skipped: u64,
+        /// Messages that dead consumers had taken and not released.
+        messages_dropped: u64,
+    },
 }
 
 /// The two role records of an SPSC ring as [`PeerInfo`]s (never-held roles left out);
@@ -137,7 +125,8 @@ pub(crate) fn spsc_peers(ctl: &ControlBlock, alive: impl Fn(u32) -> bool) -> Vec
         .collect()
 }
 
-pub(crate) fn stats_of(ctl: &ControlBlock, geometry: Geometry) -> Stats {
+/// An SPSC ring's statistics.
+pub(crate) fn spsc_stats(ctl: &ControlBlock, geometry: SpscGeometry) -> Stats {
     // Consumer first: what it released was sent, so the differences below never go negative
     // for an honest pair (wrapping arithmetic keeps a dishonest one from panicking).
     let received = ctl.consumer.messages.load(Acquire);
@@ -147,20 +136,73 @@ pub(crate) fn stats_of(ctl: &ControlBlock, geometry: Geometry) -> Stats {
     let sent = ctl.producer.messages.load(Relaxed);
     let bytes_sent = ctl.producer.bytes.load(Relaxed);
     Stats {
-        capacity: geometry.capacity,
         max_message: geometry.max_message,
-        used_bytes: tail.wrapping_sub(head).min(geometry.capacity),
         messages_in_flight: sent.saturating_sub(received),
         messages_sent: sent,
         bytes_sent,
         messages_received: received,
         bytes_received,
-        consumers_waiting: crate::peers::count(&ctl.consumers.sleepers, 1),
-        producers_waiting: crate::peers::count(&ctl.producers.sleepers, 1),
+        ..roles(ctl, 1)
+    }
+    .with_kind(KindStats::Spsc {
+        capacity: geometry.capacity,
+        used_bytes: tail.wrapping_sub(head).min(geometry.capacity),
+    })
+}
+
+/// An MPMC ring's statistics.
+pub(crate) fn mpmc_stats<M: RingMemory>(memory: &M, geometry: &MpmcGeometry) -> Stats {
+    use crate::algo::registry;
+    use crate::layout::registry::{ROLE_CONSUMER, ROLE_PRODUCER};
+    let ctl = memory.control();
+    let (messages_received, bytes_received) = registry::totals(memory, geometry, ROLE_CONSUMER);
+    let (messages_sent, bytes_sent) = registry::totals(memory, geometry, ROLE_PRODUCER);
+    let head = ctl.consumer.head.load(Relaxed);
+    let tail = ctl.producer.tail.load(Relaxed);
+    Stats {
+        max_message: geometry.max_message,
+        messages_in_flight: tail.wrapping_sub(head).min(geometry.slot_count),
+        messages_sent,
+        bytes_sent,
+        messages_received,
+        bytes_received,
+        ..roles(ctl, crate::peers::slot_words(geometry.max_peers))
+    }
+    .with_kind(KindStats::Mpmc {
+        slots: geometry.slot_count,
+        max_peers: geometry.max_peers,
+        claims_skipped: ctl.peers.claims_skipped.load(Relaxed),
+        messages_dropped: ctl.peers.messages_dropped.load(Relaxed),
+    })
+}
+
+/// The role lines' part of the statistics (the rest zero).
+fn roles(ctl: &ControlBlock, words: usize) -> Stats {
+    use crate::peers::count;
+    Stats {
+        max_message: 0,
+        messages_in_flight: 0,
+        messages_sent: 0,
+        bytes_sent: 0,
+        messages_received: 0,
+        bytes_received: 0,
+        producers: count(&ctl.producers.present, words),
+        consumers: count(&ctl.consumers.present, words),
+        producers_waiting: count(&ctl.producers.sleepers, words),
+        consumers_waiting: count(&ctl.consumers.sleepers, words),
         producers_died: ctl.producers.deaths.load(Relaxed),
         consumers_died: ctl.consumers.deaths.load(Relaxed),
-        producer: peer(&ctl.peers.producer),
-        consumer: peer(&ctl.peers.consumer),
+        kind: KindStats::Spsc {
+            capacity: 0,
+            used_bytes: 0,
+        },
+    }
+}
+
+impl Stats {
+    fn with_kind(mut self, kind: KindStats) -> Stats {
+        self.kind = kind;
+        self
     }
 }
 

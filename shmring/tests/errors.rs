@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use common::ShmName;
 use shmring::layout::{CONTROL_SIZE, ControlBlock, SegmentHeader, record};
-use shmring::{Config, Error, OpenOptions, PeerState, Role, WaitStrategy, spsc::Ring};
+use shmring::raw::{RawConsumer, RawProducer};
+use shmring::{Config, Error, KindStats, OpenOptions, PeerStatus, Role, WaitStrategy, spsc::Ring};
 
 fn small() -> Config {
     Config::new().capacity(4096)
@@ -352,7 +353,7 @@ fn end_of_stream_both_ways() {
     assert_eq!(out, b"two");
     assert!(matches!(rx.try_recv_vec(&mut out), Err(Error::Closed)));
     assert!(matches!(rx.read(), Err(Error::Closed)));
-    assert!(matches!(ring.stats().producer, PeerState::Closed { .. }));
+    assert_eq!(ring.peers()[0].status, PeerStatus::Closed);
     // Taken again, like a FIFO reopened by a writer (tests/end_of_stream.rs has more).
     assert!(ring.producer().is_ok());
 
@@ -381,9 +382,13 @@ fn a_second_producer_or_consumer_is_already_attached() {
         other.consumer(),
         Err(Error::AlreadyAttached { role: Role::Consumer, pid }) if pid == me
     ));
-    let stats = other.stats();
-    assert_eq!(stats.producer, PeerState::Attached { pid: me });
-    assert_eq!(stats.consumer, PeerState::Attached { pid: me });
+    let peers = other.peers();
+    assert!(
+        peers
+            .iter()
+            .all(|p| p.status == PeerStatus::Attached && p.pid == me)
+    );
+    assert_eq!(peers.len(), 2);
 }
 
 #[test]
@@ -592,8 +597,14 @@ fn stats_count_what_moved() {
     assert_eq!(s.messages_in_flight, 2);
     assert_eq!((ring.len(), tx.len(), rx.len()), (2, 2, 2));
     assert!(!ring.is_empty());
-    assert_eq!(s.used_bytes, 24 + 112);
-    assert_eq!((s.capacity, s.max_message), (4096, 2040));
+    assert_eq!(
+        s.kind,
+        KindStats::Spsc {
+            capacity: 4096,
+            used_bytes: 24 + 112
+        }
+    );
+    assert_eq!(s.max_message, 2040);
 }
 
 #[test]
@@ -602,7 +613,8 @@ fn detached_reservations_and_reads_block_everything_else_until_finished() {
     let ring = Ring::create(name.as_str(), &small()).unwrap();
     let mut tx = ring.producer().unwrap();
     let mut rx = ring.consumer().unwrap();
-    let ptr = tx.try_reserve_detached(8).unwrap();
+    let now = Some(Duration::ZERO);
+    let ptr = tx.reserve_detached(8, now).unwrap();
     // SAFETY: 8 reserved bytes, untouched by anyone else until commit.
     unsafe {
         ptr.as_ptr()
@@ -626,16 +638,16 @@ fn detached_reservations_and_reads_block_everything_else_until_finished() {
         Err(Error::InvalidArgument { .. })
     ));
     tx.cancel_detached();
-    let _ = tx.try_reserve_detached(4).unwrap();
+    let _ = tx.reserve_detached(4, now).unwrap();
     tx.cancel_detached(); // publishes nothing
     tx.try_send(b"after").unwrap();
 
-    let (ptr, len) = rx.try_read_detached().unwrap();
+    let (ptr, len) = rx.read_detached(now).unwrap();
     // SAFETY: the message stays in place until released.
     let read = unsafe { std::slice::from_raw_parts(ptr.as_ptr(), len) };
     assert_eq!(read, b"detached");
     // Reading again before release returns the same message; other reads are refused.
-    assert_eq!(rx.try_read_detached().unwrap(), (ptr, len));
+    assert_eq!(rx.read_detached(now).unwrap(), (ptr, len));
     assert!(matches!(
         rx.try_recv_vec(&mut Vec::new()),
         Err(Error::InvalidArgument { .. })
@@ -666,15 +678,15 @@ fn a_holder_that_died_while_attaching_is_replaced() {
         + offset_of!(PeerLine, producer)
         + offset_of!(PeerRecord, owner)) as u64;
     scribble(&name, at, &owner.to_le_bytes());
-    assert_eq!(ring.stats().producer, PeerState::Free);
+    // Never attached (and nobody holds the slot's lock): not listed.
+    assert!(ring.peers().is_empty());
     let mut tx = ring
         .producer()
         .expect("the dead claimant's role is taken over");
+    let held = ring.peers()[0];
     assert_eq!(
-        ring.stats().producer,
-        PeerState::Attached {
-            pid: std::process::id()
-        }
+        (held.status, held.pid),
+        (PeerStatus::Attached, std::process::id())
     );
     tx.try_send(b"alive").unwrap();
     // While we hold it, nobody else can take it.

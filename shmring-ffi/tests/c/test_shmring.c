@@ -62,7 +62,7 @@ static void test_names_and_existence(void) {
     char name[64];
     name_for(name, sizeof name, "names");
     shmring_ring_t *ring = (shmring_ring_t *)0x1; /* must stay untouched on failure */
-    CHECK_STATUS(shmring_ring_create("no-slash", NULL, &ring), SHMRING_INVALID_NAME);
+    CHECK_STATUS(shmring_spsc_create("no-slash", NULL, &ring), SHMRING_INVALID_NAME);
     CHECK(ring == (shmring_ring_t *)0x1);
     CHECK(strlen(shmring_last_error_message()) > 0);
     CHECK_STATUS(shmring_ring_open(name, &ring), SHMRING_NOT_FOUND);
@@ -72,24 +72,24 @@ static void test_names_and_existence(void) {
     shmring_config_t cfg;
     shmring_config_init(&cfg);
     cfg.capacity = 4096;
-    CHECK_STATUS(shmring_ring_create(name, &cfg, &ring), SHMRING_OK);
+    CHECK_STATUS(shmring_spsc_create(name, &cfg, &ring), SHMRING_OK);
     shmring_ring_t *again = NULL;
-    CHECK_STATUS(shmring_ring_create(name, &cfg, &again), SHMRING_ALREADY_EXISTS);
+    CHECK_STATUS(shmring_spsc_create(name, &cfg, &again), SHMRING_ALREADY_EXISTS);
     CHECK(again == NULL);
     /* create_or_open of the same ring with another wait strategy: incompatible. */
     cfg.wait_strategy = SHMRING_WAIT_FUTEX;
-    CHECK_STATUS(shmring_ring_create_or_open(name, &cfg, &again), SHMRING_INCOMPATIBLE);
+    CHECK_STATUS(shmring_spsc_create_or_open(name, &cfg, &again), SHMRING_INCOMPATIBLE);
     cfg.wait_strategy = SHMRING_WAIT_SPIN_YIELD;
-    CHECK_STATUS(shmring_ring_create_or_open(name, &cfg, &again), SHMRING_OK);
+    CHECK_STATUS(shmring_spsc_create_or_open(name, &cfg, &again), SHMRING_OK);
     shmring_ring_free(again);
     cfg.capacity = 1000;
-    CHECK_STATUS(shmring_ring_create("/shmring-ctest-badcap", &cfg, &again), SHMRING_INVALID_ARGUMENT);
+    CHECK_STATUS(shmring_spsc_create("/shmring-ctest-badcap", &cfg, &again), SHMRING_INVALID_ARGUMENT);
     cfg.capacity = 4096;
     cfg.wait_strategy = 77;
-    CHECK_STATUS(shmring_ring_create("/shmring-ctest-badwait", &cfg, &again), SHMRING_INVALID_ARGUMENT);
+    CHECK_STATUS(shmring_spsc_create("/shmring-ctest-badwait", &cfg, &again), SHMRING_INVALID_ARGUMENT);
     /* 4 was the condvar strategy: refused, with a message saying what to use instead. */
     cfg.wait_strategy = 4;
-    CHECK_STATUS(shmring_ring_create("/shmring-ctest-badwait", &cfg, &again), SHMRING_INVALID_ARGUMENT);
+    CHECK_STATUS(shmring_spsc_create("/shmring-ctest-badwait", &cfg, &again), SHMRING_INVALID_ARGUMENT);
     CHECK(strstr(shmring_last_error_message(), "SHMRING_WAIT_FUTEX") != NULL);
     CHECK_STATUS(shmring_unlink(name), SHMRING_OK);
     shmring_ring_free(ring);
@@ -101,7 +101,7 @@ static void test_untrusted_segments(void) {
     name_for(name, sizeof name, "untrusted");
     snprintf(path, sizeof path, "/dev/shm%s", name);
     shmring_ring_t *ring = NULL, *opened = NULL;
-    CHECK_STATUS(shmring_ring_create(name, NULL, &ring), SHMRING_OK);
+    CHECK_STATUS(shmring_spsc_create(name, NULL, &ring), SHMRING_OK);
     CHECK(chmod(path, 0666) == 0);
     CHECK_STATUS(shmring_ring_open(name, &opened), SHMRING_PERMISSION_DENIED);
     CHECK(chmod(path, 0600) == 0);
@@ -142,7 +142,7 @@ static void test_batches(void) {
     shmring_ring_t *ring = NULL;
     shmring_producer_t *tx = NULL;
     shmring_consumer_t *rx = NULL;
-    CHECK_STATUS(shmring_ring_create(name, &cfg, &ring), SHMRING_OK);
+    CHECK_STATUS(shmring_spsc_create(name, &cfg, &ring), SHMRING_OK);
     CHECK_STATUS(shmring_producer_create(ring, &tx), SHMRING_OK);
     CHECK_STATUS(shmring_consumer_create(ring, &rx), SHMRING_OK);
     char texts[20][20];
@@ -175,8 +175,8 @@ static void test_null_arguments(void) {
     shmring_ring_t *ring = NULL;
     size_t len = 0;
     char buf[8];
-    CHECK_STATUS(shmring_ring_create(NULL, NULL, &ring), SHMRING_NULL_ARGUMENT);
-    CHECK_STATUS(shmring_ring_create("/x", NULL, NULL), SHMRING_NULL_ARGUMENT);
+    CHECK_STATUS(shmring_spsc_create(NULL, NULL, &ring), SHMRING_NULL_ARGUMENT);
+    CHECK_STATUS(shmring_spsc_create("/x", NULL, NULL), SHMRING_NULL_ARGUMENT);
     CHECK_STATUS(shmring_ring_open(NULL, &ring), SHMRING_NULL_ARGUMENT);
     CHECK_STATUS(shmring_unlink(NULL), SHMRING_NULL_ARGUMENT);
     CHECK_STATUS(shmring_producer_create(NULL, NULL), SHMRING_NULL_ARGUMENT);
@@ -201,7 +201,7 @@ static void test_messages(void) {
     shmring_ring_t *ring = NULL;
     shmring_producer_t *tx = NULL;
     shmring_consumer_t *rx = NULL;
-    CHECK_STATUS(shmring_ring_create(name, &cfg, &ring), SHMRING_OK);
+    CHECK_STATUS(shmring_spsc_create(name, &cfg, &ring), SHMRING_OK);
     CHECK_STATUS(shmring_producer_create(ring, &tx), SHMRING_OK);
     CHECK_STATUS(shmring_consumer_create(ring, &rx), SHMRING_OK);
     shmring_producer_t *second = NULL;
@@ -241,7 +241,12 @@ static void test_messages(void) {
     CHECK_STATUS(shmring_ring_stats(ring, &stats), SHMRING_OK);
     CHECK(stats.capacity == 256 && stats.max_message == 100);
     CHECK(stats.messages_in_flight == 2 && stats.messages_sent == 4);
-    CHECK(stats.producer_state == SHMRING_PEER_ATTACHED && stats.producer_pid == (uint32_t)getpid());
+    CHECK(stats.kind == SHMRING_KIND_SPSC && stats.producers == 1 && stats.consumers == 1);
+    shmring_peer_t peers[4];
+    size_t npeers = 0;
+    CHECK_STATUS(shmring_ring_peers(ring, peers, 4, &npeers), SHMRING_OK);
+    CHECK(npeers == 2 && peers[0].role == 1 && peers[0].state == SHMRING_PEER_ATTACHED);
+    CHECK(peers[0].pid == (uint32_t)getpid() && peers[1].role == 2);
 
     for (int i = 0; i < sent; i++) {
         CHECK_STATUS(shmring_try_recv(rx, buf, sizeof buf, &len), SHMRING_OK);
@@ -282,7 +287,7 @@ static void test_messages(void) {
     shmring_ring_free(ring);
 
     name_for(name, sizeof name, "epipe");
-    CHECK_STATUS(shmring_ring_create(name, &cfg, &ring), SHMRING_OK);
+    CHECK_STATUS(shmring_spsc_create(name, &cfg, &ring), SHMRING_OK);
     CHECK_STATUS(shmring_producer_create(ring, &tx), SHMRING_OK);
     CHECK_STATUS(shmring_consumer_create(ring, &rx), SHMRING_OK);
     shmring_consumer_free(rx);
@@ -305,8 +310,15 @@ static void test_mpmc(void) {
     shmring_ring_t *ring = NULL, *other = NULL;
     CHECK_STATUS(shmring_mpmc_create(name, &cfg, &ring), SHMRING_OK);
     /* The kinds do not mix. */
-    CHECK_STATUS(shmring_ring_open(name, &other), SHMRING_INCOMPATIBLE);
+    CHECK_STATUS(shmring_spsc_open(name, &other), SHMRING_INCOMPATIBLE);
     CHECK(other == NULL);
+    /* shmring_ring_open takes any kind and says which. */
+    CHECK_STATUS(shmring_ring_open(name, &other), SHMRING_OK);
+    shmring_kind kind;
+    CHECK_STATUS(shmring_ring_kind(other, &kind), SHMRING_OK);
+    CHECK(kind == SHMRING_KIND_MPMC);
+    shmring_ring_free(other);
+    other = NULL;
     CHECK_STATUS(shmring_mpmc_open(name, &other), SHMRING_OK);
     cfg.slots = 8;
     shmring_ring_t *mismatch = NULL;
@@ -361,11 +373,9 @@ static void test_mpmc(void) {
     CHECK_STATUS(shmring_try_recv_batch(r1, 16, collect, &seen, &got), SHMRING_OK);
     CHECK(got == 4 && seen.count == 4 && seen.in_order);
 
-    shmring_mpmc_stats_t stats;
-    shmring_stats_t spsc_stats;
-    CHECK_STATUS(shmring_ring_stats(ring, &spsc_stats), SHMRING_INVALID_ARGUMENT);
-    CHECK_STATUS(shmring_mpmc_stats(ring, &stats), SHMRING_OK);
-    CHECK(stats.slots == 4 && stats.max_message == 32);
+    shmring_stats_t stats;
+    CHECK_STATUS(shmring_ring_stats(ring, &stats), SHMRING_OK);
+    CHECK(stats.kind == SHMRING_KIND_MPMC && stats.slots == 4 && stats.max_message == 32);
     CHECK(stats.messages_sent == 7 && stats.messages_received == 7 && stats.messages_in_flight == 0);
     CHECK(stats.producers == 2 && stats.consumers == 2 && stats.claims_skipped == 0);
 

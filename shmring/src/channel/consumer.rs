@@ -327,8 +327,10 @@ impl<K: Kind> Consumer<K> {
     /// [`release_detached`](Consumer::release_detached). Calling it again before releasing
     /// returns the same message; every other receive fails with `InvalidArgument`
     /// meanwhile. For callers that cannot hold a grant (the C ABI).
-    #[doc(hidden)]
-    pub fn read_detached(&mut self, timeout: Option<Duration>) -> Result<(NonNull<u8>, usize)> {
+    pub(crate) fn read_detached(
+        &mut self,
+        timeout: Option<Duration>,
+    ) -> Result<(NonNull<u8>, usize)> {
         let msg = match self.detached {
             Some(msg) => msg,
             None => {
@@ -341,8 +343,7 @@ impl<K: Kind> Consumer<K> {
     }
 
     /// Non-blocking [`read_detached`](Consumer::read_detached).
-    #[doc(hidden)]
-    pub fn try_read_detached(&mut self) -> Result<(NonNull<u8>, usize)> {
+    pub(crate) fn try_read_detached(&mut self) -> Result<(NonNull<u8>, usize)> {
         let msg = match self.detached {
             Some(msg) => msg,
             None => {
@@ -363,8 +364,7 @@ impl<K: Kind> Consumer<K> {
     }
 
     /// Frees the pending detached message. `InvalidArgument` if none is pending.
-    #[doc(hidden)]
-    pub fn release_detached(&mut self) -> Result<()> {
+    pub(crate) fn release_detached(&mut self) -> Result<()> {
         let msg = self
             .detached
             .take()

@@ -120,6 +120,17 @@ impl<K: Kind> Ring<K> {
         Ok(Ring::from_attached(attached, config.spin))
     }
 
+    /// A ring of this kind in a segment that is ready (its kind not yet checked).
+    pub(crate) fn from_segment(
+        segment: crate::shm::segment::Segment,
+        options: &OpenOptions,
+    ) -> Result<Ring<K>> {
+        Ok(Ring::from_attached(
+            attach::attached(segment, options)?,
+            options.spin,
+        ))
+    }
+
     fn open_in(location: &Location, options: &OpenOptions) -> Result<Ring<K>> {
         Ok(Ring::from_attached(
             attach::open(location, options)?,

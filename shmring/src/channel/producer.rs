@@ -211,8 +211,7 @@ impl<K: Kind> Producer<K> {
     /// [`cancel_detached`](Producer::cancel_detached). Meanwhile every other send on this
     /// producer fails with `InvalidArgument`. For callers that cannot hold a grant (the C
     /// ABI); Rust code uses [`reserve`](Producer::reserve).
-    #[doc(hidden)]
-    pub fn reserve_detached(
+    pub(crate) fn reserve_detached(
         &mut self,
         len: usize,
         timeout: Option<Duration>,
@@ -222,8 +221,7 @@ impl<K: Kind> Producer<K> {
     }
 
     /// Non-blocking [`reserve_detached`](Producer::reserve_detached).
-    #[doc(hidden)]
-    pub fn try_reserve_detached(&mut self, len: usize) -> Result<NonNull<u8>> {
+    pub(crate) fn try_reserve_detached(&mut self, len: usize) -> Result<NonNull<u8>> {
         self.no_detached()?;
         let claim = self.core.try_claim(len);
         let claim = self.polled(claim)?;
@@ -238,8 +236,7 @@ impl<K: Kind> Producer<K> {
 
     /// Publishes the first `len` bytes of the pending detached reservation.
     /// `InvalidArgument` if none is pending or `len` exceeds it (it stays pending then).
-    #[doc(hidden)]
-    pub fn commit_detached(&mut self, len: usize) -> Result<()> {
+    pub(crate) fn commit_detached(&mut self, len: usize) -> Result<()> {
         let claim = self.detached.take().ok_or_else(|| {
             Error::invalid_argument("commit without a pending detached reservation")
         })?;
@@ -258,8 +255,7 @@ impl<K: Kind> Producer<K> {
     }
 
     /// Gives the pending detached reservation back: nothing is sent.
-    #[doc(hidden)]
-    pub fn cancel_detached(&mut self) {
+    pub(crate) fn cancel_detached(&mut self) {
         if let Some(claim) = self.detached.take() {
             self.core.cancel(claim);
             self.published();

@@ -34,12 +34,9 @@ use crate::channel::{self, Kind, sealed::KindImpl};
 use crate::config::Config;
 use crate::error::Result;
 use crate::layout::geometry::MpmcGeometry;
-use crate::layout::registry::{ROLE_CONSUMER, ROLE_PRODUCER};
-use crate::memory::RingMemory;
 use crate::shm::ShmMemory;
 use crate::shm::segment::{self, Location};
 pub use crate::stats::{PeerInfo, PeerStatus};
-use crate::sync::Ordering::Relaxed;
 pub use crate::wait::RECOVERY_INTERVAL;
 
 /// Slot payload of an MPMC ring when the config does not say (a 256-byte slot).
@@ -55,7 +52,7 @@ impl KindImpl for Mpmc {
     type Geometry = MpmcGeometry;
     type Producer = ProducerCore<ShmMemory>;
     type Consumer = ConsumerCore<ShmMemory>;
-    type Stats = Stats;
+    type Stats = crate::Stats;
 
     fn requested(config: &Config) -> Result<MpmcGeometry> {
         MpmcGeometry::new(
@@ -77,8 +74,8 @@ impl KindImpl for Mpmc {
         ConsumerCore::attach(memory, geometry, me.owner)
     }
 
-    fn stats(memory: &ShmMemory, geometry: &MpmcGeometry) -> Stats {
-        stats_of(memory, geometry)
+    fn stats(memory: &ShmMemory, geometry: &MpmcGeometry) -> crate::Stats {
+        crate::stats::mpmc_stats(memory, geometry)
     }
 
     fn peers(memory: &ShmMemory, geometry: &MpmcGeometry) -> Vec<PeerInfo> {
@@ -115,79 +112,6 @@ impl channel::Ring<Mpmc> {
     /// Most handles attached at once.
     pub fn max_peers(&self) -> u32 {
         self.geometry().max_peers
-    }
-}
-
-/// A snapshot of an MPMC ring. Values are read one by one while peers run.
-///
-/// ```
-/// use shmring::{Config, mpmc::Ring};
-/// let name = format!("/doc-mpmc-stats-{}", std::process::id());
-/// let ring = Ring::create(&name, &Config::new().slots(16))?;
-/// ring.producer()?.try_send(b"abc")?;
-/// let stats = ring.stats();
-/// assert_eq!((stats.messages_sent, stats.bytes_sent, stats.messages_in_flight), (1, 3, 1));
-/// ring.unlink()?;
-/// # Ok::<(), shmring::Error>(())
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Stats {
-    /// Number of slots.
-    pub slots: u64,
-    /// Largest message payload.
-    pub max_message: u64,
-    /// Positions taken by producers and not yet taken by consumers (published or not).
-    pub messages_in_flight: u64,
-    /// Messages published since creation.
-    pub messages_sent: u64,
-    /// Payload bytes published since creation.
-    pub bytes_sent: u64,
-    /// Messages released by consumers since creation.
-    pub messages_received: u64,
-    /// Payload bytes released since creation.
-    pub bytes_received: u64,
-    /// Claims of dead producers that consumers skipped (nothing was published there).
-    pub claims_skipped: u64,
-    /// Messages that dead consumers had taken and not released.
-    pub messages_dropped: u64,
-    /// Producers attached now (including dead ones not yet found out).
-    pub producers: u32,
-    /// Consumers attached now (likewise).
-    pub consumers: u32,
-    /// Consumers asleep waiting for data (futex strategy).
-    pub consumers_waiting: u32,
-    /// Producers asleep waiting for space (futex strategy).
-    pub producers_waiting: u32,
-    /// Producers that died without closing, since creation (counted when found out).
-    pub producers_died: u64,
-    /// Consumers that died without closing, since creation.
-    pub consumers_died: u64,
-}
-
-fn stats_of(memory: &ShmMemory, geometry: &MpmcGeometry) -> Stats {
-    let ctl = memory.control();
-    let words = crate::peers::slot_words(geometry.max_peers);
-    let (messages_received, bytes_received) = registry::totals(memory, geometry, ROLE_CONSUMER);
-    let (messages_sent, bytes_sent) = registry::totals(memory, geometry, ROLE_PRODUCER);
-    let head = ctl.consumer.head.load(Relaxed);
-    let tail = ctl.producer.tail.load(Relaxed);
-    Stats {
-        slots: geometry.slot_count,
-        max_message: geometry.max_message,
-        messages_in_flight: tail.wrapping_sub(head).min(geometry.slot_count),
-        messages_sent,
-        bytes_sent,
-        messages_received,
-        bytes_received,
-        claims_skipped: ctl.peers.claims_skipped.load(Relaxed),
-        messages_dropped: ctl.peers.messages_dropped.load(Relaxed),
-        producers: crate::peers::count(&ctl.producers.present, words),
-        consumers: crate::peers::count(&ctl.consumers.present, words),
-        consumers_waiting: crate::peers::count(&ctl.consumers.sleepers, words),
-        producers_waiting: crate::peers::count(&ctl.producers.sleepers, words),
-        producers_died: ctl.producers.deaths.load(Relaxed),
-        consumers_died: ctl.consumers.deaths.load(Relaxed),
     }
 }
 

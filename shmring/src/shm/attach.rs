@@ -114,6 +114,16 @@ pub(crate) fn open_fd<G: Shape>(
     location: &Location,
     options: &OpenOptions,
 ) -> Result<Attached<G>> {
+    attached(open_ready(fd, location, options)?, options)
+}
+
+/// Maps the segment behind `fd` once its creator has finished it (waiting at most the
+/// options' init timeout); nothing about its kind is checked yet.
+pub(crate) fn open_ready(
+    fd: OwnedFd,
+    location: &Location,
+    options: &OpenOptions,
+) -> Result<Segment> {
     let trust = TrustPolicy {
         any_owner: options.any_owner,
         writable_by_others: options.writable_by_others,
@@ -175,6 +185,12 @@ pub(crate) fn open_fd<G: Shape>(
         }
         thread::sleep(INIT_POLL);
     }
+    Ok(segment)
+}
+
+/// Checks that a ready segment holds a ring of geometry `G` (and the options' wait
+/// strategy, if they insist on one).
+pub(crate) fn attached<G: Shape>(segment: Segment, options: &OpenOptions) -> Result<Attached<G>> {
     let (geometry, wait) = validate::<G>(&segment, options)?;
     Ok(Attached {
         segment: Arc::new(segment),
@@ -182,6 +198,35 @@ pub(crate) fn open_fd<G: Shape>(
         wait,
         created: false,
     })
+}
+
+/// The kind of ring a ready segment holds, after checking it is a shmring segment of this
+/// layout (the rest is checked when it is attached as that kind).
+pub(crate) fn kind_of(segment: &Segment) -> Result<RingKind> {
+    let h = &control_of(segment).header;
+    same_layout(segment)?;
+    let raw = h.ring_kind.load(Relaxed);
+    RingKind::from_u32(raw).ok_or_else(|| Error::incompatible(format!("unknown ring kind {raw}")))
+}
+
+/// `Incompatible` unless the segment is a shmring segment of this build's layout.
+fn same_layout(segment: &Segment) -> Result<()> {
+    let h = &control_of(segment).header;
+    not_a_ring(segment, h.magic.load(Relaxed))?;
+    let version = h.layout_version.load(Relaxed);
+    if version != LAYOUT_VERSION {
+        return Err(Error::incompatible(format!(
+            "layout version {version}, this build reads version {LAYOUT_VERSION}"
+        )));
+    }
+    let fingerprint = h.fingerprint.load(Relaxed);
+    if fingerprint != FINGERPRINT {
+        return Err(Error::incompatible(format!(
+            "layout fingerprint {fingerprint:#018x}, this build has {FINGERPRINT:#018x} \
+             (built for another architecture or layout)"
+        )));
+    }
+    Ok(())
 }
 
 /// `Incompatible` unless `magic` is shmring's.
@@ -205,20 +250,7 @@ fn not_a_ring(segment: &Segment, magic: u64) -> Result<()> {
 fn validate<G: Shape>(segment: &Segment, options: &OpenOptions) -> Result<(G, WaitStrategy)> {
     let kind = G::KIND;
     let h = &control_of(segment).header;
-    not_a_ring(segment, h.magic.load(Relaxed))?;
-    let version = h.layout_version.load(Relaxed);
-    if version != LAYOUT_VERSION {
-        return Err(Error::incompatible(format!(
-            "layout version {version}, this build reads version {LAYOUT_VERSION}"
-        )));
-    }
-    let fingerprint = h.fingerprint.load(Relaxed);
-    if fingerprint != FINGERPRINT {
-        return Err(Error::incompatible(format!(
-            "layout fingerprint {fingerprint:#018x}, this build has {FINGERPRINT:#018x} \
-             (built for another architecture or layout)"
-        )));
-    }
+    same_layout(segment)?;
     let raw_kind = h.ring_kind.load(Relaxed);
     match RingKind::from_u32(raw_kind) {
         Some(found) if found == kind => {}

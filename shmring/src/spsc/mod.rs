@@ -33,7 +33,7 @@ use crate::layout::geometry::{SpscGeometry, max_message_limit};
 use crate::memory::RingMemory;
 use crate::shm::ShmMemory;
 use crate::shm::segment::{self, Location};
-use crate::stats::{PeerInfo, Stats, spsc_peers, stats_of};
+use crate::stats::{KindStats, PeerInfo, Stats, spsc_peers, spsc_stats};
 
 /// The SPSC kind: one producer, one consumer, variable-length records in a byte ring.
 #[derive(Clone, Copy, Debug)]
@@ -70,7 +70,7 @@ impl KindImpl for Spsc {
     }
 
     fn stats(memory: &ShmMemory, geometry: &SpscGeometry) -> Stats {
-        stats_of(memory.control(), *geometry)
+        spsc_stats(memory.control(), *geometry)
     }
 
     fn peers(memory: &ShmMemory, _geometry: &SpscGeometry) -> Vec<PeerInfo> {
@@ -160,7 +160,10 @@ impl channel::Producer<Spsc> {
 impl channel::Consumer<Spsc> {
     /// Bytes in the data region.
     pub fn capacity(&self) -> u64 {
-        self.stats().capacity
+        match self.stats().kind {
+            KindStats::Spsc { capacity, .. } => capacity,
+            _ => 0,
+        }
     }
 
     /// Messages published and not yet released, as far as the shared counters know.

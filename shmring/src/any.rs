@@ -1,0 +1,324 @@
+//! Rings whose kind is known only at run time: opened by name (the kind is read from the
+//! segment's header), or created with a [`KindName`] chosen by the caller. For the C ABI,
+//! command-line tools and language bindings; Rust code that knows its kind uses
+//! [`spsc`](crate::spsc) / [`mpmc`](crate::mpmc).
+//!
+//! Each call is forwarded to the kind's [`channel`](crate::Ring) handle, so it means
+//! exactly what it means there. The list of kinds is written once, in the `kinds!` macro
+//! below: adding a kind is one line there.
+//!
+//! ```
+//! use shmring::{Config, any};
+//! let name = format!("/doc-any-{}", std::process::id());
+//! let made = any::Ring::create(any::KindName::Mpmc, &name, &Config::new().slots(16))?;
+//! let found = any::Ring::open(&name, &shmring::OpenOptions::new())?;
+//! assert_eq!(found.kind(), any::KindName::Mpmc);
+//! let mut tx = found.producer()?;
+//! tx.try_send(b"hello")?;
+//! assert_eq!(made.stats().messages_sent, 1);
+//! made.unlink()?;
+//! # Ok::<(), shmring::Error>(())
+//! ```
+
+use std::path::Path;
+use std::ptr::NonNull;
+
+use crate::raw::{RawConsumer, RawProducer};
+use std::time::Duration;
+
+use crate::channel;
+use crate::config::{Config, OpenOptions};
+use crate::error::{Error, Result};
+use crate::layout::RingKind;
+use crate::shm::attach;
+use crate::shm::segment::{self, Location, Segment};
+use crate::stats::{PeerInfo, Stats};
+use crate::wait::WaitStrategy;
+
+/// Declares the kinds: the name enum, the three handle enums and the dispatch macro.
+macro_rules! kinds {
+    ($($variant:ident => $kind:ty, $tag:path, $text:literal;)+) => {
+        /// A kind of ring, as a value.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum KindName {
+            $(
+                #[doc = $text]
+                $variant,
+            )+
+        }
+
+        impl KindName {
+            /// Every kind.
+            pub const ALL: &'static [KindName] = &[$(KindName::$variant),+];
+
+            fn of_tag(tag: RingKind) -> KindName {
+                match tag {
+                    $($tag => KindName::$variant,)+
+                }
+            }
+
+            /// The kind's lower-case name ("spsc", "mpmc").
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(KindName::$variant => stringify!($kind),)+
+                }
+            }
+        }
+
+        /// A ring of any kind.
+        pub enum Ring {
+            $(
+                #[doc = $text]
+                $variant(channel::Ring<$kind>),
+            )+
+        }
+
+        /// A producing end of any kind.
+        pub enum Producer {
+            $(
+                #[doc = $text]
+                $variant(channel::Producer<$kind>),
+            )+
+        }
+
+        /// A consuming end of any kind.
+        pub enum Consumer {
+            $(
+                #[doc = $text]
+                $variant(channel::Consumer<$kind>),
+            )+
+        }
+
+        /// Runs `$body` with `$x` bound to whichever kind's handle `$value` holds.
+        macro_rules! dispatch {
+            ($value:expr, $x:ident => $body:expr) => {
+                match $value {
+                    $(Self::$variant($x) => $body,)+
+                }
+            };
+        }
+
+        impl Ring {
+            /// Creates a ring of `kind` named `name`.
+            pub fn create(kind: KindName, name: &str, config: &Config) -> Result<Ring> {
+                match kind {
+                    $(KindName::$variant => channel::Ring::<$kind>::create(name, config).map(Ring::$variant),)+
+                }
+            }
+
+            /// Creates a ring of `kind`, or opens it if it exists (with the same kind and
+            /// parameters).
+            pub fn create_or_open(kind: KindName, name: &str, config: &Config) -> Result<Ring> {
+                match kind {
+                    $(KindName::$variant => channel::Ring::<$kind>::create_or_open(name, config).map(Ring::$variant),)+
+                }
+            }
+
+            /// Creates a ring of `kind` in a file at `path`.
+            pub fn create_at(kind: KindName, path: impl AsRef<Path>, config: &Config) -> Result<Ring> {
+                match kind {
+                    $(KindName::$variant => channel::Ring::<$kind>::create_at(path, config).map(Ring::$variant),)+
+                }
+            }
+
+            fn from_segment(segment: Segment, options: &OpenOptions) -> Result<Ring> {
+                match KindName::of_tag(attach::kind_of(&segment)?) {
+                    $(KindName::$variant => channel::Ring::<$kind>::from_segment(segment, options).map(Ring::$variant),)+
+                }
+            }
+
+            /// The ring's kind.
+            pub fn kind(&self) -> KindName {
+                match self {
+                    $(Ring::$variant(_) => KindName::$variant,)+
+                }
+            }
+
+            /// Attaches a producing end.
+            pub fn producer(&self) -> Result<Producer> {
+                match self {
+                    $(Ring::$variant(r) => r.producer().map(Producer::$variant),)+
+                }
+            }
+
+            /// Attaches a consuming end.
+            pub fn consumer(&self) -> Result<Consumer> {
+                match self {
+                    $(Ring::$variant(r) => r.consumer().map(Consumer::$variant),)+
+                }
+            }
+        }
+    };
+}
+
+kinds! {
+    Spsc => crate::spsc::Spsc, RingKind::Spsc, "One producer, one consumer (`shmring::spsc`).";
+    Mpmc => crate::mpmc::Mpmc, RingKind::Mpmc, "Many producers and consumers (`shmring::mpmc`).";
+}
+
+impl std::fmt::Display for KindName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for KindName {
+    type Err = Error;
+    /// "spsc" or "mpmc" (any case).
+    fn from_str(s: &str) -> Result<KindName> {
+        KindName::ALL
+            .iter()
+            .copied()
+            .find(|k| k.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| Error::invalid_argument(format!("unknown ring kind {s:?}")))
+    }
+}
+
+impl Ring {
+    /// Opens the ring `name`, whatever its kind.
+    pub fn open(name: &str, options: &OpenOptions) -> Result<Ring> {
+        Ring::open_in(&segment::named(name)?, options)
+    }
+
+    /// Opens the ring stored in a file at `path`, whatever its kind.
+    pub fn open_at(path: impl AsRef<Path>, options: &OpenOptions) -> Result<Ring> {
+        Ring::open_in(&segment::path_location(path.as_ref()), options)
+    }
+
+    fn open_in(location: &Location, options: &OpenOptions) -> Result<Ring> {
+        let fd = Segment::open_fd(location)?;
+        Ring::from_segment(attach::open_ready(fd, location, options)?, options)
+    }
+
+    /// Counters and occupancy.
+    pub fn stats(&self) -> Stats {
+        dispatch!(self, r => r.stats())
+    }
+
+    /// Every peer record that has been held.
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        dispatch!(self, r => r.peers())
+    }
+
+    /// Largest message payload in bytes.
+    pub fn max_message(&self) -> usize {
+        dispatch!(self, r => r.max_message())
+    }
+
+    /// The wait strategy every end uses.
+    pub fn wait_strategy(&self) -> WaitStrategy {
+        dispatch!(self, r => r.wait_strategy())
+    }
+
+    /// Whether this handle created the segment.
+    pub fn was_created(&self) -> bool {
+        dispatch!(self, r => r.was_created())
+    }
+
+    /// Removes the ring's name (or path).
+    pub fn unlink(&self) -> Result<()> {
+        dispatch!(self, r => r.unlink())
+    }
+}
+
+impl Producer {
+    /// See [`channel::Producer::try_send`].
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<()> {
+        dispatch!(self, p => p.try_send(msg))
+    }
+
+    /// See [`channel::Producer::send`] (`None`: no limit) and `send_timeout`.
+    pub fn send(&mut self, msg: &[u8], timeout: Option<Duration>) -> Result<()> {
+        match timeout {
+            None => dispatch!(self, p => p.send(msg)),
+            Some(t) => dispatch!(self, p => p.send_timeout(msg, t)),
+        }
+    }
+
+    /// See [`channel::Producer::try_send_batch`].
+    pub fn try_send_batch<B: AsRef<[u8]>>(&mut self, msgs: &[B]) -> Result<usize> {
+        dispatch!(self, p => p.try_send_batch(msgs))
+    }
+
+    /// Largest message payload in bytes.
+    pub fn max_message(&self) -> usize {
+        dispatch!(self, p => p.max_message())
+    }
+
+    /// Counters and occupancy.
+    pub fn stats(&self) -> Stats {
+        dispatch!(self, p => p.stats())
+    }
+
+    /// System calls made to sleep or wake.
+    pub fn wake_syscalls(&self) -> u64 {
+        dispatch!(self, p => p.wake_syscalls())
+    }
+}
+
+impl Consumer {
+    /// See [`channel::Consumer::try_recv`].
+    pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<usize> {
+        dispatch!(self, c => c.try_recv(buf))
+    }
+
+    /// See [`channel::Consumer::recv`] (`None`: no limit) and `recv_timeout`.
+    pub fn recv(&mut self, buf: &mut [u8], timeout: Option<Duration>) -> Result<usize> {
+        match timeout {
+            None => dispatch!(self, c => c.recv(buf)),
+            Some(t) => dispatch!(self, c => c.recv_timeout(buf, t)),
+        }
+    }
+
+    /// See [`channel::Consumer::try_recv_batch`].
+    pub fn try_recv_batch(&mut self, max: usize, f: impl FnMut(&[u8])) -> Result<usize> {
+        dispatch!(self, c => c.try_recv_batch(max, f))
+    }
+
+    /// Largest message payload in bytes.
+    pub fn max_message(&self) -> usize {
+        dispatch!(self, c => c.max_message())
+    }
+
+    /// Counters and occupancy.
+    pub fn stats(&self) -> Stats {
+        dispatch!(self, c => c.stats())
+    }
+
+    /// System calls made to sleep or wake.
+    pub fn wake_syscalls(&self) -> u64 {
+        dispatch!(self, c => c.wake_syscalls())
+    }
+}
+
+impl crate::raw::RawProducer for Producer {
+    /// Reserves `len` bytes without a borrow (`Some(ZERO)`: do not wait; `None`: no limit);
+    /// see [`crate::raw`].
+    fn reserve_detached(&mut self, len: usize, timeout: Option<Duration>) -> Result<NonNull<u8>> {
+        dispatch!(self, p => RawProducer::reserve_detached(p, len, timeout))
+    }
+
+    /// Publishes `len` bytes of the pending detached reservation.
+    fn commit_detached(&mut self, len: usize) -> Result<()> {
+        dispatch!(self, p => RawProducer::commit_detached(p, len))
+    }
+
+    /// Gives the pending detached reservation back.
+    fn cancel_detached(&mut self) {
+        dispatch!(self, p => RawProducer::cancel_detached(p))
+    }
+}
+
+impl crate::raw::RawConsumer for Consumer {
+    /// The next message in place without a borrow (`Some(ZERO)`: do not wait; `None`: no
+    /// limit); see [`crate::raw`].
+    fn read_detached(&mut self, timeout: Option<Duration>) -> Result<(NonNull<u8>, usize)> {
+        dispatch!(self, c => RawConsumer::read_detached(c, timeout))
+    }
+
+    /// Frees the pending detached message.
+    fn release_detached(&mut self) -> Result<()> {
+        dispatch!(self, c => RawConsumer::release_detached(c))
+    }
+}
