@@ -28,7 +28,7 @@ use crate::sync::{AccessTracker, AtomicU64, RawCell};
 pub unsafe trait RingMemory {
     /// What one handle holds slot locks through: an open file description of the segment
     /// (shared memory) or an owner number (heap memory). Dropping it releases its locks.
-    type Holder;
+    type Holder: Send;
     /// The control block (header, peers, positions).
     fn control(&self) -> &ControlBlock;
     /// Bytes in the data region.
@@ -53,6 +53,12 @@ pub unsafe trait RingMemory {
     #[inline]
     fn track_write(&self, _offset: u64, _len: u64) {}
 }
+
+/// Memory a ring's handles can run on: shared memory in production, the heap in unit tests
+/// and loom models.
+pub trait Memory: RingMemory + Clone + Send + 'static {}
+
+impl<M: RingMemory + Clone + Send + 'static> Memory for M {}
 
 /// Owners a heap-memory test may declare dead at once.
 const DEAD_OWNERS: usize = 4;

@@ -8,10 +8,11 @@ use super::Kind;
 use super::producer::FRUITLESS_POLLS_PER_LOOK;
 use crate::algo::ConsumerCore;
 use crate::error::{Error, Result};
+use crate::memory::Memory;
 use crate::shm::ShmMemory;
 use crate::wait::{Event, Wait, Waiter};
 
-type Msg<K> = <<K as super::sealed::KindImpl>::Consumer as ConsumerCore>::Msg;
+type Msg<K, M> = <<K as super::sealed::KindImpl>::Consumer<M> as ConsumerCore>::Msg;
 
 /// The reading end of a ring. Dropping it (or [`close`](Consumer::close)) detaches it; the
 /// producers' sends end with `Closed` once no consumer is left.
@@ -34,22 +35,22 @@ type Msg<K> = <<K as super::sealed::KindImpl>::Consumer as ConsumerCore>::Msg;
 /// ring.unlink()?;
 /// # Ok::<(), shmring::Error>(())
 /// ```
-pub struct Consumer<K: Kind> {
-    core: K::Consumer,
-    waiter: Waiter<ShmMemory>,
+pub struct Consumer<K: Kind, M: Memory = ShmMemory> {
+    core: K::Consumer<M>,
+    waiter: Waiter<M>,
     geometry: K::Geometry,
     /// `try_*` calls that found the ring empty since the last look for dead producers.
     fruitless: u32,
     /// A message found but not delivered (its grant was dropped, or the caller's buffer was
     /// too small): the next receive returns it first.
-    held: Option<Msg<K>>,
+    held: Option<Msg<K, M>>,
     /// A message handed out without a borrow (the C ABI): every other receive waits for its
     /// release.
-    detached: Option<Msg<K>>,
+    detached: Option<Msg<K, M>>,
 }
 
-impl<K: Kind> Consumer<K> {
-    pub(super) fn new(waiter: Waiter<ShmMemory>, core: K::Consumer, geometry: K::Geometry) -> Self {
+impl<K: Kind, M: Memory> Consumer<K, M> {
+    pub(crate) fn new(waiter: Waiter<M>, core: K::Consumer<M>, geometry: K::Geometry) -> Self {
         Consumer {
             core,
             waiter,
@@ -72,7 +73,7 @@ impl<K: Kind> Consumer<K> {
 
     /// The next message without waiting.
     #[inline]
-    fn try_next(&mut self) -> Result<Msg<K>> {
+    fn try_next(&mut self) -> Result<Msg<K, M>> {
         self.no_detached()?;
         if let Some(msg) = self.held.take() {
             return Ok(msg);
@@ -80,7 +81,7 @@ impl<K: Kind> Consumer<K> {
         let next = self.core.try_next();
         if let Err(Error::WouldBlock) = next {
             self.fruitless = self.fruitless.wrapping_add(1);
-            if self.fruitless % FRUITLESS_POLLS_PER_LOOK == 0 {
+            if self.fruitless % FRUITLESS_POLLS_PER_LOOK == 0 && !cfg!(shmring_loom) {
                 self.core.maintain();
             }
         }
@@ -90,7 +91,7 @@ impl<K: Kind> Consumer<K> {
     /// The next message, waiting (looking for dead producers between waits) at most
     /// `timeout` (`None`: no limit).
     #[inline]
-    fn next_within(&mut self, timeout: Option<Duration>) -> Result<Msg<K>> {
+    fn next_within(&mut self, timeout: Option<Duration>) -> Result<Msg<K, M>> {
         self.no_detached()?;
         if let Some(msg) = self.held.take() {
             return Ok(msg);
@@ -107,14 +108,14 @@ impl<K: Kind> Consumer<K> {
 
     /// Frees `msg`'s space and tells sleeping producers.
     #[inline]
-    fn release(&mut self, msg: Msg<K>) {
+    fn release(&mut self, msg: Msg<K, M>) {
         self.core.release(msg);
         self.waiter.notify(Event::SpaceAvailable);
     }
 
     #[inline]
-    fn payload(&self, msg: &Msg<K>) -> &[u8] {
-        let len = <K::Consumer as ConsumerCore>::msg_len(msg);
+    fn payload(&self, msg: &Msg<K, M>) -> &[u8] {
+        let len = <K::Consumer<M> as ConsumerCore>::msg_len(msg);
         // SAFETY: the core checked the message's length and place against the ring's
         // limits; its bytes are not written until the message is released, which takes
         // `&mut self`, so they outlive this borrow.
@@ -122,7 +123,7 @@ impl<K: Kind> Consumer<K> {
     }
 
     #[inline]
-    fn copy_out(&mut self, msg: Msg<K>, buf: &mut [u8]) -> Result<usize> {
+    fn copy_out(&mut self, msg: Msg<K, M>, buf: &mut [u8]) -> Result<usize> {
         let src = self.payload(&msg);
         let len = src.len();
         if buf.len() < len {
@@ -135,7 +136,7 @@ impl<K: Kind> Consumer<K> {
     }
 
     #[inline]
-    fn copy_out_vec(&mut self, msg: Msg<K>, out: &mut Vec<u8>) -> usize {
+    fn copy_out_vec(&mut self, msg: Msg<K, M>, out: &mut Vec<u8>) -> usize {
         let src = self.payload(&msg);
         out.clear();
         out.extend_from_slice(src);
@@ -211,21 +212,21 @@ impl<K: Kind> Consumer<K> {
     /// # Ok::<(), shmring::Error>(())
     /// ```
     #[inline]
-    pub fn try_read(&mut self) -> Result<ReadGrant<'_, K>> {
+    pub fn try_read(&mut self) -> Result<ReadGrant<'_, K, M>> {
         let msg = self.try_next()?;
         Ok(ReadGrant::new(self, msg))
     }
 
     /// Like [`try_read`](Consumer::try_read), waiting while the ring is empty.
     #[inline]
-    pub fn read(&mut self) -> Result<ReadGrant<'_, K>> {
+    pub fn read(&mut self) -> Result<ReadGrant<'_, K, M>> {
         let msg = self.next_within(None)?;
         Ok(ReadGrant::new(self, msg))
     }
 
     /// Like [`read`](Consumer::read), giving up with `Timeout` after `timeout`.
     #[inline]
-    pub fn read_timeout(&mut self, timeout: Duration) -> Result<ReadGrant<'_, K>> {
+    pub fn read_timeout(&mut self, timeout: Duration) -> Result<ReadGrant<'_, K, M>> {
         let msg = self.next_within(Some(timeout))?;
         Ok(ReadGrant::new(self, msg))
     }
@@ -265,7 +266,7 @@ impl<K: Kind> Consumer<K> {
             Err(_) if delivered > 0 => 0,
             Err(Error::WouldBlock) => {
                 self.fruitless = self.fruitless.wrapping_add(1);
-                if self.fruitless % FRUITLESS_POLLS_PER_LOOK == 0 {
+                if self.fruitless % FRUITLESS_POLLS_PER_LOOK == 0 && !cfg!(shmring_loom) {
                     self.core.maintain();
                 }
                 return Err(Error::WouldBlock);
@@ -292,7 +293,7 @@ impl<K: Kind> Consumer<K> {
     /// # ring.unlink()?;
     /// # Ok::<(), shmring::Error>(())
     /// ```
-    pub fn try_iter(&mut self) -> TryRecvIter<'_, K> {
+    pub fn try_iter(&mut self) -> TryRecvIter<'_, K, M> {
         TryRecvIter {
             consumer: self,
             done: false,
@@ -316,7 +317,7 @@ impl<K: Kind> Consumer<K> {
     /// # ring.unlink()?;
     /// # Ok::<(), shmring::Error>(())
     /// ```
-    pub fn iter(&mut self) -> RecvIter<'_, K> {
+    pub fn iter(&mut self) -> RecvIter<'_, K, M> {
         RecvIter {
             consumer: self,
             done: false,
@@ -355,11 +356,11 @@ impl<K: Kind> Consumer<K> {
         Ok(self.detached_view(&msg))
     }
 
-    fn detached_view(&self, msg: &Msg<K>) -> (NonNull<u8>, usize) {
+    fn detached_view(&self, msg: &Msg<K, M>) -> (NonNull<u8>, usize) {
         let ptr = self.core.payload(msg) as *mut u8;
         (
             NonNull::new(ptr).expect("a message's payload lies inside the mapping"),
-            <K::Consumer as ConsumerCore>::msg_len(msg),
+            <K::Consumer<M> as ConsumerCore>::msg_len(msg),
         )
     }
 
@@ -379,7 +380,7 @@ impl<K: Kind> Consumer<K> {
     }
 
     /// Counters and occupancy, read from the segment.
-    pub fn stats(&self) -> K::Stats {
+    pub fn stats(&self) -> crate::Stats {
         K::stats(self.core.memory(), &self.geometry)
     }
 
@@ -400,7 +401,7 @@ impl<K: Kind> Consumer<K> {
     pub fn close(self) {}
 }
 
-impl<K: Kind> Drop for Consumer<K> {
+impl<K: Kind, M: Memory> Drop for Consumer<K, M> {
     fn drop(&mut self) {
         let held = self.detached.take().or(self.held.take());
         self.core.close(held);
@@ -408,7 +409,7 @@ impl<K: Kind> Drop for Consumer<K> {
     }
 }
 
-impl<K: Kind> std::fmt::Debug for Consumer<K> {
+impl<K: Kind, M: Memory> std::fmt::Debug for Consumer<K, M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Consumer")
             .field("geometry", &self.geometry)
@@ -421,14 +422,14 @@ impl<K: Kind> std::fmt::Debug for Consumer<K> {
 /// [`release`](ReadGrant::release) frees its space; dropping the grant keeps the message
 /// for the next receive on the same consumer.
 #[must_use = "dropping a ReadGrant keeps the message: call release() once done with it"]
-pub struct ReadGrant<'a, K: Kind> {
-    consumer: &'a mut Consumer<K>,
-    msg: Option<Msg<K>>,
+pub struct ReadGrant<'a, K: Kind, M: Memory = ShmMemory> {
+    consumer: &'a mut Consumer<K, M>,
+    msg: Option<Msg<K, M>>,
 }
 
-impl<'a, K: Kind> ReadGrant<'a, K> {
+impl<'a, K: Kind, M: Memory> ReadGrant<'a, K, M> {
     #[inline]
-    fn new(consumer: &'a mut Consumer<K>, msg: Msg<K>) -> Self {
+    fn new(consumer: &'a mut Consumer<K, M>, msg: Msg<K, M>) -> Self {
         ReadGrant {
             consumer,
             msg: Some(msg),
@@ -444,7 +445,7 @@ impl<'a, K: Kind> ReadGrant<'a, K> {
     }
 }
 
-impl<K: Kind> Drop for ReadGrant<'_, K> {
+impl<K: Kind, M: Memory> Drop for ReadGrant<'_, K, M> {
     #[inline]
     fn drop(&mut self) {
         if let Some(msg) = self.msg.take() {
@@ -453,7 +454,7 @@ impl<K: Kind> Drop for ReadGrant<'_, K> {
     }
 }
 
-impl<K: Kind> Deref for ReadGrant<'_, K> {
+impl<K: Kind, M: Memory> Deref for ReadGrant<'_, K, M> {
     type Target = [u8];
     #[inline]
     fn deref(&self) -> &[u8] {
@@ -466,12 +467,12 @@ impl<K: Kind> Deref for ReadGrant<'_, K> {
 }
 
 /// The messages waiting now, from [`Consumer::try_iter`].
-pub struct TryRecvIter<'a, K: Kind> {
-    consumer: &'a mut Consumer<K>,
+pub struct TryRecvIter<'a, K: Kind, M: Memory = ShmMemory> {
+    consumer: &'a mut Consumer<K, M>,
     done: bool,
 }
 
-impl<K: Kind> Iterator for TryRecvIter<'_, K> {
+impl<K: Kind, M: Memory> Iterator for TryRecvIter<'_, K, M> {
     type Item = Result<Vec<u8>>;
     fn next(&mut self) -> Option<Self::Item> {
         if self.done {
@@ -493,12 +494,12 @@ impl<K: Kind> Iterator for TryRecvIter<'_, K> {
 }
 
 /// Every message until the end of the stream, from [`Consumer::iter`].
-pub struct RecvIter<'a, K: Kind> {
-    consumer: &'a mut Consumer<K>,
+pub struct RecvIter<'a, K: Kind, M: Memory = ShmMemory> {
+    consumer: &'a mut Consumer<K, M>,
     done: bool,
 }
 
-impl<K: Kind> Iterator for RecvIter<'_, K> {
+impl<K: Kind, M: Memory> Iterator for RecvIter<'_, K, M> {
     type Item = Result<Vec<u8>>;
     fn next(&mut self) -> Option<Self::Item> {
         if self.done {

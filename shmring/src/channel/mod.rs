@@ -22,10 +22,11 @@ use crate::algo::{ConsumerCore, Identity, ProducerCore};
 use crate::config::{Config, OpenOptions};
 use crate::error::Result;
 use crate::layout::geometry::Shape;
+use crate::memory::Memory;
 use crate::shm::attach::{self, Attached};
 use crate::shm::segment::{self, Location};
 use crate::shm::{ShmMemory, os};
-use crate::stats::PeerInfo;
+use crate::stats::{PeerInfo, Stats};
 use crate::wait::{WaitStrategy, Waiter};
 
 /// A kind of ring: [`Spsc`](crate::spsc::Spsc) or [`Mpmc`](crate::mpmc::Mpmc). Sealed:
@@ -39,34 +40,32 @@ pub(crate) mod sealed {
     pub trait KindImpl {
         /// The kind's geometry (checked parameters of its data region).
         type Geometry: Shape;
-        /// The producer core on a mapped segment.
-        type Producer: ProducerCore<Memory = ShmMemory> + Send;
-        /// The consumer core on a mapped segment.
-        type Consumer: ConsumerCore<Memory = ShmMemory> + Send;
-        /// The kind's statistics.
-        type Stats;
+        /// The producer core on memory `M`.
+        type Producer<M: Memory>: ProducerCore<Memory = M> + Send;
+        /// The consumer core on memory `M`.
+        type Consumer<M: Memory>: ConsumerCore<Memory = M> + Send;
 
         /// The geometry `config` asks for (`InvalidArgument` if it does not fit the kind).
         fn requested(config: &Config) -> Result<Self::Geometry>;
         /// Writes the initial data-region words of a new ring whose first stream position
         /// is `first` (creator, before the header is published).
-        fn init(memory: &ShmMemory, geometry: &Self::Geometry, first: u64);
+        fn init<M: Memory>(memory: &M, geometry: &Self::Geometry, first: u64);
         /// Attaches a producer.
-        fn producer(
-            memory: ShmMemory,
+        fn producer<M: Memory>(
+            memory: M,
             geometry: Self::Geometry,
             me: Identity,
-        ) -> Result<Self::Producer>;
+        ) -> Result<Self::Producer<M>>;
         /// Attaches a consumer.
-        fn consumer(
-            memory: ShmMemory,
+        fn consumer<M: Memory>(
+            memory: M,
             geometry: Self::Geometry,
             me: Identity,
-        ) -> Result<Self::Consumer>;
+        ) -> Result<Self::Consumer<M>>;
         /// Counters and occupancy.
-        fn stats(memory: &ShmMemory, geometry: &Self::Geometry) -> Self::Stats;
+        fn stats<M: Memory>(memory: &M, geometry: &Self::Geometry) -> Stats;
         /// Every peer record that has been held.
-        fn peers(memory: &ShmMemory, geometry: &Self::Geometry) -> Vec<PeerInfo>;
+        fn peers<M: Memory>(memory: &M, geometry: &Self::Geometry) -> Vec<PeerInfo>;
     }
 }
 
@@ -255,7 +254,7 @@ impl<K: Kind> Ring<K> {
     }
 
     /// Counters and occupancy, read from the segment.
-    pub fn stats(&self) -> K::Stats {
+    pub fn stats(&self) -> Stats {
         K::stats(&self.memory, &self.geometry)
     }
 

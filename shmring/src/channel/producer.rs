@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 use super::Kind;
 use crate::algo::ProducerCore;
 use crate::error::{Error, Result};
+use crate::memory::Memory;
 use crate::shm::ShmMemory;
 use crate::wait::{Event, Wait, Waiter};
 
-type Claim<K> = <<K as super::sealed::KindImpl>::Producer as ProducerCore>::Claim;
+type Claim<K, M> = <<K as super::sealed::KindImpl>::Producer<M> as ProducerCore>::Claim;
 
 /// `try_*` calls that found the ring full between two looks for a dead consumer (the look
 /// is one `fcntl`; a blocked call looks every `RECOVERY_INTERVAL` instead).
@@ -31,19 +32,19 @@ pub(super) const FRUITLESS_POLLS_PER_LOOK: u32 = 1 << 12;
 /// ring.unlink()?;
 /// # Ok::<(), shmring::Error>(())
 /// ```
-pub struct Producer<K: Kind> {
-    core: K::Producer,
-    waiter: Waiter<ShmMemory>,
+pub struct Producer<K: Kind, M: Memory = ShmMemory> {
+    core: K::Producer<M>,
+    waiter: Waiter<M>,
     geometry: K::Geometry,
     /// `try_*` calls that found the ring full since the last look for dead consumers.
     fruitless: u32,
     /// A reservation handed out without a borrow (the C ABI): every other send waits for
     /// its commit or cancel.
-    detached: Option<Claim<K>>,
+    detached: Option<Claim<K, M>>,
 }
 
-impl<K: Kind> Producer<K> {
-    pub(super) fn new(waiter: Waiter<ShmMemory>, core: K::Producer, geometry: K::Geometry) -> Self {
+impl<K: Kind, M: Memory> Producer<K, M> {
+    pub(crate) fn new(waiter: Waiter<M>, core: K::Producer<M>, geometry: K::Geometry) -> Self {
         Producer {
             core,
             waiter,
@@ -53,11 +54,11 @@ impl<K: Kind> Producer<K> {
         }
     }
 
-    pub(crate) fn core_mut(&mut self) -> &mut K::Producer {
+    pub(crate) fn core_mut(&mut self) -> &mut K::Producer<M> {
         &mut self.core
     }
 
-    pub(crate) fn core(&self) -> &K::Producer {
+    pub(crate) fn core(&self) -> &K::Producer<M> {
         &self.core
     }
 
@@ -74,7 +75,7 @@ impl<K: Kind> Producer<K> {
     pub(crate) fn polled<T>(&mut self, outcome: Result<T>) -> Result<T> {
         if let Err(Error::WouldBlock) = outcome {
             self.fruitless = self.fruitless.wrapping_add(1);
-            if self.fruitless % FRUITLESS_POLLS_PER_LOOK == 0 {
+            if self.fruitless % FRUITLESS_POLLS_PER_LOOK == 0 && !cfg!(shmring_loom) {
                 self.core.maintain();
             }
         }
@@ -96,7 +97,7 @@ impl<K: Kind> Producer<K> {
     fn wait_until<T>(
         &mut self,
         timeout: Option<Duration>,
-        mut attempt: impl FnMut(&mut K::Producer) -> Result<T>,
+        mut attempt: impl FnMut(&mut K::Producer<M>) -> Result<T>,
     ) -> Result<T> {
         self.no_detached()?;
         let core = &mut self.core;
@@ -184,7 +185,7 @@ impl<K: Kind> Producer<K> {
     /// # Ok::<(), shmring::Error>(())
     /// ```
     #[inline]
-    pub fn try_reserve(&mut self, len: usize) -> Result<WriteGrant<'_, K>> {
+    pub fn try_reserve(&mut self, len: usize) -> Result<WriteGrant<'_, K, M>> {
         self.no_detached()?;
         let claim = self.core.try_claim(len);
         let claim = self.polled(claim)?;
@@ -193,14 +194,18 @@ impl<K: Kind> Producer<K> {
 
     /// Like [`try_reserve`](Producer::try_reserve), waiting while the ring is full.
     #[inline]
-    pub fn reserve(&mut self, len: usize) -> Result<WriteGrant<'_, K>> {
+    pub fn reserve(&mut self, len: usize) -> Result<WriteGrant<'_, K, M>> {
         let claim = self.wait_until(None, |core| core.try_claim(len))?;
         Ok(WriteGrant::new(self, claim))
     }
 
     /// Like [`reserve`](Producer::reserve), giving up with `Timeout` after `timeout`.
     #[inline]
-    pub fn reserve_timeout(&mut self, len: usize, timeout: Duration) -> Result<WriteGrant<'_, K>> {
+    pub fn reserve_timeout(
+        &mut self,
+        len: usize,
+        timeout: Duration,
+    ) -> Result<WriteGrant<'_, K, M>> {
         let claim = self.wait_until(Some(timeout), |core| core.try_claim(len))?;
         Ok(WriteGrant::new(self, claim))
     }
@@ -228,7 +233,7 @@ impl<K: Kind> Producer<K> {
         Ok(self.hold_detached(claim))
     }
 
-    fn hold_detached(&mut self, claim: Claim<K>) -> NonNull<u8> {
+    fn hold_detached(&mut self, claim: Claim<K, M>) -> NonNull<u8> {
         let ptr = self.core.payload_ptr(&claim);
         self.detached = Some(claim);
         NonNull::new(ptr).expect("a claim's payload lies inside the mapping")
@@ -240,7 +245,7 @@ impl<K: Kind> Producer<K> {
         let claim = self.detached.take().ok_or_else(|| {
             Error::invalid_argument("commit without a pending detached reservation")
         })?;
-        let reserved = <K::Producer as ProducerCore>::claim_len(&claim);
+        let reserved = <K::Producer<M> as ProducerCore>::claim_len(&claim);
         if len > reserved {
             self.detached = Some(claim);
             return Err(Error::invalid_argument(format!(
@@ -268,7 +273,7 @@ impl<K: Kind> Producer<K> {
     }
 
     /// Counters and occupancy, read from the segment.
-    pub fn stats(&self) -> K::Stats {
+    pub fn stats(&self) -> crate::Stats {
         K::stats(self.core.memory(), &self.geometry)
     }
 
@@ -288,7 +293,7 @@ impl<K: Kind> Producer<K> {
     pub fn close(self) {}
 }
 
-impl<K: Kind> Drop for Producer<K> {
+impl<K: Kind, M: Memory> Drop for Producer<K, M> {
     fn drop(&mut self) {
         if let Some(claim) = self.detached.take() {
             self.core.cancel(claim);
@@ -298,7 +303,7 @@ impl<K: Kind> Drop for Producer<K> {
     }
 }
 
-impl<K: Kind> std::fmt::Debug for Producer<K> {
+impl<K: Kind, M: Memory> std::fmt::Debug for Producer<K, M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Producer")
             .field("geometry", &self.geometry)
@@ -311,18 +316,18 @@ impl<K: Kind> std::fmt::Debug for Producer<K> {
 /// reserved bytes (their contents are unspecified until written).
 /// [`commit`](WriteGrant::commit) publishes them; dropping the grant sends nothing.
 #[must_use = "dropping a WriteGrant sends nothing: call commit()"]
-pub struct WriteGrant<'a, K: Kind> {
-    producer: &'a mut Producer<K>,
-    claim: Option<Claim<K>>,
+pub struct WriteGrant<'a, K: Kind, M: Memory = ShmMemory> {
+    producer: &'a mut Producer<K, M>,
+    claim: Option<Claim<K, M>>,
     payload: *mut u8,
     len: usize,
 }
 
-impl<'a, K: Kind> WriteGrant<'a, K> {
+impl<'a, K: Kind, M: Memory> WriteGrant<'a, K, M> {
     #[inline]
-    pub(crate) fn new(producer: &'a mut Producer<K>, claim: Claim<K>) -> Self {
+    pub(crate) fn new(producer: &'a mut Producer<K, M>, claim: Claim<K, M>) -> Self {
         let payload = producer.core.payload_ptr(&claim);
-        let len = <K::Producer as ProducerCore>::claim_len(&claim);
+        let len = <K::Producer<M> as ProducerCore>::claim_len(&claim);
         WriteGrant {
             producer,
             claim: Some(claim),
@@ -354,7 +359,7 @@ impl<'a, K: Kind> WriteGrant<'a, K> {
     }
 }
 
-impl<K: Kind> Drop for WriteGrant<'_, K> {
+impl<K: Kind, M: Memory> Drop for WriteGrant<'_, K, M> {
     #[inline]
     fn drop(&mut self) {
         if let Some(claim) = self.claim.take() {
@@ -367,7 +372,7 @@ impl<K: Kind> Drop for WriteGrant<'_, K> {
     }
 }
 
-impl<K: Kind> Deref for WriteGrant<'_, K> {
+impl<K: Kind, M: Memory> Deref for WriteGrant<'_, K, M> {
     type Target = [u8];
     #[inline]
     fn deref(&self) -> &[u8] {
@@ -378,7 +383,7 @@ impl<K: Kind> Deref for WriteGrant<'_, K> {
     }
 }
 
-impl<K: Kind> DerefMut for WriteGrant<'_, K> {
+impl<K: Kind, M: Memory> DerefMut for WriteGrant<'_, K, M> {
     #[inline]
     fn deref_mut(&mut self) -> &mut [u8] {
         // SAFETY: as in `deref`; `&mut self` makes this the only live view.

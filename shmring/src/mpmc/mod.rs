@@ -34,7 +34,7 @@ use crate::channel::{self, Kind, sealed::KindImpl};
 use crate::config::Config;
 use crate::error::Result;
 use crate::layout::geometry::MpmcGeometry;
-use crate::shm::ShmMemory;
+use crate::memory::Memory;
 use crate::shm::segment::{self, Location};
 pub use crate::stats::{PeerInfo, PeerStatus};
 pub use crate::wait::RECOVERY_INTERVAL;
@@ -50,9 +50,8 @@ impl Kind for Mpmc {}
 
 impl KindImpl for Mpmc {
     type Geometry = MpmcGeometry;
-    type Producer = ProducerCore<ShmMemory>;
-    type Consumer = ConsumerCore<ShmMemory>;
-    type Stats = crate::Stats;
+    type Producer<M: Memory> = ProducerCore<M>;
+    type Consumer<M: Memory> = ConsumerCore<M>;
 
     fn requested(config: &Config) -> Result<MpmcGeometry> {
         MpmcGeometry::new(
@@ -62,23 +61,31 @@ impl KindImpl for Mpmc {
         )
     }
 
-    fn init(memory: &ShmMemory, geometry: &MpmcGeometry, first: u64) {
+    fn init<M: Memory>(memory: &M, geometry: &MpmcGeometry, first: u64) {
         init_slots(memory, geometry, first);
     }
 
-    fn producer(memory: ShmMemory, geometry: MpmcGeometry, me: Identity) -> Result<Self::Producer> {
+    fn producer<M: Memory>(
+        memory: M,
+        geometry: MpmcGeometry,
+        me: Identity,
+    ) -> Result<ProducerCore<M>> {
         ProducerCore::attach(memory, geometry, me.owner)
     }
 
-    fn consumer(memory: ShmMemory, geometry: MpmcGeometry, me: Identity) -> Result<Self::Consumer> {
+    fn consumer<M: Memory>(
+        memory: M,
+        geometry: MpmcGeometry,
+        me: Identity,
+    ) -> Result<ConsumerCore<M>> {
         ConsumerCore::attach(memory, geometry, me.owner)
     }
 
-    fn stats(memory: &ShmMemory, geometry: &MpmcGeometry) -> crate::Stats {
+    fn stats<M: Memory>(memory: &M, geometry: &MpmcGeometry) -> crate::Stats {
         crate::stats::mpmc_stats(memory, geometry)
     }
 
-    fn peers(memory: &ShmMemory, geometry: &MpmcGeometry) -> Vec<PeerInfo> {
+    fn peers<M: Memory>(memory: &M, geometry: &MpmcGeometry) -> Vec<PeerInfo> {
         registry::list(memory, geometry)
     }
 }

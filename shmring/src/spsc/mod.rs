@@ -30,7 +30,7 @@ use crate::config::Config;
 use crate::error::Result;
 use crate::layout::MIN_CAPACITY;
 use crate::layout::geometry::{SpscGeometry, max_message_limit};
-use crate::memory::RingMemory;
+use crate::memory::Memory;
 use crate::shm::ShmMemory;
 use crate::shm::segment::{self, Location};
 use crate::stats::{KindStats, PeerInfo, Stats, spsc_peers, spsc_stats};
@@ -43,9 +43,8 @@ impl Kind for Spsc {}
 
 impl KindImpl for Spsc {
     type Geometry = SpscGeometry;
-    type Producer = ProducerEnd<ShmMemory>;
-    type Consumer = ConsumerEnd<ShmMemory>;
-    type Stats = Stats;
+    type Producer<M: Memory> = ProducerEnd<M>;
+    type Consumer<M: Memory> = ConsumerEnd<M>;
 
     fn requested(config: &Config) -> Result<SpscGeometry> {
         let capacity = config.capacity;
@@ -59,21 +58,29 @@ impl KindImpl for Spsc {
         SpscGeometry::new(capacity, max_message)
     }
 
-    fn init(_memory: &ShmMemory, _geometry: &SpscGeometry, _first: u64) {}
+    fn init<M: Memory>(_memory: &M, _geometry: &SpscGeometry, _first: u64) {}
 
-    fn producer(memory: ShmMemory, geometry: SpscGeometry, me: Identity) -> Result<Self::Producer> {
+    fn producer<M: Memory>(
+        memory: M,
+        geometry: SpscGeometry,
+        me: Identity,
+    ) -> Result<ProducerEnd<M>> {
         ProducerEnd::attach(memory, geometry, me)
     }
 
-    fn consumer(memory: ShmMemory, geometry: SpscGeometry, me: Identity) -> Result<Self::Consumer> {
+    fn consumer<M: Memory>(
+        memory: M,
+        geometry: SpscGeometry,
+        me: Identity,
+    ) -> Result<ConsumerEnd<M>> {
         ConsumerEnd::attach(memory, geometry, me)
     }
 
-    fn stats(memory: &ShmMemory, geometry: &SpscGeometry) -> Stats {
+    fn stats<M: Memory>(memory: &M, geometry: &SpscGeometry) -> Stats {
         spsc_stats(memory.control(), *geometry)
     }
 
-    fn peers(memory: &ShmMemory, _geometry: &SpscGeometry) -> Vec<PeerInfo> {
+    fn peers<M: Memory>(memory: &M, _geometry: &SpscGeometry) -> Vec<PeerInfo> {
         spsc_peers(memory.control(), |slot| memory.slot_alive(slot))
     }
 }
@@ -115,7 +122,7 @@ impl channel::Ring<Spsc> {
     }
 }
 
-impl channel::Producer<Spsc> {
+impl<M: Memory> channel::Producer<Spsc, M> {
     /// Bytes in the data region.
     pub fn capacity(&self) -> u64 {
         self.core().geometry().capacity
@@ -148,7 +155,7 @@ impl channel::Producer<Spsc> {
     /// # Ok::<(), shmring::Error>(())
     /// ```
     #[inline]
-    pub fn batch(&mut self) -> SendBatch<'_> {
+    pub fn batch(&mut self) -> SendBatch<'_, M> {
         self.core_mut().begin_batch();
         SendBatch {
             producer: self,
@@ -157,7 +164,7 @@ impl channel::Producer<Spsc> {
     }
 }
 
-impl channel::Consumer<Spsc> {
+impl<M: Memory> channel::Consumer<Spsc, M> {
     /// Bytes in the data region.
     pub fn capacity(&self) -> u64 {
         match self.stats().kind {
@@ -180,12 +187,12 @@ impl channel::Consumer<Spsc> {
 /// Messages published together with one store, from [`Producer::batch`]. Dropping the batch
 /// publishes what was pushed.
 #[must_use = "a batch publishes when it is dropped or published"]
-pub struct SendBatch<'a> {
-    producer: &'a mut Producer,
+pub struct SendBatch<'a, M: Memory = ShmMemory> {
+    producer: &'a mut channel::Producer<Spsc, M>,
     pushed: usize,
 }
 
-impl SendBatch<'_> {
+impl<M: Memory> SendBatch<'_, M> {
     /// Copies `msg` into the batch; `WouldBlock` if the ring has no room (what was pushed
     /// before stays in the batch).
     #[inline]
@@ -199,7 +206,7 @@ impl SendBatch<'_> {
 
     /// Reserves room for a message written in place; its commit joins the batch.
     #[inline]
-    pub fn try_reserve(&mut self, len: usize) -> Result<WriteGrant<'_>> {
+    pub fn try_reserve(&mut self, len: usize) -> Result<channel::WriteGrant<'_, Spsc, M>> {
         use crate::algo::ProducerCore;
         let claim = self.producer.core_mut().try_claim(len);
         let claim = self.producer.polled(claim)?;
@@ -223,7 +230,7 @@ impl SendBatch<'_> {
     }
 }
 
-impl Drop for SendBatch<'_> {
+impl<M: Memory> Drop for SendBatch<'_, M> {
     #[inline]
     fn drop(&mut self) {
         self.producer.core_mut().flush();
