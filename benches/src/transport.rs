@@ -121,12 +121,12 @@ impl BenchKind for mpmc::Mpmc {
     /// Slots of `size` bytes, as many as the SPSC ring of that size holds bytes for (at
     /// least 64).
     fn config(size: usize) -> Config {
-        let slots = (ring_capacity(size) / (size as u64 + 16).next_power_of_two())
+        let slots = (ring_capacity(size) / (size + 16).next_power_of_two())
             .next_power_of_two()
             .clamp(64, 1 << 14);
         Config::new()
             .slots(slots)
-            .max_message(size.max(1) as u64)
+            .max_message(size.max(1))
             .max_peers(2)
     }
 }
@@ -184,8 +184,8 @@ impl<K: BenchKind> Shmring<K> {
 }
 
 /// Ring size for a message size: room for many messages, at least 1 MiB.
-pub(crate) fn ring_capacity(size: usize) -> u64 {
-    ((size as u64 + 8) * 64).next_power_of_two().max(1 << 20)
+pub(crate) fn ring_capacity(size: usize) -> usize {
+    ((size + 8) * 64).next_power_of_two().max(1 << 20)
 }
 
 /// Reads every byte of a received message (what a consumer does with data).

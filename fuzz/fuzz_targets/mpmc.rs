@@ -5,17 +5,20 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shmring::testing::heap_mpmc;
+use shmring::Config;
+use shmring::mpmc::Mpmc;
+use shmring::testing::{HeapRing, Maintain};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(ring) = heap_mpmc(8, 48, 4, 0) else { return };
+    let config = Config::new().slots(8).max_message(48).max_peers(4);
+    let Ok(ring) = HeapRing::<Mpmc>::new(&config) else { return };
     let (Ok(mut tx), Ok(mut rx)) = (ring.producer(1), ring.consumer(2)) else { return };
     // Honest traffic first, so slots hold sequence words and lengths of every kind.
     for i in 0..6u8 {
         let _ = tx.try_send(&[i; 20]);
     }
     let mut out = Vec::new();
-    let _ = rx.try_recv(&mut out);
+    let _ = rx.try_recv_vec(&mut out);
     for chunk in data.chunks_exact(10) {
         let offset = u64::from(u16::from_le_bytes([chunk[0], chunk[1]]));
         let value = u64::from_le_bytes(chunk[2..10].try_into().unwrap());
@@ -25,12 +28,10 @@ fuzz_target!(|data: &[u8]| {
     for round in 0..32u8 {
         let _ = tx.try_send(&[round; 30]);
         let _ = tx.try_send_batch(&[&[round; 3][..], &[round; 48][..]]);
-        if let Ok(n) = rx.try_recv(&mut out) {
+        if let Ok(n) = rx.try_recv_vec(&mut out) {
             assert!(n <= 48);
         }
-        let mut batch = Vec::new();
-        let _ = rx.try_recv_batch(8, &mut batch);
-        assert!(batch.iter().all(|m| m.len() <= 48));
+        let _ = rx.try_recv_batch(8, |m| assert!(m.len() <= 48));
         rx.maintain();
         tx.maintain();
     }

@@ -4,10 +4,15 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shmring::testing::heap_pair;
+use shmring::Config;
+use shmring::spsc::Spsc;
+use shmring::testing::HeapRing;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok((mut tx, mut rx)) = heap_pair(1024, 504, 0) else { return };
+    let Ok(ring) = HeapRing::<Spsc>::new(&Config::new().capacity(1024).max_message(504)) else {
+        return;
+    };
+    let (Ok(mut tx), Ok(mut rx)) = (ring.producer(1), ring.consumer(2)) else { return };
     // A few honest messages first, so headers and terminators exist.
     for i in 0..6u8 {
         let _ = tx.try_send(&[i; 33]);
@@ -15,11 +20,11 @@ fuzz_target!(|data: &[u8]| {
     for chunk in data.chunks_exact(9) {
         let offset = u64::from(chunk[0]) * 8 % 1024;
         let value = u64::from_le_bytes(chunk[1..9].try_into().unwrap());
-        rx.poke_word(offset, value);
+        ring.poke_word(offset, value);
     }
     let mut out = Vec::new();
     for _ in 0..64 {
-        if rx.try_recv(&mut out).is_err() {
+        if rx.try_recv_vec(&mut out).is_err() {
             break;
         }
         assert!(out.len() <= 504);

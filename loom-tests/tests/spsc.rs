@@ -1,13 +1,27 @@
-//! loom models of the SPSC record protocol, run on the shipped `ProducerCore` /
-//! `ConsumerCore` (through `shmring::testing`) with heap memory.
+//! loom models of the SPSC record protocol and role takeover, run on the shipped handles
+//! (`Producer<Spsc, _>`, `Consumer<Spsc, _>` over heap memory, from `shmring::testing`).
 //!
 //! Build and run with `loom-tests/run.sh`, or:
 //! `RUSTFLAGS="--cfg shmring_loom" CARGO_TARGET_DIR=target/loom cargo test --release -p loom-tests`
 #![cfg(shmring_loom)]
 
+use std::sync::Arc;
+
 use loom::thread;
-use shmring::Error;
-use shmring::testing::heap_pair;
+use shmring::spsc::Spsc;
+use shmring::testing::{HeapConsumer, HeapProducer, HeapRing, Maintain};
+use shmring::{Config, Error};
+
+/// Both ends of a 256-byte ring (messages up to 120 bytes) whose positions start at
+/// `start`: the producer is owner 1, the consumer owner 2.
+fn pair(start: u64) -> (HeapProducer<Spsc>, HeapConsumer<Spsc>) {
+    let config = Config::new()
+        .capacity(256)
+        .max_message(120)
+        .initial_position(start);
+    let ring = HeapRing::<Spsc>::new(&config).unwrap();
+    (ring.producer(1).unwrap(), ring.consumer(2).unwrap())
+}
 
 /// Payload of message `i`: its bytes say which message it is.
 fn payload(i: u8, len: usize) -> Vec<u8> {
@@ -21,33 +35,41 @@ fn payload(i: u8, len: usize) -> Vec<u8> {
 /// the ring fills, padding at the lap end, terminators, end of stream (P3/C3).
 fn stream(start: u64, lens: &'static [usize], batch_first_two: bool) {
     loom::model(move || {
-        let (mut tx, mut rx) = heap_pair(256, 120, start).unwrap();
+        let (mut tx, mut rx) = pair(start);
         let producer = thread::spawn(move || {
             let mut i = 0;
             while i < lens.len() {
-                let batch = batch_first_two && i == 0;
-                if batch {
-                    tx.begin_batch();
-                }
-                let upto = if batch { 2 } else { i + 1 };
-                while i < upto {
-                    match tx.try_send(&payload(i as u8, lens[i])) {
-                        Ok(()) => i += 1,
-                        Err(Error::WouldBlock) => {
-                            tx.flush();
-                            thread::yield_now();
+                let sent = if batch_first_two && i < 2 {
+                    // Both in one batch, published by one store when it drops (or, if the
+                    // ring fills, what was pushed so far; the rest goes in a new batch).
+                    let mut batch = tx.batch();
+                    let mut pushed = Ok(());
+                    while i < 2 && pushed.is_ok() {
+                        pushed = batch.try_push(&payload(i as u8, lens[i]));
+                        if pushed.is_ok() {
+                            i += 1;
                         }
-                        Err(e) => panic!("send {i}: {e}"),
                     }
+                    pushed
+                } else {
+                    let sent = tx.try_send(&payload(i as u8, lens[i]));
+                    if sent.is_ok() {
+                        i += 1;
+                    }
+                    sent
+                };
+                match sent {
+                    Ok(()) => {}
+                    Err(Error::WouldBlock) => thread::yield_now(),
+                    Err(e) => panic!("send {i}: {e}"),
                 }
-                tx.flush();
             }
             tx.close();
         });
         let mut out = Vec::new();
         let mut next = 0;
         loop {
-            match rx.try_recv(&mut out) {
+            match rx.try_recv_vec(&mut out) {
                 Ok(_) => {
                     assert_eq!(out, payload(next as u8, lens[next]), "message {next}");
                     next += 1;
@@ -94,18 +116,19 @@ fn mixed_sizes_over_two_laps() {
 #[test]
 fn futex_wakeups_are_never_lost() {
     loom::model(|| {
-        let (mut tx, mut rx) = heap_pair(256, 120, 0).unwrap();
+        let (mut tx, mut rx) = pair(0);
         let producer = thread::spawn(move || {
             // Two 108-byte records fit; the third waits for space.
             for i in 0..3u8 {
                 tx.send(&payload(i, 100)).unwrap();
             }
-            tx.close_and_notify();
+            // Closing wakes a sleeping consumer so it sees the end of the stream.
+            tx.close();
         });
         let mut out = Vec::new();
         let mut next = 0u8;
         loop {
-            match rx.recv(&mut out) {
+            match rx.recv_vec(&mut out) {
                 Ok(_) => {
                     assert_eq!(out, payload(next, 100), "message {next}");
                     next += 1;
@@ -116,5 +139,82 @@ fn futex_wakeups_are_never_lost() {
         }
         assert_eq!(next, 3);
         producer.join().unwrap();
+    });
+}
+
+/// SPSC role takeover: producer A (owner 1) sends a message and dies; producer B (owner 3)
+/// takes the role once A is dead, sends a message and closes. Meanwhile the consumer
+/// receives, looking for a dead producer whenever it finds nothing. Whichever of B's
+/// attach and the consumer's reaping of A comes first, the death is counted once, both
+/// messages arrive once and in order, and the consumer learns of the death: either the
+/// stream ends with `PeerDead` after A's message (no producer was attached when the
+/// consumer looked) and B's message starts a new stream that ends with `Closed`, or B
+/// continues A's stream, which ends with `PeerDead`.
+#[test]
+fn a_producer_takes_over_from_a_dead_one() {
+    #[derive(Debug, PartialEq)]
+    enum Seen {
+        Message(u8),
+        PeerDead,
+        Closed,
+    }
+    loom::model(|| {
+        let ring = Arc::new(HeapRing::<Spsc>::new(&Config::new().capacity(256)).unwrap());
+        let mut rx = ring.consumer(2).unwrap();
+        let mut dying = ring.producer(1).unwrap();
+        let successor = {
+            let ring = ring.clone();
+            thread::spawn(move || {
+                dying.try_send(&payload(0, 40)).unwrap();
+                // Dies: no close, no code runs; its slot lock goes with its "process".
+                std::mem::forget(dying);
+                ring.mark_dead(1);
+                let mut tx = ring.producer(3).expect("taking over from a dead producer");
+                tx.try_send(&payload(1, 40)).unwrap();
+                tx.close();
+            })
+        };
+        let mut out = Vec::new();
+        let mut seen = Vec::new();
+        loop {
+            match rx.try_recv_vec(&mut out) {
+                Ok(_) => {
+                    let next = seen
+                        .iter()
+                        .filter(|s| matches!(s, Seen::Message(_)))
+                        .count();
+                    assert_eq!(out, payload(next as u8, 40), "message {next}");
+                    seen.push(Seen::Message(next as u8));
+                }
+                Err(Error::WouldBlock) => {
+                    rx.maintain();
+                    thread::yield_now();
+                }
+                Err(end) => {
+                    let end = match end {
+                        Error::PeerDead { .. } => Seen::PeerDead,
+                        Error::Closed => Seen::Closed,
+                        other => panic!("receive: {other}"),
+                    };
+                    if seen.last() != Some(&end) {
+                        seen.push(end);
+                    }
+                    if seen.contains(&Seen::Message(1)) {
+                        break;
+                    }
+                    // The end of A's stream: B has not attached yet.
+                    thread::yield_now();
+                }
+            }
+        }
+        successor.join().unwrap();
+        use Seen::*;
+        assert!(
+            seen == [Message(0), Message(1), PeerDead]
+                || seen == [Message(0), PeerDead, Message(1), Closed],
+            "the consumer saw {seen:?}; {:?}",
+            ring.stats()
+        );
+        assert_eq!(ring.stats().producers_died, 1, "the death counted once");
     });
 }

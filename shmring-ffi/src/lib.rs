@@ -312,11 +312,20 @@ fn common_config(wait_strategy: u32, flags: u32, spin_ns: u64) -> Result<Config,
         .spin_before_sleep(Duration::from_nanos(spin_ns)))
 }
 
+/// A size field of a C config as `usize` (`InvalidArgument` if it does not fit).
+fn size_field(value: u64, field: &str) -> Result<usize, Fail> {
+    usize::try_from(value).map_err(|_| {
+        Fail::Rust(Error::InvalidArgument {
+            detail: format!("{field} {value} does not fit in this platform's size type"),
+        })
+    })
+}
+
 fn config_of(cfg: &shmring_config_t) -> Result<Config, Fail> {
-    let mut config =
-        common_config(cfg.wait_strategy, cfg.flags, cfg.spin_ns)?.capacity(cfg.capacity);
+    let mut config = common_config(cfg.wait_strategy, cfg.flags, cfg.spin_ns)?
+        .capacity(size_field(cfg.capacity, "capacity")?);
     if cfg.max_message != 0 {
-        config = config.max_message(cfg.max_message);
+        config = config.max_message(size_field(cfg.max_message, "max_message")?);
     }
     Ok(config)
 }
@@ -1223,8 +1232,8 @@ unsafe fn mpmc_config_arg(config: *const shmring_mpmc_config_t) -> Result<Config
     // SAFETY: per the contract.
     let cfg = unsafe { nonnull(config, "config") }?;
     Ok(common_config(cfg.wait_strategy, cfg.flags, cfg.spin_ns)?
-        .slots(cfg.slots)
-        .max_message(cfg.max_message)
+        .slots(size_field(cfg.slots, "slots")?)
+        .max_message(size_field(cfg.max_message, "max_message")?)
         .max_peers(cfg.max_peers))
 }
 

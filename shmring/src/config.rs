@@ -12,14 +12,15 @@ use crate::wait::{DEFAULT_SPIN_BEFORE_SLEEP, WaitStrategy};
 ///     .capacity(1 << 16)
 ///     .max_message(4096)
 ///     .wait_strategy(WaitStrategy::SpinYield);
-/// assert_eq!(config.get_capacity(), 65536);
+/// assert_eq!(config.get_capacity(), Some(65536));
 /// ```
 #[derive(Clone, Debug)]
 pub struct Config {
-    pub(crate) capacity: u64,
-    pub(crate) max_message: Option<u64>,
-    pub(crate) slots: u64,
-    pub(crate) max_peers: u32,
+    /// `None`: not set (the kind's default applies; a kind it does not apply to accepts it).
+    pub(crate) capacity: Option<usize>,
+    pub(crate) max_message: Option<usize>,
+    pub(crate) slots: Option<usize>,
+    pub(crate) max_peers: Option<u32>,
     pub(crate) wait: WaitStrategy,
     pub(crate) group_access: bool,
     pub(crate) populate: bool,
@@ -32,10 +33,10 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            capacity: 1 << 20,
+            capacity: None,
             max_message: None,
-            slots: 1024,
-            max_peers: 16,
+            slots: None,
+            max_peers: None,
             wait: WaitStrategy::default(),
             group_access: false,
             populate: true,
@@ -54,35 +55,38 @@ impl Config {
         Config::default()
     }
 
-    /// Bytes in the data region: a power of two from 256 to 2^40.
-    pub fn capacity(mut self, bytes: u64) -> Self {
-        self.capacity = bytes;
+    /// SPSC rings: bytes in the data region, a power of two from 256 to 2^40 (default
+    /// 1 MiB). An MPMC ring refuses it (`InvalidArgument`): it is sized by
+    /// [`slots`](Config::slots) and [`max_message`](Config::max_message).
+    pub fn capacity(mut self, bytes: usize) -> Self {
+        self.capacity = Some(bytes);
         self
     }
 
     /// Largest message payload. SPSC: at most `capacity / 2 - 8` (the default). MPMC: the
     /// slot payload size, 1 to 2^24 (default 240, so a slot is 256 bytes).
-    pub fn max_message(mut self, bytes: u64) -> Self {
+    pub fn max_message(mut self, bytes: usize) -> Self {
         self.max_message = Some(bytes);
         self
     }
 
-    /// MPMC rings: number of slots, a power of two from 2 to 2^24 (default 1024). SPSC
-    /// rings size themselves with [`capacity`](Config::capacity) instead.
+    /// MPMC rings: number of slots, a power of two from 2 to 2^24 (default 1024). An SPSC
+    /// ring refuses it (`InvalidArgument`): it is sized by [`capacity`](Config::capacity).
     ///
     /// ```
     /// let config = shmring::Config::new().slots(256).max_message(48).max_peers(8);
     /// # let _ = config;
     /// ```
-    pub fn slots(mut self, slots: u64) -> Self {
-        self.slots = slots;
+    pub fn slots(mut self, slots: usize) -> Self {
+        self.slots = Some(slots);
         self
     }
 
     /// MPMC rings: how many producers and consumers may be attached at once, 2 to 1024
-    /// (default 16). Each costs a 128-byte record in the segment.
+    /// (default 16). Each costs a 128-byte record in the segment. An SPSC ring (one of
+    /// each) refuses it (`InvalidArgument`).
     pub fn max_peers(mut self, peers: u32) -> Self {
-        self.max_peers = peers;
+        self.max_peers = Some(peers);
         self
     }
 
@@ -124,16 +128,33 @@ impl Config {
         self
     }
 
-    /// Stream position of the first record. Only for tests of position wrap-around.
+    /// Stream position of the first record (SPSC: a multiple of 8). Only for tests of
+    /// position wrap-around.
     #[doc(hidden)]
     pub fn initial_position(mut self, position: u64) -> Self {
-        self.initial_position = position & !7;
+        self.initial_position = position;
         self
     }
 
-    /// The configured capacity.
-    pub fn get_capacity(&self) -> u64 {
+    /// The SPSC capacity, if set.
+    pub fn get_capacity(&self) -> Option<usize> {
         self.capacity
+    }
+
+    /// Refuses a field that `kind` (its name in the message) has no use for, naming what
+    /// sizes that kind instead.
+    pub(crate) fn refuse(
+        &self,
+        kind: &str,
+        fields: &[(&str, bool)],
+        sized_by: &str,
+    ) -> crate::Result<()> {
+        match fields.iter().find(|(_, set)| *set) {
+            Some((field, _)) => Err(crate::Error::invalid_argument(format!(
+                "Config::{field} does not apply to {kind} rings (they are sized by {sized_by})"
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// The configured wait strategy.

@@ -47,8 +47,11 @@ mod shm;
 mod stats;
 mod wait;
 
-#[doc(hidden)]
+/// The segment's byte layout (with the `testing` feature: for tests that damage it).
+#[cfg(feature = "testing")]
 pub mod layout;
+#[cfg(not(feature = "testing"))]
+mod layout;
 pub mod mpmc;
 pub mod spsc;
 mod sync;
@@ -64,6 +67,5 @@ pub use wait::WaitStrategy;
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
 
-/// Model-checking and test access to the ring algorithms on heap memory. Not a stable API.
-#[doc(hidden)]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;

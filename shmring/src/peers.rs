@@ -19,7 +19,8 @@
 use crate::error::{Error, Result, Role};
 use crate::layout::{ControlBlock, PeerRecord, RoleLine, SLEEPER_SLOTS, peer_state, registry};
 use crate::memory::RingMemory;
-use crate::sync::Ordering::{AcqRel, Acquire, Relaxed, Release};
+use crate::sync::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
+use crate::sync::fence;
 
 /// An SPSC ring's producer slot.
 pub(crate) const PRODUCER_SLOT: u32 = 0;
@@ -85,21 +86,33 @@ pub(crate) fn count(bits: &[crate::sync::AtomicU64], words: usize) -> u32 {
         .sum()
 }
 
-/// Marks `slot` present in `role`. If the role had nobody, a new stream begins: its
-/// deaths count from now. Then counts the attach in `ever_attached`.
+/// Marks `slot` present in `role` and counts the attach in `ever_attached`. If the role
+/// had nobody, a new stream begins, carrying the deaths nobody has been told of yet.
 pub(crate) fn join(ctl: &ControlBlock, role: Role, slot: u32, words: usize) {
     let line = line(ctl, role);
     let (word, mask) = bit(slot);
     // ORDERING J1 (pairs with E2): our bit is set before `stream_start` moves, so a reader
     // that sees the new `stream_start` also sees us present and does not end the stream.
     let before = line.present[word].fetch_or(mask, AcqRel);
+    ctl.peers.ever_attached[role_index(role)].fetch_add(1, Release);
+    // ORDERING R2 (Dekker with R1): our attach is counted, then we look at
+    // `deaths_reported`. Either we see a report being made now, or its reporter sees our
+    // attach counted (and moves `stream_start` past what it reports).
+    fence(SeqCst);
     let others = (0..words).any(|w| w != word && line.present[w].load(Acquire) != 0);
     // Our own bit already set: we took over a dead holder of this slot, whose stream
-    // continues (with its death in it).
+    // continues (with its death in it). Otherwise a new stream begins, carrying every
+    // death not yet reported to the other role, so each death is reported once.
     if before == 0 && !others {
-        line.stream_start.store(line.deaths.load(Acquire), Release);
+        #[cfg(not(shmring_forget_unreported_deaths))]
+        let carried = line.deaths_reported.load(Relaxed);
+        // The negative control of the takeover model: a new stream forgets every death.
+        #[cfg(shmring_forget_unreported_deaths)]
+        let carried = line.deaths.load(Relaxed);
+        // `stream_start` only grows (every value it takes is a count of reported deaths),
+        // so this and a reporter's correction may land in either order.
+        line.stream_start.fetch_max(carried, Release);
     }
-    ctl.peers.ever_attached[role_index(role)].fetch_add(1, Release);
 }
 
 /// Clears `slot`'s present bit in `role` (its holder closed, or it is being recovered).
@@ -125,10 +138,55 @@ pub(crate) fn clear_sleeper(ctl: &ControlBlock, slot: u32) {
     }
 }
 
+/// The end of `role`'s stream, found and not yet told to anyone: [`report`](End::report)
+/// it when the caller returns it (a caller that finds a message after all drops it).
+#[must_use]
+#[derive(Debug)]
+pub(crate) struct End {
+    role: Role,
+    deaths: u64,
+    start: u64,
+    /// `ever_attached` when the end was seen: a different count at the report means a
+    /// stream began since.
+    joins: u32,
+}
+
+impl End {
+    /// Records that this end is reported and returns it as the error the caller gives:
+    /// `Closed`, or `PeerDead` if a holder of the stream died.
+    #[cold]
+    pub(crate) fn report(self, ctl: &ControlBlock) -> Error {
+        if self.deaths == self.start {
+            return Error::Closed;
+        }
+        let line = line(ctl, self.role);
+        // We tell of `deaths`: a stream that begins later need not carry them.
+        line.deaths_reported.fetch_max(self.deaths, Relaxed);
+        // ORDERING R1 (Dekker with R2): the report, then a look for a holder that attached
+        // since we saw the end (it may have come and gone). It may have read
+        // `deaths_reported` before our report; its stream must not carry the deaths we
+        // tell of now.
+        fence(SeqCst);
+        if ctl.peers.ever_attached[role_index(self.role)].load(Relaxed) != self.joins {
+            line.stream_start.fetch_max(self.deaths, Relaxed);
+        }
+        Error::PeerDead {
+            detail: match self.role {
+                Role::Producer => {
+                    "a producer of this stream died without closing; everything it published \
+                     has been received"
+                }
+                Role::Consumer => "every consumer has gone and at least one died without closing",
+            },
+        }
+    }
+}
+
 /// Whether `role`'s stream has ended, and how: `None` while a holder is present (or none
-/// ever attached), `Closed` if every holder of this stream closed, `PeerDead` if one died.
+/// ever attached); otherwise the [`End`], `Closed` if every holder of this stream closed,
+/// `PeerDead` if one died.
 #[inline]
-pub(crate) fn ended(ctl: &ControlBlock, role: Role, words: usize) -> Option<Error> {
+pub(crate) fn ended(ctl: &ControlBlock, role: Role, words: usize) -> Option<End> {
     let line = line(ctl, role);
     if any(&line.present, words) {
         return None;
@@ -137,8 +195,11 @@ pub(crate) fn ended(ctl: &ControlBlock, role: Role, words: usize) -> Option<Erro
 }
 
 #[cold]
-fn ended_slow(ctl: &ControlBlock, role: Role, line: &RoleLine, words: usize) -> Option<Error> {
-    if ctl.peers.ever_attached[role_index(role)].load(Acquire) == 0 {
+fn ended_slow(ctl: &ControlBlock, role: Role, line: &RoleLine, words: usize) -> Option<End> {
+    // Acquire (pairs with `join`'s Release count): a holder counted here is seen present
+    // below, or seen gone with everything it did.
+    let joins = ctl.peers.ever_attached[role_index(role)].load(Acquire);
+    if joins == 0 {
         return None;
     }
     let deaths = line.deaths.load(Acquire);
@@ -147,17 +208,11 @@ fn ended_slow(ctl: &ControlBlock, role: Role, line: &RoleLine, words: usize) -> 
     if any(&line.present, words) {
         return None;
     }
-    if deaths == start {
-        return Some(Error::Closed);
-    }
-    Some(Error::PeerDead {
-        detail: match role {
-            Role::Producer => {
-                "a producer of this stream died without closing; everything it published \
-                 has been received"
-            }
-            Role::Consumer => "every consumer has gone and at least one died without closing",
-        },
+    Some(End {
+        role,
+        deaths,
+        start,
+        joins,
     })
 }
 
@@ -191,7 +246,7 @@ pub(crate) fn attach_spsc<M: RingMemory>(
     let slot = spsc_slot(role);
     let record = spsc_record(ctl, role);
     let holder = mem.new_holder(owner)?;
-    if !mem.lock_slot(&holder, slot)? {
+    if !take_slot(mem, &holder, slot)? {
         return Err(Error::AlreadyAttached {
             role,
             pid: record.pid.load(Relaxed),
@@ -217,6 +272,27 @@ pub(crate) fn attach_spsc<M: RingMemory>(
     record.state.store(peer_state::ATTACHED, Release);
     join(ctl, role, slot, 1);
     Ok(holder)
+}
+
+/// Pauses between tries to take a slot whose lock is held: a peer recovering the slot's
+/// dead holder holds it for a few instructions (about 1.6 ms in all before giving up).
+const TAKE_SLOT_PAUSES_US: [u64; 5] = [10, 50, 200, 500, 800];
+
+/// Takes `slot`'s lock for a new holder; `false` if a live holder keeps it. A peer that
+/// is recovering the slot's dead holder holds the lock briefly: that is waited out rather
+/// than reported as the role being taken.
+fn take_slot<M: RingMemory>(mem: &M, holder: &M::Holder, slot: u32) -> Result<bool> {
+    for pause in TAKE_SLOT_PAUSES_US {
+        if mem.lock_slot(holder, slot)? {
+            return Ok(true);
+        }
+        if cfg!(shmring_loom) {
+            crate::sync::yield_now();
+        } else {
+            std::thread::sleep(std::time::Duration::from_micros(pause));
+        }
+    }
+    mem.lock_slot(holder, slot)
 }
 
 /// Gives an SPSC role back: CLOSED, no longer present, lock released. Everything the
@@ -273,24 +349,26 @@ mod tests {
         HeapMemory::new(256, 0)
     }
 
+    /// The end of the producers' stream as a consumer would be told it.
+    fn told(ctl: &ControlBlock) -> Option<Error> {
+        ended(ctl, Role::Producer, 1).map(|end| end.report(ctl))
+    }
+
     #[test]
     fn a_stream_ends_closed_when_every_holder_closed() {
         let mem = heap();
         let ctl = mem.control();
-        assert!(
-            ended(ctl, Role::Producer, 1).is_none(),
-            "never attached: not ended"
-        );
+        assert!(told(ctl).is_none(), "never attached: not ended");
         let holder = attach_spsc(&mem, Role::Producer, 7, 7).unwrap();
-        assert!(ended(ctl, Role::Producer, 1).is_none());
+        assert!(told(ctl).is_none());
         close_spsc(&mem, Role::Producer, &holder);
-        assert!(matches!(ended(ctl, Role::Producer, 1), Some(Error::Closed)));
+        assert!(matches!(told(ctl), Some(Error::Closed)));
         // Taken again: a new stream.
         let holder = attach_spsc(&mem, Role::Producer, 8, 8).unwrap();
-        assert!(ended(ctl, Role::Producer, 1).is_none());
+        assert!(told(ctl).is_none());
         assert_eq!(ctl.peers.producer.generation.load(Relaxed), 2);
         close_spsc(&mem, Role::Producer, &holder);
-        assert!(matches!(ended(ctl, Role::Producer, 1), Some(Error::Closed)));
+        assert!(matches!(told(ctl), Some(Error::Closed)));
     }
 
     #[test]
@@ -318,15 +396,12 @@ mod tests {
             0,
             "a dead sleeper still counted"
         );
-        assert!(matches!(
-            ended(ctl, Role::Producer, 1),
-            Some(Error::PeerDead { .. })
-        ));
+        assert!(matches!(told(ctl), Some(Error::PeerDead { .. })));
         assert_eq!(ctl.producers.deaths.load(Relaxed), 1);
         // The next holder starts a new stream, which ends cleanly.
         let next = attach_spsc(&mem, Role::Producer, 3, 3).unwrap();
         close_spsc(&mem, Role::Producer, &next);
-        assert!(matches!(ended(ctl, Role::Producer, 1), Some(Error::Closed)));
+        assert!(matches!(told(ctl), Some(Error::Closed)));
     }
 
     #[test]
@@ -336,12 +411,44 @@ mod tests {
         let _dying = attach_spsc(&mem, Role::Producer, 2, 2).unwrap();
         mem.mark_dead(2);
         let heir = attach_spsc(&mem, Role::Producer, 3, 3).unwrap();
-        assert!(ended(ctl, Role::Producer, 1).is_none());
+        assert!(told(ctl).is_none());
         close_spsc(&mem, Role::Producer, &heir);
-        assert!(matches!(
-            ended(ctl, Role::Producer, 1),
-            Some(Error::PeerDead { .. })
-        ));
+        assert!(matches!(told(ctl), Some(Error::PeerDead { .. })));
+    }
+
+    /// A ring whose producer (owner 2) died and was reaped by its consumer (owner 1).
+    fn reaped_producer() -> HeapMemory {
+        let mem = heap();
+        let survivor = attach_spsc(&mem, Role::Consumer, 1, 1).unwrap();
+        let _dying = attach_spsc(&mem, Role::Producer, 2, 2).unwrap();
+        mem.mark_dead(2);
+        assert!(reap_spsc(&mem, Role::Producer, &survivor).unwrap());
+        mem
+    }
+
+    #[test]
+    fn a_reaped_death_nobody_was_told_of_carries_into_the_next_stream() {
+        let mem = reaped_producer();
+        let ctl = mem.control();
+        // Reaped, so the role is empty, but no consumer has been told of the end yet.
+        let heir = attach_spsc(&mem, Role::Producer, 3, 3).unwrap();
+        close_spsc(&mem, Role::Producer, &heir);
+        assert!(matches!(told(ctl), Some(Error::PeerDead { .. })));
+        // Told now: the next stream starts clean.
+        let next = attach_spsc(&mem, Role::Producer, 4, 4).unwrap();
+        close_spsc(&mem, Role::Producer, &next);
+        assert!(matches!(told(ctl), Some(Error::Closed)));
+    }
+
+    #[test]
+    fn an_end_seen_but_not_told_tells_nothing() {
+        let mem = reaped_producer();
+        let ctl = mem.control();
+        // A consumer sees the end, then finds a message after all and drops the end.
+        assert!(ended(ctl, Role::Producer, 1).is_some());
+        let heir = attach_spsc(&mem, Role::Producer, 3, 3).unwrap();
+        close_spsc(&mem, Role::Producer, &heir);
+        assert!(matches!(told(ctl), Some(Error::PeerDead { .. })));
     }
 
     #[test]

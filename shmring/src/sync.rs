@@ -58,6 +58,10 @@ mod imp {
                     self.0.fetch_and(value, order)
                 }
                 #[inline(always)]
+                pub fn fetch_max(&self, value: $int, order: Ordering) -> $int {
+                    self.0.fetch_max(value, order)
+                }
+                #[inline(always)]
                 pub fn compare_exchange(
                     &self,
                     current: $int,
@@ -104,9 +108,11 @@ mod imp {
         let _ = ptr;
     }
 
+    #[cfg(any(test, feature = "testing"))]
     /// Records accesses to the data region of a heap-backed ring; free outside loom.
     pub struct AccessTracker;
 
+    #[cfg(any(test, feature = "testing"))]
     impl AccessTracker {
         pub fn new(_words: usize) -> Self {
             AccessTracker
@@ -139,12 +145,14 @@ mod imp {
     #[inline]
     pub fn prefetch_write(_ptr: *const u8) {}
 
+    #[cfg(any(test, feature = "testing"))]
     /// One loom cell per 8-byte data word: loom reports a causality violation when a read
     /// and a write of the same word are not ordered by happens-before.
     pub struct AccessTracker {
         words: Box<[loom::cell::UnsafeCell<()>]>,
     }
 
+    #[cfg(any(test, feature = "testing"))]
     impl AccessTracker {
         pub fn new(words: usize) -> Self {
             AccessTracker {
@@ -170,9 +178,11 @@ mod imp {
 pub(crate) use imp::*;
 
 /// Plain interior-mutable storage (the bytes of a heap-backed ring), same layout as `T`.
+#[cfg(any(test, feature = "testing"))]
 #[repr(transparent)]
 pub(crate) struct RawCell<T>(core::cell::UnsafeCell<T>);
 
+#[cfg(any(test, feature = "testing"))]
 impl<T> RawCell<T> {
     pub(crate) const fn new(value: T) -> Self {
         RawCell(core::cell::UnsafeCell::new(value))

@@ -1,14 +1,34 @@
-//! The SPSC algorithm on heap memory, for loom models and tests that need no segment.
-//! Not a stable API: it exists so `loom-tests` checks the exact code that ships.
+//! Rings on the heap, for loom models, fuzz targets and unit tests that need no segment.
+//! The handles are the crate's own [`Producer`] and [`Consumer`] over heap memory, so a
+//! model checks exactly the code that ships. Owners are plain numbers standing for
+//! processes; a test declares one dead with [`HeapRing::mark_dead`].
+//!
+//! Not a stable API: only with the `testing` feature.
+//!
+//! ```
+//! use shmring::testing::HeapRing;
+//! use shmring::{Config, spsc::Spsc};
+//! let ring = HeapRing::<Spsc>::new(&Config::new().capacity(256))?;
+//! let (mut tx, mut rx) = (ring.producer(1)?, ring.consumer(2)?);
+//! tx.try_send(b"hi")?;
+//! let mut out = Vec::new();
+//! rx.try_recv_vec(&mut out)?;
+//! assert_eq!(out, b"hi");
+//! # Ok::<(), shmring::Error>(())
+//! ```
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::algo::spsc::{ConsumerCore, ProducerCore};
-use crate::error::{Result, Role};
-use crate::layout::geometry::SpscGeometry as Geometry;
+use crate::algo::{ConsumerCore, Identity, ProducerCore};
+use crate::channel::{Consumer, Kind, Producer};
+use crate::config::Config;
+use crate::error::Result;
+use crate::layout::geometry::Shape;
 use crate::memory::{HeapMemory, RingMemory};
 use crate::peers;
-use crate::wait::{Event, Wait, WaitStrategy, Waiter};
+use crate::stats::{PeerInfo, Stats};
+use crate::wait::{WaitStrategy, Waiter};
 
 // SAFETY: forwards to the shared `M`, which upholds the contract.
 unsafe impl<M: RingMemory> RingMemory for Arc<M> {
@@ -46,321 +66,113 @@ unsafe impl<M: RingMemory> RingMemory for Arc<M> {
     }
 }
 
-/// Both ends of an SPSC ring of `capacity` bytes on the heap, positions starting at
-/// `initial_position` (rounded down to a multiple of 8), attached as owners 1 (producer)
-/// and 2 (consumer). Blocking calls use the futex strategy with no spin window (under
-/// loom: the futex mock).
-pub fn heap_pair(
-    capacity: u64,
-    max_message: u64,
-    initial_position: u64,
-) -> Result<(HeapProducer, HeapConsumer)> {
-    let geometry = Geometry::new(capacity, max_message)?;
-    let memory = Arc::new(HeapMemory::new(capacity, initial_position & !7));
-    let waiter = |m: &Arc<HeapMemory>, role: Role| {
+/// The memory heap handles sit on.
+pub type Heap = Arc<HeapMemory>;
+/// A producing end of a heap ring.
+pub type HeapProducer<K> = Producer<K, Heap>;
+/// A consuming end of a heap ring.
+pub type HeapConsumer<K> = Consumer<K, Heap>;
+
+/// A ring of kind `K` on the heap. Blocking calls use the futex strategy with no spin
+/// window (under loom, the futex model), and look for dead peers on every wake-up.
+pub struct HeapRing<K: Kind> {
+    memory: Heap,
+    geometry: K::Geometry,
+}
+
+impl<K: Kind> HeapRing<K> {
+    /// A ring with the geometry `config` asks for (SPSC: capacity, max message; MPMC:
+    /// slots, max message, max peers) and its first position. The wait strategy in
+    /// `config` is not used.
+    pub fn new(config: &Config) -> Result<HeapRing<K>> {
+        let geometry = K::requested(config)?;
+        let first = config.initial_position;
+        let memory = Arc::new(HeapMemory::new(geometry.data_len(), first));
+        K::init(&memory, &geometry, first);
+        Ok(HeapRing { memory, geometry })
+    }
+
+    fn waiter(&self, slot: u32) -> Waiter<Heap> {
         Waiter::new(
-            m.clone(),
+            self.memory.clone(),
             WaitStrategy::Futex,
-            std::time::Duration::ZERO,
-            peers::spsc_slot(role),
-            2,
+            Duration::ZERO,
+            slot,
+            self.geometry.peer_slots(),
         )
-    };
-    let producer_holder = peers::attach_spsc(&memory, Role::Producer, 1, 1)?;
-    let consumer_holder = peers::attach_spsc(&memory, Role::Consumer, 2, 2)?;
-    Ok((
-        HeapProducer {
-            waiter: waiter(&memory, Role::Producer),
-            core: ProducerCore::new(memory.clone(), geometry)?,
-            holder: producer_holder,
-        },
-        HeapConsumer {
-            waiter: waiter(&memory, Role::Consumer),
-            core: ConsumerCore::new(memory, geometry)?,
-            holder: consumer_holder,
-        },
-    ))
-}
-
-/// The writing end of a heap ring.
-pub struct HeapProducer {
-    core: ProducerCore<Arc<HeapMemory>>,
-    waiter: Waiter<Arc<HeapMemory>>,
-    holder: u64,
-}
-
-impl HeapProducer {
-    /// Sends `msg`, sleeping (futex strategy) while the ring is full, then wakes a sleeping
-    /// consumer.
-    pub fn send(&mut self, msg: &[u8]) -> Result<()> {
-        let core = &mut self.core;
-        self.waiter
-            .wait_for(Event::SpaceAvailable, None, || core.try_write(msg))?;
-        self.waiter.notify(Event::DataAvailable);
-        Ok(())
     }
 
-    /// Closes, then wakes a sleeping consumer so it sees the end of the stream.
-    pub fn close_and_notify(&mut self) {
-        self.close();
-        self.waiter.notify(Event::DataAvailable);
-    }
-
-    /// Sleep and wake system calls made (futex mock calls under loom).
-    pub fn wake_syscalls(&self) -> u64 {
-        self.waiter.syscalls()
-    }
-
-    /// Copies `msg` in and publishes it (or adds it to the open batch).
-    pub fn try_send(&mut self, msg: &[u8]) -> Result<()> {
-        self.core.try_write(msg)
-    }
-
-    /// Reserves `len` bytes, lets `fill` write them in place, commits `fill`'s returned
-    /// length (the zero-copy path).
-    pub fn try_send_with(
-        &mut self,
-        len: usize,
-        fill: impl FnOnce(&mut [u8]) -> usize,
-    ) -> Result<()> {
-        let claim = self.core.try_claim(len)?;
-        let ptr = self.core.payload_ptr(&claim);
-        // SAFETY: the claim's payload is `len` bytes inside the data region, owned by the
-        // producer until committed.
-        let written = fill(unsafe { std::slice::from_raw_parts_mut(ptr, len) });
-        self.core.commit(claim, written);
-        Ok(())
-    }
-
-    /// Opens a batch (publication deferred to `flush`).
-    pub fn begin_batch(&mut self) {
-        self.core.begin_batch();
-    }
-
-    /// Publishes everything committed.
-    pub fn flush(&mut self) {
-        self.core.flush();
-    }
-
-    /// Publishes and gives the producer role back: the consumer gets `Closed` after
-    /// draining.
-    pub fn close(&mut self) {
-        self.core.close();
-        peers::close_spsc(self.core.memory(), Role::Producer, &self.holder);
-    }
-}
-
-/// The reading end of a heap ring.
-pub struct HeapConsumer {
-    core: ConsumerCore<Arc<HeapMemory>>,
-    waiter: Waiter<Arc<HeapMemory>>,
-    holder: u64,
-}
-
-impl HeapConsumer {
-    /// Receives into `out`, sleeping (futex strategy) while the ring is empty, then wakes a
-    /// sleeping producer. `Closed` at the end of the stream.
-    pub fn recv(&mut self, out: &mut Vec<u8>) -> Result<usize> {
-        let core = &self.core;
-        let msg = self
-            .waiter
-            .wait_for(Event::DataAvailable, None, || core.try_next())?;
-        let src = self.core.payload(&msg);
-        out.clear();
-        // SAFETY: the payload lies in the data region (checked by `peek`) and is not
-        // written by the producer until consumed.
-        out.extend_from_slice(unsafe { std::slice::from_raw_parts(src, msg.len()) });
-        self.core.consume(msg);
-        self.waiter.notify(Event::SpaceAvailable);
-        Ok(msg.len())
-    }
-
-    /// Copies the next message into `out` (`WouldBlock` when empty, `Closed` at the end).
-    pub fn try_recv(&mut self, out: &mut Vec<u8>) -> Result<usize> {
-        let msg = self.core.try_next()?;
-        let src = self.core.payload(&msg);
-        out.clear();
-        // SAFETY: the payload lies in the data region (checked by `peek`) and is not
-        // written by the producer until consumed.
-        out.extend_from_slice(unsafe { std::slice::from_raw_parts(src, msg.len()) });
-        self.core.consume(msg);
-        Ok(msg.len())
-    }
-
-    /// Opens a batch (release deferred to `flush`).
-    pub fn begin_batch(&mut self) {
-        self.core.begin_batch();
-    }
-
-    /// Releases everything consumed.
-    pub fn flush(&mut self) {
-        self.core.flush();
-    }
-
-    /// Releases what was consumed and gives the consumer role back: the producer gets
-    /// `Closed`.
-    pub fn close(&mut self) {
-        self.core.close();
-        peers::close_spsc(self.core.memory(), Role::Consumer, &self.holder);
-    }
-
-    /// Raw access for corruption tests: the 8-byte header word at data offset `offset`.
-    pub fn poke_word(&self, offset: u64, value: u64) {
-        use crate::sync::Ordering::Relaxed;
-        self.core.memory().word(offset).store(value, Relaxed);
-    }
-}
-
-/// An MPMC ring on the heap. Owners are plain numbers here (a test chooses them and may
-/// declare one dead with [`HeapMpmc::mark_dead`]), standing for processes.
-pub struct HeapMpmc {
-    memory: Arc<HeapMemory>,
-    geometry: crate::layout::geometry::MpmcGeometry,
-}
-
-/// An MPMC ring with `slots` slots of `max_message` bytes and `max_peers` records on the
-/// heap, positions starting at `initial_position`.
-pub fn heap_mpmc(
-    slots: u64,
-    max_message: u64,
-    max_peers: u32,
-    initial_position: u64,
-) -> Result<HeapMpmc> {
-    let geometry = crate::layout::geometry::MpmcGeometry::new(slots, max_message, max_peers)?;
-    let memory = Arc::new(HeapMemory::new(geometry.data_len(), initial_position));
-    crate::algo::mpmc::init_slots(&memory, &geometry, initial_position);
-    Ok(HeapMpmc { memory, geometry })
-}
-
-impl HeapMpmc {
-    /// Attaches a producer owned by `owner` (non-zero).
-    pub fn producer(&self, owner: u64) -> Result<HeapMpmcProducer> {
-        Ok(HeapMpmcProducer {
-            core: crate::algo::mpmc::ProducerCore::attach(
-                self.memory.clone(),
-                self.geometry,
-                owner,
-            )?,
-        })
+    /// Attaches a producer owned by `owner` (non-zero; a number standing for a process).
+    pub fn producer(&self, owner: u64) -> Result<HeapProducer<K>> {
+        let core = K::producer(self.memory.clone(), self.geometry, identity(owner))?;
+        Ok(Producer::new(self.waiter(core.slot()), core, self.geometry))
     }
 
     /// Attaches a consumer owned by `owner` (non-zero).
-    pub fn consumer(&self, owner: u64) -> Result<HeapMpmcConsumer> {
-        Ok(HeapMpmcConsumer {
-            core: crate::algo::mpmc::ConsumerCore::attach(
-                self.memory.clone(),
-                self.geometry,
-                owner,
-            )?,
-        })
+    pub fn consumer(&self, owner: u64) -> Result<HeapConsumer<K>> {
+        let core = K::consumer(self.memory.clone(), self.geometry, identity(owner))?;
+        Ok(Consumer::new(self.waiter(core.slot()), core, self.geometry))
     }
 
-    /// Declares `owner` dead, as if its process had exited.
+    /// Declares `owner` dead, as if its process had exited: its slot locks count as free.
+    /// Its handles must not be used again (forget or drop them first, as a death would).
     pub fn mark_dead(&self, owner: u64) {
         self.memory.mark_dead(owner);
     }
 
-    /// Claims of dead producers skipped so far.
-    pub fn claims_skipped(&self) -> u64 {
-        use crate::sync::Ordering::Relaxed;
-        self.memory.control().peers.claims_skipped.load(Relaxed)
+    /// Counters and occupancy.
+    pub fn stats(&self) -> Stats {
+        K::stats(&self.memory, &self.geometry)
     }
 
-    /// Messages lost with dead consumers so far.
-    pub fn messages_dropped(&self) -> u64 {
-        use crate::sync::Ordering::Relaxed;
-        self.memory.control().peers.messages_dropped.load(Relaxed)
+    /// Every peer record that has been held.
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        K::peers(&self.memory, &self.geometry)
     }
 
-    /// Raw access for corruption tests: overwrites the 8-byte word at data-region offset
-    /// `offset` (reduced to an 8-aligned offset inside the region: registry and slots).
-    pub fn poke_word(&self, offset: u64, value: u64) {
-        use crate::sync::Ordering::Relaxed;
-        let offset = (offset % self.geometry.data_len()) & !7;
-        self.memory.word(offset).store(value, Relaxed);
-    }
-
-    /// Producers and consumers the registry counts as attached.
+    /// Producers and consumers the ring counts as attached (present bits).
     pub fn attached(&self) -> (u32, u32) {
-        let words = crate::peers::slot_words(self.geometry.max_peers);
+        let words = peers::slot_words(self.geometry.peer_slots());
         let ctl = self.memory.control();
         (
-            crate::peers::count(&ctl.producers.present, words),
-            crate::peers::count(&ctl.consumers.present, words),
+            peers::count(&ctl.producers.present, words),
+            peers::count(&ctl.consumers.present, words),
         )
     }
-}
 
-/// A writing end of a heap MPMC ring.
-pub struct HeapMpmcProducer {
-    core: crate::algo::mpmc::ProducerCore<Arc<HeapMemory>>,
-}
-
-impl HeapMpmcProducer {
-    /// Copies `msg` into a slot and publishes it.
-    pub fn try_send(&mut self, msg: &[u8]) -> Result<()> {
-        self.core.try_write(msg)
-    }
-
-    /// Sends as many of `msgs` as fit with one claim.
-    pub fn try_send_batch(&mut self, msgs: &[&[u8]]) -> Result<usize> {
-        self.core.try_write_batch(msgs)
-    }
-
-    /// Claims a slot and then stops, as a process killed between claim and publish would:
-    /// the claim is never published and the record never closed.
-    pub fn claim_and_die(mut self) -> Result<()> {
-        // No `Drop` closes the core: dropping it is dying.
-        self.core.try_claim(1).map(|_| ())
-    }
-
-    /// Reaps dead consumers and frees a slot a dead consumer holds (what blocked sends do).
-    pub fn maintain(&mut self) {
-        self.core.maintain();
-    }
-
-    /// Detaches.
-    pub fn close(mut self) {
-        self.core.close();
+    /// Overwrites the 8-byte word at data-region offset `offset` (reduced to an 8-aligned
+    /// offset inside the region), as a scribbling peer would.
+    pub fn poke_word(&self, offset: u64, value: u64) {
+        let offset = (offset % self.geometry.data_len()) & !7;
+        self.memory
+            .word(offset)
+            .store(value, crate::sync::Ordering::Relaxed);
     }
 }
 
-/// A reading end of a heap MPMC ring.
-pub struct HeapMpmcConsumer {
-    core: crate::algo::mpmc::ConsumerCore<Arc<HeapMemory>>,
+fn identity(owner: u64) -> Identity {
+    Identity {
+        owner,
+        pid: owner as u32,
+    }
 }
 
-impl HeapMpmcConsumer {
-    /// Copies the next message into `out`.
-    pub fn try_recv(&mut self, out: &mut Vec<u8>) -> Result<usize> {
-        let msg = self.core.try_next()?;
-        out.clear();
-        // SAFETY: the position is ours until consumed; its length was checked.
-        out.extend_from_slice(unsafe {
-            std::slice::from_raw_parts(self.core.payload(&msg), msg.len as usize)
-        });
-        self.core.consume(msg);
-        Ok(out.len())
-    }
+/// The periodic maintenance blocked calls do between waits (reaping dead peers, skipping a
+/// dead producer's claim, freeing a slot a dead consumer held), on demand, so a model can
+/// interleave it with everything else.
+pub trait Maintain {
+    /// Looks for dead peers of this end's counterpart role and recovers what they held.
+    fn maintain(&mut self);
+}
 
-    /// Takes up to `max` messages at once, appending each to `out`.
-    pub fn try_recv_batch(&mut self, max: usize, out: &mut Vec<Vec<u8>>) -> Result<usize> {
-        self.core.try_read_batch(max, &mut |m| out.push(m.to_vec()))
+impl<K: Kind, M: crate::memory::Memory> Maintain for Producer<K, M> {
+    fn maintain(&mut self) {
+        self.core_mut().maintain();
     }
+}
 
-    /// Takes a message and then stops, as a process killed before releasing it would.
-    pub fn take_and_die(mut self) -> Result<()> {
-        self.core.try_next().map(|_| ())
-    }
-
-    /// Reaps dead producers and skips a dead producer's claim at the head (what blocked
-    /// receives do).
-    pub fn maintain(&mut self) {
-        self.core.maintain();
-    }
-
-    /// Detaches.
-    pub fn close(mut self) {
-        self.core.close(None);
+impl<K: Kind, M: crate::memory::Memory> Maintain for Consumer<K, M> {
+    fn maintain(&mut self) {
+        self.core_mut().maintain();
     }
 }

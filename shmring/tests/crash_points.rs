@@ -85,7 +85,7 @@ fn producer_killed_at_each_step() {
             let name = ShmName::new("crashprod");
             let ring = Ring::create(
                 name.as_str(),
-                &Config::new().capacity(4096).max_message(MAX as u64),
+                &Config::new().capacity(4096).max_message(MAX),
             )
             .unwrap();
             let mut rx = ring.consumer().unwrap();
@@ -137,7 +137,7 @@ fn consumer_killed_at_each_step() {
             let name = ShmName::new("crashcons");
             let ring = Ring::create(
                 name.as_str(),
-                &Config::new().capacity(1 << 16).max_message(MAX as u64),
+                &Config::new().capacity(1 << 16).max_message(MAX),
             )
             .unwrap();
             let mut tx = ring.producer().unwrap();

@@ -19,13 +19,14 @@ const STRATEGIES: [WaitStrategy; 3] = [
 ];
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-fn config(strategy: WaitStrategy) -> Config {
-    Config::new()
-        .capacity(1 << 14)
-        .slots(64)
-        .max_message(32)
-        .max_peers(3)
-        .wait_strategy(strategy)
+/// A small ring of `kind` ("spsc" or "mpmc") waiting with `strategy`.
+fn config(kind: &str, strategy: WaitStrategy) -> Config {
+    let config = Config::new().max_message(32).wait_strategy(strategy);
+    match kind {
+        "spsc" => config.capacity(1 << 14),
+        "mpmc" => config.slots(64).max_peers(3),
+        other => panic!("no ring kind {other}"),
+    }
 }
 
 /// Child role `die-after:<kind>:<n>`: attaches a producer, sends `n` messages (8-byte
@@ -92,7 +93,7 @@ macro_rules! reattach_tests {
             #[test]
             fn a_producer_attaches_after_a_clean_close() {
                 let name = ShmName::new(concat!("eos-reattach-", stringify!($kind)));
-                let config = config(WaitStrategy::SpinYield);
+                let config = config(stringify!($kind), WaitStrategy::SpinYield);
                 let ring = shmring::$kind::Ring::create(name.as_str(), &config).unwrap();
                 let mut rx = ring.consumer().unwrap();
                 let mut buf = [0u8; 32];
@@ -121,7 +122,7 @@ macro_rules! reattach_tests {
             #[test]
             fn a_consumer_attaches_after_a_clean_close() {
                 let name = ShmName::new(concat!("eos-reattach-rx-", stringify!($kind)));
-                let config = config(WaitStrategy::SpinYield);
+                let config = config(stringify!($kind), WaitStrategy::SpinYield);
                 let ring = shmring::$kind::Ring::create(name.as_str(), &config).unwrap();
                 let mut tx = ring.producer().unwrap();
                 let mut buf = [0u8; 32];
@@ -157,7 +158,7 @@ fn dead_producer_is_reported_after_its_messages(kind: &str) {
         let mut buf = [0u8; 32];
         macro_rules! check_kind {
             ($kind:ident) => {{
-                let ring = $kind::Ring::create(name.as_str(), &config(strategy)).unwrap();
+                let ring = $kind::Ring::create(name.as_str(), &config(kind, strategy)).unwrap();
                 let mut rx = ring.consumer().unwrap();
                 producer_dies_after(kind, name.as_str(), n);
                 for seq in 0..n {
@@ -199,7 +200,7 @@ fn mpmc_death_outlives_record_reuse(reuse: bool) {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let name = ShmName::new("eos-reuse");
     // Three records: the consumer, B, and A's (the only one a new handle can take).
-    let ring = mpmc::Ring::create(name.as_str(), &config(WaitStrategy::Futex)).unwrap();
+    let ring = mpmc::Ring::create(name.as_str(), &config("mpmc", WaitStrategy::Futex)).unwrap();
     let mut rx = ring.consumer().unwrap();
     let mut b = ring.producer().unwrap();
     producer_dies_after("mpmc", name.as_str(), 5);
@@ -248,7 +249,7 @@ fn spsc_a_death_belongs_to_the_stream_it_happened_in() {
 
     // Taken over before the consumer noticed: one stream, ended by a death.
     let name = ShmName::new("eos-takeover");
-    let ring = spsc::Ring::create(name.as_str(), &config(WaitStrategy::Futex)).unwrap();
+    let ring = spsc::Ring::create(name.as_str(), &config("spsc", WaitStrategy::Futex)).unwrap();
     let mut rx = ring.consumer().unwrap();
     producer_dies_after("spsc", name.as_str(), 3);
     let mut heir = ring
@@ -267,7 +268,7 @@ fn spsc_a_death_belongs_to_the_stream_it_happened_in() {
 
     // Noticed first: that stream ended with PeerDead; the next one is a new stream.
     let name = ShmName::new("eos-new-stream");
-    let ring = spsc::Ring::create(name.as_str(), &config(WaitStrategy::Futex)).unwrap();
+    let ring = spsc::Ring::create(name.as_str(), &config("spsc", WaitStrategy::Futex)).unwrap();
     let mut rx = ring.consumer().unwrap();
     producer_dies_after("spsc", name.as_str(), 3);
     for _ in 0..3 {
@@ -295,7 +296,11 @@ fn a_try_loop_learns_of_a_dead_producer() {
     macro_rules! poll_kind {
         ($kind:ident) => {{
             let name = ShmName::new(concat!("eos-try-", stringify!($kind)));
-            let ring = $kind::Ring::create(name.as_str(), &config(WaitStrategy::Spin)).unwrap();
+            let ring = $kind::Ring::create(
+                name.as_str(),
+                &config(stringify!($kind), WaitStrategy::Spin),
+            )
+            .unwrap();
             let mut rx = ring.consumer().unwrap();
             producer_dies_after(stringify!($kind), name.as_str(), 5);
             let (mut buf, mut received, mut polls) = ([0u8; 32], 0, 0u64);

@@ -50,6 +50,55 @@ fn create_or_open_with_other_parameters_says_which_in_words() {
     );
 }
 
+/// A configuration field the ring kind has no use for is refused in words, not ignored,
+/// and nothing is created.
+#[test]
+fn a_field_that_does_not_apply_to_the_kind_is_refused() {
+    let cases: [(&str, Config, &str); 4] = [
+        (
+            "spsc",
+            Config::new().slots(64),
+            "Config::slots does not apply to SPSC",
+        ),
+        (
+            "spsc",
+            Config::new().max_peers(4),
+            "Config::max_peers does not apply to SPSC",
+        ),
+        (
+            "mpmc",
+            Config::new().capacity(1 << 16),
+            "Config::capacity does not apply to MPMC",
+        ),
+        (
+            "spsc",
+            Config::new().initial_position(12),
+            "not a multiple of 8",
+        ),
+    ];
+    for (kind, config, expected) in cases {
+        let name = ShmName::new("words-inapplicable");
+        let err = match kind {
+            "spsc" => spsc::Ring::create(name.as_str(), &config).map(drop),
+            _ => mpmc::Ring::create(name.as_str(), &config).map(drop),
+        }
+        .expect_err(expected);
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+        assert!(err.to_string().contains(expected), "{kind}: {err}");
+        assert!(
+            !std::path::Path::new(&name.path()).exists(),
+            "{kind}: a refused ring was created"
+        );
+    }
+    // What applies is accepted.
+    let name = ShmName::new("words-applicable");
+    mpmc::Ring::create(
+        name.as_str(),
+        &Config::new().slots(64).max_peers(4).max_message(8),
+    )
+    .unwrap();
+}
+
 #[test]
 fn create_or_open_with_another_wait_strategy_says_what_to_do() {
     let name = ShmName::new("words-strategy");

@@ -103,7 +103,7 @@ proptest! {
         truncate in prop::option::of(0..CONTROL_SIZE + CAPACITY),
     ) {
         let name = ShmName::new("fuzz");
-        let ring = Ring::create(name.as_str(), &Config::new().capacity(CAPACITY)).unwrap();
+        let ring = Ring::create(name.as_str(), &Config::new().capacity(CAPACITY as usize)).unwrap();
         let mut tx = ring.producer().unwrap();
         for i in 0..20u8 {
             let _ = tx.try_send(&vec![i; usize::from(i) * 7]);
@@ -203,7 +203,7 @@ impl Drop for RestoreThenClose<'_> {
 fn a_scribbling_peer_cannot_crash_or_hang_the_ends() {
     let name = ShmName::new("scribble");
     let config = Config::new()
-        .capacity(CAPACITY)
+        .capacity(CAPACITY as usize)
         .wait_strategy(WaitStrategy::Spin);
     let ring = Ring::create(name.as_str(), &config).unwrap();
     let mut tx = ring.producer().unwrap();
@@ -276,7 +276,7 @@ fn a_scribbling_peer_cannot_hang_sleeping_ends() {
     let wake_words = offset_of!(ControlBlock, producers) as u64..CONTROL_SIZE;
     let name = ShmName::new("scribble-sleep");
     let config = Config::new()
-        .capacity(CAPACITY)
+        .capacity(CAPACITY as usize)
         .wait_strategy(WaitStrategy::Futex)
         .spin_before_sleep(Duration::ZERO);
     let ring = Ring::create(name.as_str(), &config).unwrap();
@@ -338,7 +338,7 @@ fn counters_at_their_maximum_wrap_instead_of_panicking() {
     use shmring::layout::{ConsumerLine, ControlBlock, ProducerLine};
     use std::mem::offset_of;
     let name = ShmName::new("counters");
-    let ring = Ring::create(name.as_str(), &Config::new().capacity(CAPACITY)).unwrap();
+    let ring = Ring::create(name.as_str(), &Config::new().capacity(CAPACITY as usize)).unwrap();
     let file = FileOptions::new().write(true).open(name.path()).unwrap();
     for at in [
         offset_of!(ControlBlock, producer) + offset_of!(ProducerLine, messages),

@@ -19,12 +19,15 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 const RUN_LIMIT: Duration = Duration::from_secs(60);
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-fn config() -> Config {
-    Config::new()
+/// The ring of `kind` ("spsc" or "mpmc") these tests use.
+fn config(kind: &str) -> Config {
+    let config = Config::new()
         .wait_strategy(WaitStrategy::Futex)
-        .capacity(1 << 16)
-        .slots(256)
-        .max_message(64)
+        .max_message(64);
+    match kind {
+        "spsc" => config.capacity(1 << 16),
+        _ => config.slots(256),
+    }
 }
 
 /// Either kind's producer or consumer, driven the same way.
@@ -77,8 +80,8 @@ impl End {
 
 fn create(kind: &str, name: &str) {
     match kind {
-        "spsc" => drop(spsc::Ring::create(name, &config()).unwrap()),
-        "mpmc" => drop(mpmc::Ring::create(name, &config()).unwrap()),
+        "spsc" => drop(spsc::Ring::create(name, &config(kind)).unwrap()),
+        "mpmc" => drop(mpmc::Ring::create(name, &config(kind)).unwrap()),
         other => panic!("unknown kind {other}"),
     }
 }

@@ -161,7 +161,7 @@ fn exchange(parent_role: &str, config: Config, plan: Plan) {
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let name = ShmName::new("mp");
-    let ring = Ring::create(name.as_str(), &config.max_message(plan.max as u64)).unwrap();
+    let ring = Ring::create(name.as_str(), &config.max_message(plan.max)).unwrap();
     let child_role = if parent_role == "producer" {
         "consumer"
     } else {

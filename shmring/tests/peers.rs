@@ -24,7 +24,7 @@ static ONE_PAIR_AT_A_TIME: Mutex<()> = Mutex::new(());
 fn config(strategy: WaitStrategy) -> Config {
     Config::new()
         .capacity(4096)
-        .max_message(MAX as u64)
+        .max_message(MAX)
         .wait_strategy(strategy)
 }
 

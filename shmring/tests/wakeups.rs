@@ -21,7 +21,7 @@ fn sleeping(strategy: WaitStrategy) -> Config {
     // No spin window: every wait on an empty ring goes to sleep.
     Config::new()
         .capacity(4096)
-        .max_message(MAX as u64)
+        .max_message(MAX)
         .wait_strategy(strategy)
         .spin_before_sleep(Duration::ZERO)
 }

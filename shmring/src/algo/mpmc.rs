@@ -255,7 +255,7 @@ impl<M: RingMemory> ProducerCore<M> {
     fn check_open(&self) -> Result<()> {
         let sh = &self.shared;
         if let Some(end) = crate::peers::ended(sh.mem.control(), Role::Consumer, sh.words) {
-            return Err(end);
+            return Err(end.report(sh.mem.control()));
         }
         sh.check_membership()
     }
@@ -527,7 +527,7 @@ impl<M: RingMemory> ConsumerCore<M> {
             // Taken by producers that are gone: skip them (or wait for a live one).
             return Ok((!self.recover_empty(head)).then_some(Error::WouldBlock));
         }
-        Ok(Some(end))
+        Ok(Some(end.report(ctl)))
     }
 
     /// The ring is empty at `pos` (its slot waits for that position's producer). If a

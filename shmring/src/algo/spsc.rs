@@ -183,7 +183,7 @@ impl<M: RingMemory> ProducerCore<M> {
         // A consumer that left ends the stream for us (no data is read on the strength of
         // it; one cache-hit load while a consumer is present).
         if let Some(end) = crate::peers::ended(self.mem.control(), Role::Consumer, 1) {
-            return Err(end);
+            return Err(end.report(self.mem.control()));
         }
         let size = record::size(len);
         let room_to_end = self.geo.capacity - (self.tail & self.geo.mask());
@@ -438,7 +438,10 @@ impl<M: RingMemory> ConsumerCore<M> {
         // ORDERING C3 (pairs with E1): the producer's leaving is Acquired (E2), then we look
         // once more: anything published before it left is visible now.
         match crate::peers::ended(self.mem.control(), Role::Producer, 1) {
-            Some(end) => self.peek()?.ok_or(end),
+            Some(end) => match self.peek()? {
+                Some(msg) => Ok(msg),
+                None => Err(end.report(self.mem.control())),
+            },
             None => Err(Error::WouldBlock),
         }
     }
@@ -635,6 +638,10 @@ impl<M: RingMemory + Clone> ConsumerEnd<M> {
                 Err(err)
             }
         }
+    }
+
+    pub(crate) fn geometry(&self) -> SpscGeometry {
+        self.core.geometry()
     }
 }
 

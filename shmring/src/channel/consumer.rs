@@ -61,6 +61,15 @@ impl<K: Kind, M: Memory> Consumer<K, M> {
         }
     }
 
+    #[cfg(any(test, feature = "testing"))]
+    pub(crate) fn core_mut(&mut self) -> &mut K::Consumer<M> {
+        &mut self.core
+    }
+
+    pub(crate) fn core(&self) -> &K::Consumer<M> {
+        &self.core
+    }
+
     #[inline]
     fn no_detached(&self) -> Result<()> {
         if self.detached.is_some() {
@@ -382,6 +391,17 @@ impl<K: Kind, M: Memory> Consumer<K, M> {
     /// Counters and occupancy, read from the segment.
     pub fn stats(&self) -> crate::Stats {
         K::stats(self.core.memory(), &self.geometry)
+    }
+
+    /// Messages published and not yet released (MPMC: positions taken by producers and not
+    /// yet released), as far as the shared counters know at this instant.
+    pub fn len(&self) -> usize {
+        self.stats().messages_in_flight as usize
+    }
+
+    /// Whether no message is waiting (as [`len`](Self::len) sees it).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// This end's peer slot: its record in `Ring::peers()` (SPSC: 1; MPMC: its registry

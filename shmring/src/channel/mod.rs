@@ -258,6 +258,17 @@ impl<K: Kind> Ring<K> {
         K::stats(&self.memory, &self.geometry)
     }
 
+    /// Messages published and not yet released (MPMC: positions taken by producers and not
+    /// yet released), as far as the shared counters know at this instant.
+    pub fn len(&self) -> usize {
+        self.stats().messages_in_flight as usize
+    }
+
+    /// Whether no message is waiting (as [`len`](Self::len) sees it).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Every peer record that has been held: role, status (attached, attached but dead,
     /// closed, dead), pid, generation and counters.
     pub fn peers(&self) -> Vec<PeerInfo> {

@@ -277,6 +277,17 @@ impl<K: Kind, M: Memory> Producer<K, M> {
         K::stats(self.core.memory(), &self.geometry)
     }
 
+    /// Messages published and not yet released (MPMC: positions taken by producers and not
+    /// yet released), as far as the shared counters know at this instant.
+    pub fn len(&self) -> usize {
+        self.stats().messages_in_flight as usize
+    }
+
+    /// Whether no message is waiting (as [`len`](Self::len) sees it).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// This end's peer slot: its record in `Ring::peers()` (SPSC: 0; MPMC: its registry
     /// record).
     pub fn peer_index(&self) -> u32 {

@@ -240,9 +240,13 @@ pub struct RoleLine {
     pub reserved: AtomicU32,
     /// Holders of this role that died without closing, since creation.
     pub deaths: AtomicU64,
-    /// `deaths` when the current stream began (the role went from no holder to one): the
-    /// stream ended by a death if `deaths` has moved past it when the last holder leaves.
+    /// Deaths counted before the current stream began: the stream ended by a death if
+    /// `deaths` has moved past it when the last holder leaves.
     pub stream_start: AtomicU64,
+    /// `deaths` as of the last end of stream reported to the other role. A stream that
+    /// begins takes this as its `stream_start`, so a death nobody was told of yet belongs
+    /// to the new stream too.
+    pub deaths_reported: AtomicU64,
 }
 
 /// Everything before the data region.
@@ -283,6 +287,7 @@ impl ControlBlock {
                 reserved: AtomicU32::new(0),
                 deaths: AtomicU64::new(0),
                 stream_start: AtomicU64::new(0),
+                deaths_reported: AtomicU64::new(0),
             }
         }
         Box::new(ControlBlock {
@@ -539,7 +544,7 @@ pub mod slot {
 #[cfg(not(shmring_loom))]
 pub const FINGERPRINT: u64 = {
     use core::mem::{offset_of, size_of};
-    let facts: [u64; 41] = [
+    let facts: [u64; 42] = [
         LAYOUT_VERSION as u64,
         size_of::<ControlBlock>() as u64,
         size_of::<SegmentHeader>() as u64,
@@ -581,6 +586,7 @@ pub const FINGERPRINT: u64 = {
         LINE as u64,
         locks::CREATOR | locks::PEER_BASE << 16,
         offset_of!(RoleLine, deaths) as u64 | (offset_of!(RoleLine, stream_start) as u64) << 16,
+        offset_of!(RoleLine, deaths_reported) as u64,
     ];
     // FNV-1a over the facts' little-endian bytes.
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
@@ -650,6 +656,7 @@ const _: () = {
     assert!(offset_of!(RoleLine, seq) == 256);
     assert!(offset_of!(RoleLine, deaths) == 264);
     assert!(offset_of!(RoleLine, stream_start) == 272);
+    assert!(offset_of!(RoleLine, deaths_reported) == 280);
     assert!(size_of::<ControlBlock>() as u64 == CONTROL_SIZE);
     assert!(align_of::<ControlBlock>() == LINE);
     assert!(CONTROL_SIZE % LINE as u64 == 0);
@@ -682,7 +689,7 @@ mod tests {
         assert_eq!(MAGIC.to_le_bytes(), *b"SHMRING1");
         // Recomputed by hand from the same inputs would be circular; instead pin the value
         // so any layout change is a conscious, visible edit.
-        assert_eq!(FINGERPRINT, 0x6c92_f234_ba42_a06b_u64, "{FINGERPRINT:#x}");
+        assert_eq!(FINGERPRINT, 0x6381_829c_3c81_19f8_u64, "{FINGERPRINT:#x}");
     }
 
     #[test]

@@ -40,7 +40,11 @@ pub use crate::stats::{PeerInfo, PeerStatus};
 pub use crate::wait::RECOVERY_INTERVAL;
 
 /// Slot payload of an MPMC ring when the config does not say (a 256-byte slot).
-pub(crate) const DEFAULT_MAX_MESSAGE: u64 = 240;
+pub(crate) const DEFAULT_MAX_MESSAGE: usize = 240;
+/// Slots of an MPMC ring when the config does not say.
+pub(crate) const DEFAULT_SLOTS: usize = 1024;
+/// Peer records of an MPMC ring when the config does not say.
+pub(crate) const DEFAULT_MAX_PEERS: u32 = 16;
 
 /// The MPMC kind: many producers and consumers over sequence-numbered slots.
 #[derive(Clone, Copy, Debug)]
@@ -54,10 +58,15 @@ impl KindImpl for Mpmc {
     type Consumer<M: Memory> = ConsumerCore<M>;
 
     fn requested(config: &Config) -> Result<MpmcGeometry> {
+        config.refuse(
+            "MPMC",
+            &[("capacity", config.capacity.is_some())],
+            "Config::slots and Config::max_message",
+        )?;
         MpmcGeometry::new(
-            config.slots,
-            config.max_message.unwrap_or(DEFAULT_MAX_MESSAGE),
-            config.max_peers,
+            config.slots.unwrap_or(DEFAULT_SLOTS) as u64,
+            config.max_message.unwrap_or(DEFAULT_MAX_MESSAGE) as u64,
+            config.max_peers.unwrap_or(DEFAULT_MAX_PEERS),
         )
     }
 
@@ -112,8 +121,8 @@ pub type ReadGrant<'a> = channel::ReadGrant<'a, Mpmc>;
 
 impl channel::Ring<Mpmc> {
     /// Number of slots.
-    pub fn slots(&self) -> u64 {
-        self.geometry().slot_count
+    pub fn slots(&self) -> usize {
+        self.geometry().slot_count as usize
     }
 
     /// Most handles attached at once.

@@ -33,7 +33,10 @@ use crate::layout::geometry::{SpscGeometry, max_message_limit};
 use crate::memory::Memory;
 use crate::shm::ShmMemory;
 use crate::shm::segment::{self, Location};
-use crate::stats::{KindStats, PeerInfo, Stats, spsc_peers, spsc_stats};
+use crate::stats::{PeerInfo, Stats, spsc_peers, spsc_stats};
+
+/// Bytes in an SPSC ring's data region when the config does not say.
+pub(crate) const DEFAULT_CAPACITY: usize = 1 << 20;
 
 /// The SPSC kind: one producer, one consumer, variable-length records in a byte ring.
 #[derive(Clone, Copy, Debug)]
@@ -47,9 +50,23 @@ impl KindImpl for Spsc {
     type Consumer<M: Memory> = ConsumerEnd<M>;
 
     fn requested(config: &Config) -> Result<SpscGeometry> {
-        let capacity = config.capacity;
+        config.refuse(
+            "SPSC",
+            &[
+                ("slots", config.slots.is_some()),
+                ("max_peers", config.max_peers.is_some()),
+            ],
+            "Config::capacity",
+        )?;
+        if config.initial_position % 8 != 0 {
+            return Err(crate::Error::invalid_argument(format!(
+                "initial position {} is not a multiple of 8",
+                config.initial_position
+            )));
+        }
+        let capacity = config.capacity.unwrap_or(DEFAULT_CAPACITY) as u64;
         let max_message = match config.max_message {
-            Some(max) => max,
+            Some(max) => max as u64,
             None if capacity.is_power_of_two() && capacity >= MIN_CAPACITY => {
                 max_message_limit(capacity)
             }
@@ -107,35 +124,15 @@ pub type ReadGrant<'a> = channel::ReadGrant<'a, Spsc>;
 
 impl channel::Ring<Spsc> {
     /// Bytes in the data region.
-    pub fn capacity(&self) -> u64 {
-        self.geometry().capacity
-    }
-
-    /// Messages published and not yet released, as far as the shared counters know.
-    pub fn len(&self) -> u64 {
-        self.stats().messages_in_flight
-    }
-
-    /// Whether no message is waiting (as far as the shared counters know).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    pub fn capacity(&self) -> usize {
+        self.geometry().capacity as usize
     }
 }
 
 impl<M: Memory> channel::Producer<Spsc, M> {
     /// Bytes in the data region.
-    pub fn capacity(&self) -> u64 {
-        self.core().geometry().capacity
-    }
-
-    /// Messages published and not yet released, as far as the shared counters know.
-    pub fn len(&self) -> u64 {
-        self.stats().messages_in_flight
-    }
-
-    /// Whether no message is waiting (as far as the shared counters know).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    pub fn capacity(&self) -> usize {
+        self.core().geometry().capacity as usize
     }
 
     /// Starts a batch: messages pushed to it are published together, with one store, when
@@ -166,21 +163,8 @@ impl<M: Memory> channel::Producer<Spsc, M> {
 
 impl<M: Memory> channel::Consumer<Spsc, M> {
     /// Bytes in the data region.
-    pub fn capacity(&self) -> u64 {
-        match self.stats().kind {
-            KindStats::Spsc { capacity, .. } => capacity,
-            _ => 0,
-        }
-    }
-
-    /// Messages published and not yet released, as far as the shared counters know.
-    pub fn len(&self) -> u64 {
-        self.stats().messages_in_flight
-    }
-
-    /// Whether no message is waiting (as far as the shared counters know).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    pub fn capacity(&self) -> usize {
+        self.core().geometry().capacity as usize
     }
 }
 

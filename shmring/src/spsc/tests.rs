@@ -5,17 +5,29 @@ use std::collections::VecDeque;
 
 use proptest::prelude::*;
 
+use crate::Config;
 use crate::error::Error;
 use crate::layout::record;
-use crate::testing::{HeapConsumer, HeapProducer, heap_pair};
+use crate::spsc::Spsc;
+use crate::testing::{HeapConsumer, HeapProducer, HeapRing};
 
-fn pair(capacity: u64, start: u64) -> (HeapProducer, HeapConsumer) {
-    heap_pair(
-        capacity,
-        crate::layout::geometry::max_message_limit(capacity),
-        start,
-    )
-    .unwrap()
+/// A heap ring of `capacity` bytes (largest messages allowed), positions from `start`.
+fn ring(capacity: usize, max_message: usize, start: u64) -> HeapRing<Spsc> {
+    let config = Config::new()
+        .capacity(capacity)
+        .max_message(max_message)
+        .initial_position(start);
+    HeapRing::new(&config).unwrap()
+}
+
+/// Both ends of a heap ring (owners 1 and 2).
+fn ends(ring: &HeapRing<Spsc>) -> (HeapProducer<Spsc>, HeapConsumer<Spsc>) {
+    (ring.producer(1).unwrap(), ring.consumer(2).unwrap())
+}
+
+fn pair(capacity: usize, start: u64) -> (HeapProducer<Spsc>, HeapConsumer<Spsc>) {
+    let max = crate::layout::geometry::max_message_limit(capacity as u64) as usize;
+    ends(&ring(capacity, max, start))
 }
 
 fn payload(seq: u64, len: usize) -> Vec<u8> {
@@ -32,10 +44,10 @@ fn messages_keep_their_boundaries_and_order() {
         tx.try_send(&payload(len as u64, len)).unwrap();
     }
     for len in [0usize, 1, 7, 8, 9, 100] {
-        assert_eq!(rx.try_recv(&mut out).unwrap(), len);
+        assert_eq!(rx.try_recv_vec(&mut out).unwrap(), len);
         assert_eq!(out, payload(len as u64, len));
     }
-    assert!(matches!(rx.try_recv(&mut out), Err(Error::WouldBlock)));
+    assert!(matches!(rx.try_recv_vec(&mut out), Err(Error::WouldBlock)));
 }
 
 #[test]
@@ -56,10 +68,10 @@ fn full_ring_refuses_and_overwrites_nothing() {
     assert!(matches!(tx.try_send(&[0; 17]), Err(Error::WouldBlock)));
     let mut out = Vec::new();
     for seq in 0..sent {
-        rx.try_recv(&mut out).unwrap();
+        rx.try_recv_vec(&mut out).unwrap();
         assert_eq!(out, payload(seq, 24), "message {seq}");
     }
-    assert!(matches!(rx.try_recv(&mut out), Err(Error::WouldBlock)));
+    assert!(matches!(rx.try_recv_vec(&mut out), Err(Error::WouldBlock)));
     tx.try_send(b"room again").unwrap();
     tx.try_send(b"").unwrap();
 }
@@ -67,19 +79,19 @@ fn full_ring_refuses_and_overwrites_nothing() {
 #[test]
 fn too_large_is_refused_and_the_largest_fits_at_every_offset() {
     let capacity = 512;
-    let max = crate::layout::geometry::max_message_limit(capacity) as usize;
+    let max = crate::layout::geometry::max_message_limit(capacity as u64) as usize;
     assert_eq!(max, 248);
     let mut out = Vec::new();
     // Move an empty ring through every 8-byte offset; a max message must always fit.
     for shift in 0..capacity / 8 {
-        let (mut tx, mut rx) = pair(capacity, shift * 8);
+        let (mut tx, mut rx) = pair(capacity, shift as u64 * 8);
         assert!(matches!(
             tx.try_send(&vec![0; max + 1]),
             Err(Error::MessageTooLarge { len, max: m }) if len == max + 1 && m == max
         ));
-        tx.try_send(&payload(shift, max)).unwrap();
-        rx.try_recv(&mut out).unwrap();
-        assert_eq!(out, payload(shift, max));
+        tx.try_send(&payload(shift as u64, max)).unwrap();
+        rx.try_recv_vec(&mut out).unwrap();
+        assert_eq!(out, payload(shift as u64, max));
     }
 }
 
@@ -92,7 +104,7 @@ fn records_wrap_with_padding_across_u64_overflow() {
     for seq in 0..20_000u64 {
         let len = ((seq * 37) % 300) as usize;
         tx.try_send(&payload(seq, len)).unwrap();
-        rx.try_recv(&mut out).unwrap();
+        rx.try_recv_vec(&mut out).unwrap();
         assert_eq!(out, payload(seq, len), "message {seq}");
     }
 }
@@ -101,32 +113,34 @@ fn records_wrap_with_padding_across_u64_overflow() {
 fn batch_is_invisible_until_flushed() {
     let (mut tx, mut rx) = pair(4096, 0);
     let mut out = Vec::new();
-    tx.begin_batch();
+    let mut batch = tx.batch();
     for seq in 0..10 {
-        tx.try_send(&payload(seq, 100)).unwrap();
+        batch.try_push(&payload(seq, 100)).unwrap();
     }
-    assert!(matches!(rx.try_recv(&mut out), Err(Error::WouldBlock)));
-    tx.flush();
-    rx.begin_batch();
-    for seq in 0..10 {
-        rx.try_recv(&mut out).unwrap();
-        assert_eq!(out, payload(seq, 100));
-    }
-    rx.flush();
+    assert!(matches!(rx.try_recv_vec(&mut out), Err(Error::WouldBlock)));
+    assert_eq!(batch.publish(), 10);
+    let mut seq = 0;
+    let taken = rx
+        .try_recv_batch(10, |msg| {
+            assert_eq!(msg, payload(seq, 100));
+            seq += 1;
+        })
+        .unwrap();
+    assert_eq!(taken, 10);
 }
 
 #[test]
 fn batch_that_wraps_is_published_by_its_first_header() {
     let (mut tx, mut rx) = pair(256, 192);
     let mut out = Vec::new();
-    tx.begin_batch();
+    let mut batch = tx.batch();
     // Starts 64 bytes before the lap end: the second record needs a padding record.
-    tx.try_send(&payload(1, 40)).unwrap();
-    tx.try_send(&payload(2, 40)).unwrap();
-    assert!(matches!(rx.try_recv(&mut out), Err(Error::WouldBlock)));
-    tx.flush();
+    batch.try_push(&payload(1, 40)).unwrap();
+    batch.try_push(&payload(2, 40)).unwrap();
+    assert!(matches!(rx.try_recv_vec(&mut out), Err(Error::WouldBlock)));
+    drop(batch);
     for seq in 1..=2 {
-        rx.try_recv(&mut out).unwrap();
+        rx.try_recv_vec(&mut out).unwrap();
         assert_eq!(out, payload(seq, 40));
     }
 }
@@ -135,12 +149,10 @@ fn batch_that_wraps_is_published_by_its_first_header() {
 fn zero_copy_commits_the_written_prefix() {
     let (mut tx, mut rx) = pair(1024, 0);
     let mut out = Vec::new();
-    tx.try_send_with(100, |buf| {
-        buf[..3].copy_from_slice(b"abc");
-        3
-    })
-    .unwrap();
-    assert_eq!(rx.try_recv(&mut out).unwrap(), 3);
+    let mut grant = tx.try_reserve(100).unwrap();
+    grant[..3].copy_from_slice(b"abc");
+    grant.commit_prefix(3).unwrap();
+    assert_eq!(rx.try_recv_vec(&mut out).unwrap(), 3);
     assert_eq!(out, b"abc");
 }
 
@@ -150,9 +162,9 @@ fn producer_close_drains_then_closed() {
     let mut out = Vec::new();
     tx.try_send(b"last words").unwrap();
     tx.close();
-    assert_eq!(rx.try_recv(&mut out).unwrap(), 10);
-    assert!(matches!(rx.try_recv(&mut out), Err(Error::Closed)));
-    assert!(matches!(rx.try_recv(&mut out), Err(Error::Closed)));
+    assert_eq!(rx.try_recv_vec(&mut out).unwrap(), 10);
+    assert!(matches!(rx.try_recv_vec(&mut out), Err(Error::Closed)));
+    assert!(matches!(rx.try_recv_vec(&mut out), Err(Error::Closed)));
 }
 
 #[test]
@@ -165,27 +177,31 @@ fn corrupted_headers_are_reported_not_followed() {
         ("padding at offset 0", record::padding(0, 0)),
         ("padding with a length", record::padding(0, 8)),
     ];
+    let max = crate::layout::geometry::max_message_limit(capacity) as usize;
     for (what, word) in cases {
-        let (_tx, mut rx) = pair(capacity, 0);
-        rx.poke_word(0, word);
+        let damaged = ring(capacity as usize, max, 0);
+        let (_tx, mut rx) = ends(&damaged);
+        damaged.poke_word(0, word);
         let mut out = Vec::new();
         assert!(
-            matches!(rx.try_recv(&mut out), Err(Error::Corrupted { .. })),
+            matches!(rx.try_recv_vec(&mut out), Err(Error::Corrupted { .. })),
             "{what}"
         );
     }
     // A record that would run past the end of the data region.
-    let (_tx, mut rx) = pair(capacity, 1000);
-    rx.poke_word(1000 % capacity, record::message(1000, 400));
+    let past_end = ring(capacity as usize, max, 1000);
+    let (_tx, mut rx) = ends(&past_end);
+    past_end.poke_word(1000 % capacity, record::message(1000, 400));
     assert!(matches!(
-        rx.try_recv(&mut Vec::new()),
+        rx.try_recv_vec(&mut Vec::new()),
         Err(Error::Corrupted { .. })
     ));
     // Padding followed by nothing.
-    let (_tx, mut rx) = pair(capacity, 1000);
-    rx.poke_word(1000, record::padding(1000, 0));
+    let dangling = ring(capacity as usize, max, 1000);
+    let (_tx, mut rx) = ends(&dangling);
+    dangling.poke_word(1000, record::padding(1000, 0));
     assert!(matches!(
-        rx.try_recv(&mut Vec::new()),
+        rx.try_recv_vec(&mut Vec::new()),
         Err(Error::Corrupted { .. })
     ));
 }
@@ -217,8 +233,7 @@ proptest! {
         start in prop_oneof![Just(0u64), Just(u64::MAX - 511), any::<u64>()],
         ops in prop::collection::vec(op(120), 1..200),
     ) {
-        let capacity = 256;
-        let (mut tx, mut rx) = heap_pair(capacity, 120, start).unwrap();
+        let (mut tx, mut rx) = ends(&ring(256, 120, start & !7));
         let mut model: VecDeque<Vec<u8>> = VecDeque::new();
         let mut seq = 0u64;
         let mut out = Vec::new();
@@ -230,7 +245,10 @@ proptest! {
                     let result = if matches!(op, Op::Send(_)) {
                         tx.try_send(&msg)
                     } else {
-                        tx.try_send_with(len, |buf| { buf.copy_from_slice(&msg); len })
+                        tx.try_reserve(len).and_then(|mut grant| {
+                            grant.copy_from_slice(&msg);
+                            grant.commit()
+                        })
                     };
                     match result {
                         Ok(()) => model.push_back(msg),
@@ -239,49 +257,48 @@ proptest! {
                     }
                 }
                 Op::Batch(lens) => {
-                    tx.begin_batch();
+                    let mut batch = tx.batch();
                     for len in lens {
                         let msg = payload(seq, len);
                         seq += 1;
-                        match tx.try_send(&msg) {
+                        match batch.try_push(&msg) {
                             Ok(()) => model.push_back(msg),
                             Err(Error::WouldBlock) => break,
                             Err(e) => prop_assert!(false, "batch send: {e}"),
                         }
                     }
-                    tx.flush();
                 }
-                Op::Recv => match rx.try_recv(&mut out) {
+                Op::Recv => match rx.try_recv_vec(&mut out) {
                     Ok(_) => prop_assert_eq!(Some(out.clone()), model.pop_front()),
                     Err(Error::WouldBlock) => prop_assert!(model.is_empty()),
                     Err(e) => prop_assert!(false, "recv: {e}"),
                 },
                 Op::RecvBatch(n) => {
-                    rx.begin_batch();
-                    for _ in 0..n {
-                        match rx.try_recv(&mut out) {
-                            Ok(_) => prop_assert_eq!(Some(out.clone()), model.pop_front()),
-                            Err(Error::WouldBlock) => { prop_assert!(model.is_empty()); break }
-                            Err(e) => prop_assert!(false, "recv: {e}"),
-                        }
+                    let mut got = Vec::new();
+                    match rx.try_recv_batch(n, |msg| got.push(msg.to_vec())) {
+                        Ok(taken) => prop_assert!(taken == got.len() && taken <= n),
+                        Err(Error::WouldBlock) => prop_assert!(model.is_empty()),
+                        Err(e) => prop_assert!(false, "recv batch: {e}"),
                     }
-                    rx.flush();
+                    for msg in got {
+                        prop_assert_eq!(Some(msg), model.pop_front());
+                    }
                 }
             }
         }
         tx.close();
         while let Some(expected) = model.pop_front() {
-            rx.try_recv(&mut out).unwrap();
+            rx.try_recv_vec(&mut out).unwrap();
             prop_assert_eq!(out.clone(), expected);
         }
-        prop_assert!(matches!(rx.try_recv(&mut out), Err(Error::Closed)));
+        prop_assert!(matches!(rx.try_recv_vec(&mut out), Err(Error::Closed)));
     }
 }
 
 /// Two threads, the real memory orderings, a small ring that wraps constantly.
 #[test]
 fn threads_stream_without_loss() {
-    let (mut tx, mut rx) = pair(512, u64::MAX - 100_000);
+    let (mut tx, mut rx) = pair(512, (u64::MAX - 100_000) & !7);
     const N: u64 = 200_000;
     let producer = std::thread::spawn(move || {
         for seq in 0..N {
@@ -299,7 +316,7 @@ fn threads_stream_without_loss() {
     let mut out = Vec::new();
     let mut seq = 0;
     loop {
-        match rx.try_recv(&mut out) {
+        match rx.try_recv_vec(&mut out) {
             Ok(_) => {
                 assert_eq!(out, payload(seq, (seq % 200) as usize), "message {seq}");
                 seq += 1;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use shmring::{Config, Error, OpenOptions, Role, WaitStrategy, mpmc, spsc};
 
 /// Largest message of the rings made by [`config`].
-pub const MAX: u64 = 32;
+pub const MAX: usize = 32;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -53,7 +53,7 @@ impl AnyEnd {
 
     /// One blocking call: a send that waits for room, or a receive that waits for data.
     pub fn block_once(&mut self, timeout: Duration) -> Result<(), Error> {
-        let mut buf = [0u8; MAX as usize];
+        let mut buf = [0u8; MAX];
         match self {
             AnyEnd::SpscProducer(tx) => tx.send_timeout(b"last", timeout),
             AnyEnd::MpmcProducer(tx) => tx.send_timeout(b"last", timeout),
@@ -64,7 +64,7 @@ impl AnyEnd {
 
     /// One non-blocking call: it must make progress (room for a message, or a message).
     pub fn progress(&mut self) -> Result<(), Error> {
-        let mut buf = [0u8; MAX as usize];
+        let mut buf = [0u8; MAX];
         match self {
             AnyEnd::SpscProducer(tx) => tx.try_send(b"x"),
             AnyEnd::MpmcProducer(tx) => tx.try_send(b"x"),
@@ -77,7 +77,7 @@ impl AnyEnd {
     /// error (which ones depends on the moment), never a hang.
     pub fn calls(&mut self) -> Vec<Result<(), Error>> {
         let short = Duration::from_millis(100);
-        let mut buf = [0u8; MAX as usize];
+        let mut buf = [0u8; MAX];
         match self {
             AnyEnd::SpscProducer(tx) => vec![tx.try_send(b"x"), tx.send_timeout(b"y", short)],
             AnyEnd::MpmcProducer(tx) => vec![tx.try_send(b"x"), tx.send_timeout(b"y", short)],
@@ -95,7 +95,7 @@ impl AnyEnd {
     /// Empties the ring (a consumer), then sends one message with `producer` and receives
     /// it: one exchange with nobody asleep.
     pub fn exchange_with(&mut self, producer: &mut AnyEnd) {
-        let mut buf = [0u8; MAX as usize];
+        let mut buf = [0u8; MAX];
         while self.try_recv(&mut buf).is_ok() {}
         producer.block_once(Duration::from_secs(10)).unwrap();
         self.block_once(Duration::from_secs(10)).unwrap();
