@@ -79,3 +79,8 @@ negative_control shmring_weaken_death_order target/loom-death mpmc \
 negative_control shmring_forget_unreported_deaths target/loom-forget spsc \
     a_producer_takes_over_from_a_dead_one "saw \[Message(0), Message(1), Closed\]" \
     "unreported deaths forgotten"
+# The R1/R2 fences removed: a reporter and a joiner can miss each other, and the death is
+# told twice (once for the dead producer's stream, again at the end of its successor's).
+negative_control shmring_weaken_report_fence target/loom-report spsc \
+    a_producer_takes_over_from_a_dead_one "saw \[Message(0), PeerDead, Message(1), PeerDead\]" \
+    "R1/R2 fences removed"

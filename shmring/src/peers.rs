@@ -97,7 +97,9 @@ pub(crate) fn join(ctl: &ControlBlock, role: Role, slot: u32, words: usize) {
     ctl.peers.ever_attached[role_index(role)].fetch_add(1, Release);
     // ORDERING R2 (Dekker with R1): our attach is counted, then we look at
     // `deaths_reported`. Either we see a report being made now, or its reporter sees our
-    // attach counted (and moves `stream_start` past what it reports).
+    // attach counted (and moves `stream_start` past what it reports). The negative control
+    // `--cfg shmring_weaken_report_fence` removes this fence and R1's.
+    #[cfg(not(shmring_weaken_report_fence))]
     fence(SeqCst);
     let others = (0..words).any(|w| w != word && line.present[w].load(Acquire) != 0);
     // Our own bit already set: we took over a dead holder of this slot, whose stream
@@ -166,6 +168,7 @@ impl End {
         // since we saw the end (it may have come and gone). It may have read
         // `deaths_reported` before our report; its stream must not carry the deaths we
         // tell of now.
+        #[cfg(not(shmring_weaken_report_fence))]
         fence(SeqCst);
         if ctl.peers.ever_attached[role_index(self.role)].load(Relaxed) != self.joins {
             line.stream_start.fetch_max(self.deaths, Relaxed);
