@@ -41,6 +41,7 @@ mod config;
 mod crash;
 mod error;
 mod memory;
+mod os;
 mod peers;
 pub mod raw;
 mod shm;

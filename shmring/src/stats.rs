@@ -1,10 +1,8 @@
-//! Occupancy and counters, read from a segment's control block.
+//! What statistics and peer listings report, for every ring kind. Each kind's algorithm
+//! module fills them in from its control block (`algo::spsc::stats`, `algo::mpmc::stats`).
 
-use crate::error::Role;
-use crate::layout::geometry::{MpmcGeometry, SpscGeometry};
-use crate::layout::{ControlBlock, peer_state};
-use crate::memory::RingMemory;
-use crate::sync::Ordering::{Acquire, Relaxed};
+use crate::layout::ControlBlock;
+use crate::sync::Ordering::Relaxed;
 
 /// A snapshot of a ring of any kind, like `mq_getattr` / `IPC_STAT`. Values are read one
 /// by one while the ends may be running, so they are each exact but not mutually atomic.
@@ -76,108 +74,9 @@ pub enum KindStats {
     },
 }
 
-/// The two role records of an SPSC ring as [`PeerInfo`]s (never-held roles left out);
-/// `alive(slot)` says whether a slot's holder lives.
-pub(crate) fn spsc_peers(ctl: &ControlBlock, alive: impl Fn(u32) -> bool) -> Vec<PeerInfo> {
-    let roles = [
-        (
-            Role::Producer,
-            &ctl.peers.producer,
-            &ctl.producer.messages,
-            &ctl.producer.bytes,
-        ),
-        (
-            Role::Consumer,
-            &ctl.peers.consumer,
-            &ctl.consumer.messages,
-            &ctl.consumer.bytes,
-        ),
-    ];
-    roles
-        .into_iter()
-        .enumerate()
-        .filter_map(|(index, (role, record, messages, bytes))| {
-            let state = record.state.load(Acquire);
-            let generation = record.generation.load(Relaxed);
-            if state == peer_state::FREE && generation == 0 {
-                return None;
-            }
-            let slot = index as u32;
-            let status = match state {
-                peer_state::ATTACHED if alive(slot) => PeerStatus::Attached,
-                peer_state::ATTACHED => PeerStatus::AttachedDead,
-                peer_state::CLOSED => PeerStatus::Closed,
-                peer_state::DEAD => PeerStatus::Dead,
-                // Being attached right now (its holder has the slot, not yet the state).
-                _ if alive(slot) => PeerStatus::Attached,
-                other => PeerStatus::Unknown(other as u8),
-            };
-            Some(PeerInfo {
-                index: index as u32,
-                role: Some(role),
-                status,
-                pid: record.pid.load(Relaxed),
-                generation,
-                messages: messages.load(Relaxed),
-                bytes: bytes.load(Relaxed),
-            })
-        })
-        .collect()
-}
-
-/// An SPSC ring's statistics.
-pub(crate) fn spsc_stats(ctl: &ControlBlock, geometry: SpscGeometry) -> Stats {
-    // Consumer first: what it released was sent, so the differences below never go negative
-    // for an honest pair (wrapping arithmetic keeps a dishonest one from panicking).
-    let received = ctl.consumer.messages.load(Acquire);
-    let bytes_received = ctl.consumer.bytes.load(Relaxed);
-    let head = ctl.consumer.head.load(Acquire);
-    let tail = ctl.producer.tail.load(Acquire);
-    let sent = ctl.producer.messages.load(Relaxed);
-    let bytes_sent = ctl.producer.bytes.load(Relaxed);
-    Stats {
-        max_message: geometry.max_message,
-        messages_in_flight: sent.saturating_sub(received),
-        messages_sent: sent,
-        bytes_sent,
-        messages_received: received,
-        bytes_received,
-        ..roles(ctl, 1)
-    }
-    .with_kind(KindStats::Spsc {
-        capacity: geometry.capacity,
-        used_bytes: tail.wrapping_sub(head).min(geometry.capacity),
-    })
-}
-
-/// An MPMC ring's statistics.
-pub(crate) fn mpmc_stats<M: RingMemory>(memory: &M, geometry: &MpmcGeometry) -> Stats {
-    use crate::algo::registry;
-    use crate::layout::registry::{ROLE_CONSUMER, ROLE_PRODUCER};
-    let ctl = memory.control();
-    let (messages_received, bytes_received) = registry::totals(memory, geometry, ROLE_CONSUMER);
-    let (messages_sent, bytes_sent) = registry::totals(memory, geometry, ROLE_PRODUCER);
-    let head = ctl.consumer.head.load(Relaxed);
-    let tail = ctl.producer.tail.load(Relaxed);
-    Stats {
-        max_message: geometry.max_message,
-        messages_in_flight: tail.wrapping_sub(head).min(geometry.slot_count),
-        messages_sent,
-        bytes_sent,
-        messages_received,
-        bytes_received,
-        ..roles(ctl, crate::peers::slot_words(geometry.max_peers))
-    }
-    .with_kind(KindStats::Mpmc {
-        slots: geometry.slot_count,
-        max_peers: geometry.max_peers,
-        claims_skipped: ctl.peers.claims_skipped.load(Relaxed),
-        messages_dropped: ctl.peers.messages_dropped.load(Relaxed),
-    })
-}
-
-/// The role lines' part of the statistics (the rest zero).
-fn roles(ctl: &ControlBlock, words: usize) -> Stats {
+/// The role lines' part of the statistics (the rest zero), for a ring whose slot bits
+/// take `words` words.
+pub(crate) fn roles(ctl: &ControlBlock, words: usize) -> Stats {
     use crate::peers::count;
     Stats {
         max_message: 0,
@@ -200,7 +99,8 @@ fn roles(ctl: &ControlBlock, words: usize) -> Stats {
 }
 
 impl Stats {
-    fn with_kind(mut self, kind: KindStats) -> Stats {
+    /// These statistics with the kind's part set.
+    pub(crate) fn with_kind(mut self, kind: KindStats) -> Stats {
         self.kind = kind;
         self
     }

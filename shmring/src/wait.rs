@@ -433,12 +433,12 @@ mod futex {
     /// change, a signal or the timeout; the caller re-checks its condition either way.
     /// Counts as one system call.
     pub(super) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<super::Duration>) {
-        crate::shm::os::futex_wait(word.as_std(), expected, timeout);
+        crate::os::futex_wait(word.as_std(), expected, timeout);
     }
 
     /// Wakes every process sleeping on `word`. One system call.
     pub(super) fn futex_wake_all(word: &AtomicU32) {
-        crate::shm::os::futex_wake_all(word.as_std());
+        crate::os::futex_wake_all(word.as_std());
     }
 }
 

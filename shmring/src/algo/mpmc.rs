@@ -19,15 +19,15 @@
 //! process that died). A live process, however slow or stopped, is never skipped.
 //! `docs/ordering.md` names the edges; `docs/reliability.md` states the guarantee.
 
+use super::registry::{self as reg, Membership};
 use crate::error::{Error, Result, Role};
+use crate::layout::geometry::MpmcGeometry;
 use crate::layout::registry::{ROLE_CONSUMER, ROLE_PRODUCER, claim};
 use crate::layout::slot;
 use crate::memory::RingMemory;
+use crate::stats::{KindStats, Stats, roles};
 use crate::sync::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use crate::sync::{AtomicU64, spin_loop};
-
-use super::registry::{self as reg, Membership};
-use crate::layout::geometry::MpmcGeometry;
 
 /// The ordering of P1. Only the loom negative control (`--cfg shmring_weaken_publish`)
 /// weakens it, to show that the loom model catches a Relaxed publish.
@@ -751,4 +751,30 @@ impl<M: RingMemory> super::ConsumerCore for ConsumerCore<M> {
     fn close(&mut self, held: Option<SlotMessage>) {
         ConsumerCore::close(self, held)
     }
+}
+
+/// An MPMC ring's statistics.
+pub(crate) fn stats<M: RingMemory>(memory: &M, geometry: &MpmcGeometry) -> Stats {
+    use crate::layout::registry::{ROLE_CONSUMER, ROLE_PRODUCER};
+    let ctl = memory.control();
+    let (messages_received, bytes_received) =
+        super::registry::totals(memory, geometry, ROLE_CONSUMER);
+    let (messages_sent, bytes_sent) = super::registry::totals(memory, geometry, ROLE_PRODUCER);
+    let head = ctl.consumer.head.load(Relaxed);
+    let tail = ctl.producer.tail.load(Relaxed);
+    Stats {
+        max_message: geometry.max_message,
+        messages_in_flight: tail.wrapping_sub(head).min(geometry.slot_count),
+        messages_sent,
+        bytes_sent,
+        messages_received,
+        bytes_received,
+        ..roles(ctl, crate::peers::slot_words(geometry.max_peers))
+    }
+    .with_kind(KindStats::Mpmc {
+        slots: geometry.slot_count,
+        max_peers: geometry.max_peers,
+        claims_skipped: ctl.peers.claims_skipped.load(Relaxed),
+        messages_dropped: ctl.peers.messages_dropped.load(Relaxed),
+    })
 }

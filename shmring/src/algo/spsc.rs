@@ -10,14 +10,13 @@
 //! first with Relaxed and the first last with Release, so one store publishes the batch.
 //! `docs/ordering.md` lists the edges (P1/C1, C2/P2, P3/C3) named in the comments below.
 
-use crate::error::Role;
-use crate::peers;
-
 use super::Identity;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Role};
 use crate::layout::geometry::SpscGeometry;
-use crate::layout::{RECORD_HEADER, record};
+use crate::layout::{ControlBlock, RECORD_HEADER, peer_state, record};
 use crate::memory::RingMemory;
+use crate::peers;
+use crate::stats::{KindStats, PeerInfo, PeerStatus, Stats, roles};
 use crate::sync::Ordering::{Acquire, Relaxed, Release};
 use crate::sync::prefetch_write;
 
@@ -708,4 +707,78 @@ impl<M: RingMemory> super::ConsumerCore for ConsumerEnd<M> {
         self.core.close();
         peers::close_spsc(self.core.memory(), Role::Consumer, &self.holder);
     }
+}
+
+/// The two role records of an SPSC ring as [`PeerInfo`]s (never-held roles left out);
+/// `alive(slot)` says whether a slot's holder lives.
+pub(crate) fn peers(ctl: &ControlBlock, alive: impl Fn(u32) -> bool) -> Vec<PeerInfo> {
+    let roles = [
+        (
+            Role::Producer,
+            &ctl.peers.producer,
+            &ctl.producer.messages,
+            &ctl.producer.bytes,
+        ),
+        (
+            Role::Consumer,
+            &ctl.peers.consumer,
+            &ctl.consumer.messages,
+            &ctl.consumer.bytes,
+        ),
+    ];
+    roles
+        .into_iter()
+        .enumerate()
+        .filter_map(|(index, (role, record, messages, bytes))| {
+            let state = record.state.load(Acquire);
+            let generation = record.generation.load(Relaxed);
+            if state == peer_state::FREE && generation == 0 {
+                return None;
+            }
+            let slot = index as u32;
+            let status = match state {
+                peer_state::ATTACHED if alive(slot) => PeerStatus::Attached,
+                peer_state::ATTACHED => PeerStatus::AttachedDead,
+                peer_state::CLOSED => PeerStatus::Closed,
+                peer_state::DEAD => PeerStatus::Dead,
+                // Being attached right now (its holder has the slot, not yet the state).
+                _ if alive(slot) => PeerStatus::Attached,
+                other => PeerStatus::Unknown(other as u8),
+            };
+            Some(PeerInfo {
+                index: index as u32,
+                role: Some(role),
+                status,
+                pid: record.pid.load(Relaxed),
+                generation,
+                messages: messages.load(Relaxed),
+                bytes: bytes.load(Relaxed),
+            })
+        })
+        .collect()
+}
+
+/// An SPSC ring's statistics.
+pub(crate) fn stats(ctl: &ControlBlock, geometry: SpscGeometry) -> Stats {
+    // Consumer first: what it released was sent, so the differences below never go negative
+    // for an honest pair (wrapping arithmetic keeps a dishonest one from panicking).
+    let received = ctl.consumer.messages.load(Acquire);
+    let bytes_received = ctl.consumer.bytes.load(Relaxed);
+    let head = ctl.consumer.head.load(Acquire);
+    let tail = ctl.producer.tail.load(Acquire);
+    let sent = ctl.producer.messages.load(Relaxed);
+    let bytes_sent = ctl.producer.bytes.load(Relaxed);
+    Stats {
+        max_message: geometry.max_message,
+        messages_in_flight: sent.saturating_sub(received),
+        messages_sent: sent,
+        bytes_sent,
+        messages_received: received,
+        bytes_received,
+        ..roles(ctl, 1)
+    }
+    .with_kind(KindStats::Spsc {
+        capacity: geometry.capacity,
+        used_bytes: tail.wrapping_sub(head).min(geometry.capacity),
+    })
 }

@@ -23,9 +23,10 @@ use crate::config::{Config, OpenOptions};
 use crate::error::Result;
 use crate::layout::geometry::Shape;
 use crate::memory::Memory;
+use crate::os;
+use crate::shm::ShmMemory;
 use crate::shm::attach::{self, Attached};
 use crate::shm::segment::{self, Location};
-use crate::shm::{ShmMemory, os};
 use crate::stats::{PeerInfo, Stats};
 use crate::wait::{WaitStrategy, Waiter};
 

@@ -91,7 +91,7 @@ impl KindImpl for Mpmc {
     }
 
     fn stats<M: Memory>(memory: &M, geometry: &MpmcGeometry) -> crate::Stats {
-        crate::stats::mpmc_stats(memory, geometry)
+        crate::algo::mpmc::stats(memory, geometry)
     }
 
     fn peers<M: Memory>(memory: &M, geometry: &MpmcGeometry) -> Vec<PeerInfo> {

@@ -15,7 +15,7 @@ use crate::layout::geometry::{HeaderParams, Shape};
 use crate::layout::{
     CONTROL_SIZE, FINGERPRINT, LAYOUT_VERSION, MAGIC, RingKind, header_flags, init_state,
 };
-use crate::shm::os;
+use crate::os;
 use crate::shm::segment::{Location, Segment, TrustPolicy};
 use crate::shm::{ShmMemory, control_of};
 use crate::sync::Ordering::{Acquire, Relaxed, Release};

@@ -3,7 +3,7 @@
 //! [`RingMemory`] of a mapped segment. The only part of the crate that talks to the OS.
 
 pub(crate) mod attach;
-pub(crate) mod os;
+
 pub(crate) mod segment;
 
 use std::sync::Arc;
@@ -81,11 +81,11 @@ unsafe impl RingMemory for ShmMemory {
 
     fn new_holder(&self, _owner: u64) -> Result<Self::Holder> {
         let shown = self.segment.location().display();
-        crate::shm::os::reopen(self.segment.fd()).map_err(|e| Error::from_os("reopen", &shown, e))
+        crate::os::reopen(self.segment.fd()).map_err(|e| Error::from_os("reopen", &shown, e))
     }
 
     fn lock_slot(&self, holder: &Self::Holder, slot: u32) -> Result<bool> {
-        crate::shm::os::lock_byte(holder, locks::peer_byte(slot)).map_err(|source| Error::Io {
+        crate::os::lock_byte(holder, locks::peer_byte(slot)).map_err(|source| Error::Io {
             op: "fcntl(F_OFD_SETLK)",
             source,
         })
@@ -93,13 +93,13 @@ unsafe impl RingMemory for ShmMemory {
 
     fn unlock_slot(&self, holder: &Self::Holder, slot: u32) {
         // Failure leaves the lock to be dropped when the holder's descriptor closes.
-        let _ = crate::shm::os::unlock_byte(holder, locks::peer_byte(slot));
+        let _ = crate::os::unlock_byte(holder, locks::peer_byte(slot));
     }
 
     fn slot_alive(&self, slot: u32) -> bool {
         // The segment's own descriptor never holds a peer lock, so every handle's lock,
         // this process's included, shows. An error counts as alive: a live peer must never
         // be judged dead.
-        crate::shm::os::byte_locked(self.segment.fd(), locks::peer_byte(slot)).unwrap_or(true)
+        crate::os::byte_locked(self.segment.fd(), locks::peer_byte(slot)).unwrap_or(true)
     }
 }

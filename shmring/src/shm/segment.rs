@@ -9,7 +9,7 @@ use memmap2::{MmapOptions, MmapRaw};
 
 use crate::error::{Error, Result};
 use crate::layout::locks;
-use crate::shm::os;
+use crate::os;
 
 /// Longest name after the leading `/` (NAME_MAX is 255 on Linux; leave room for prefixes).
 const MAX_NAME_LEN: usize = 250;

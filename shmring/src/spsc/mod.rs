@@ -33,7 +33,7 @@ use crate::layout::geometry::{SpscGeometry, max_message_limit};
 use crate::memory::Memory;
 use crate::shm::ShmMemory;
 use crate::shm::segment::{self, Location};
-use crate::stats::{PeerInfo, Stats, spsc_peers, spsc_stats};
+use crate::stats::{PeerInfo, Stats};
 
 /// Bytes in an SPSC ring's data region when the config does not say.
 pub(crate) const DEFAULT_CAPACITY: usize = 1 << 20;
@@ -94,11 +94,11 @@ impl KindImpl for Spsc {
     }
 
     fn stats<M: Memory>(memory: &M, geometry: &SpscGeometry) -> Stats {
-        spsc_stats(memory.control(), *geometry)
+        crate::algo::spsc::stats(memory.control(), *geometry)
     }
 
     fn peers<M: Memory>(memory: &M, _geometry: &SpscGeometry) -> Vec<PeerInfo> {
-        spsc_peers(memory.control(), |slot| memory.slot_alive(slot))
+        crate::algo::spsc::peers(memory.control(), |slot| memory.slot_alive(slot))
     }
 }
 
