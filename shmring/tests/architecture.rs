@@ -17,7 +17,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("stats", &["error", "layout", "peers", "sync"]),
     (
         "algo",
-        &["crash", "error", "layout", "memory", "peers", "stats", "sync"],
+        &[
+            "crash", "error", "layout", "memory", "peers", "stats", "sync",
+        ],
     ),
     (
         "wait",
@@ -120,11 +122,7 @@ fn modules_name_only_modules_below_them() {
     }
     assert!(wrong.is_empty(), "upward or unlisted imports: {wrong:?}");
     // The map itself must be a hierarchy: follow every chain and find no loop.
-    fn walk<'a>(
-        at: &'a str,
-        map: &BTreeMap<&'a str, BTreeSet<&'a str>>,
-        path: &mut Vec<&'a str>,
-    ) {
+    fn walk<'a>(at: &'a str, map: &BTreeMap<&'a str, BTreeSet<&'a str>>, path: &mut Vec<&'a str>) {
         assert!(!path.contains(&at), "import cycle: {path:?} -> {at}");
         path.push(at);
         for next in map.get(at).into_iter().flatten() {

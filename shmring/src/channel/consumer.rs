@@ -383,38 +383,7 @@ impl<K: Kind, M: Memory> Consumer<K, M> {
         Ok(())
     }
 
-    /// Largest message payload in bytes.
-    pub fn max_message(&self) -> usize {
-        self.core.max_message()
-    }
-
-    /// Counters and occupancy, read from the segment.
-    pub fn stats(&self) -> crate::Stats {
-        K::stats(self.core.memory(), &self.geometry)
-    }
-
-    /// Messages published and not yet released (MPMC: positions taken by producers and not
-    /// yet released), as far as the shared counters know at this instant.
-    pub fn len(&self) -> usize {
-        self.stats().messages_in_flight as usize
-    }
-
-    /// Whether no message is waiting (as [`len`](Self::len) sees it).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// This end's peer slot: its record in `Ring::peers()` (SPSC: 1; MPMC: its registry
-    /// record).
-    pub fn peer_index(&self) -> u32 {
-        self.core.slot()
-    }
-
-    /// System calls this end made to sleep or to wake producers (futex strategy; always 0
-    /// for the polling ones).
-    pub fn wake_syscalls(&self) -> u64 {
-        self.waiter.syscalls()
-    }
+    super::end_accessors!();
 
     /// Detaches (same as dropping). A message found and not released stays for the next
     /// SPSC consumer; on MPMC it was taken from the others and is released.

@@ -8,6 +8,45 @@
 //! `shmring::spsc`, `shmring::mpmc` give the kinds their names (`spsc::Ring` is
 //! `Ring<Spsc>`) and add what only one kind has.
 
+/// The accessors producers and consumers share, with one meaning.
+macro_rules! end_accessors {
+    () => {
+        /// Largest message payload in bytes.
+        pub fn max_message(&self) -> usize {
+            self.core.max_message()
+        }
+
+        /// Counters and occupancy, read from the segment.
+        pub fn stats(&self) -> crate::Stats {
+            K::stats(self.core.memory(), &self.geometry)
+        }
+
+        /// Messages published and not yet released (MPMC: positions taken by producers
+        /// and not yet released), as far as the shared counters know at this instant.
+        pub fn len(&self) -> usize {
+            self.stats().messages_in_flight as usize
+        }
+
+        /// Whether no message is waiting (as [`len`](Self::len) sees it).
+        pub fn is_empty(&self) -> bool {
+            self.len() == 0
+        }
+
+        /// This end's peer slot: its record in `Ring::peers()` (SPSC: 0 for the producer,
+        /// 1 for the consumer; MPMC: its registry record).
+        pub fn peer_index(&self) -> u32 {
+            self.core.slot()
+        }
+
+        /// System calls this end made to sleep or to wake the other role (futex strategy;
+        /// always 0 for the polling ones).
+        pub fn wake_syscalls(&self) -> u64 {
+            self.waiter.syscalls()
+        }
+    };
+}
+use end_accessors;
+
 mod consumer;
 mod producer;
 
