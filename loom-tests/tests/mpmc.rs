@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use loom::thread;
 use shmring::mpmc::Mpmc;
-use shmring::testing::{HeapConsumer, HeapRing, Maintain};
+use shmring::testing::{Abandon, HeapConsumer, HeapRing, Maintain};
 use shmring::{Config, Error, KindStats};
 
 /// A ring of two 8-byte slots with `max_peers` registry records, positions from `start`.
@@ -155,7 +155,7 @@ fn a_dead_producers_claim_is_skipped() {
             // Claims a slot and dies before publishing: no code runs after the claim.
             let mut dying = dying;
             std::mem::forget(dying.try_reserve(1).unwrap());
-            std::mem::forget(dying);
+            dying.abandon();
             ring2.mark_dead(1);
         });
         let sender = thread::spawn(move || {
@@ -274,7 +274,7 @@ fn a_death_is_seen_by_every_consumer_at_the_end() {
         let mut first = ring.consumer(2).unwrap();
         let mut second = ring.consumer(3).unwrap();
         // Gone without closing: dead, as far as the ring can tell.
-        std::mem::forget(dying);
+        dying.abandon();
         ring.mark_dead(1);
         let other = thread::spawn(move || end_of_stream(&mut second));
         let mine = end_of_stream(&mut first);

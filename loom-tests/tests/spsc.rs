@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use loom::thread;
 use shmring::spsc::Spsc;
-use shmring::testing::{HeapConsumer, HeapProducer, HeapRing, Maintain};
+use shmring::testing::{Abandon, HeapConsumer, HeapProducer, HeapRing, Maintain};
 use shmring::{Config, Error};
 
 /// Both ends of a 256-byte ring (messages up to 120 bytes) whose positions start at
@@ -167,7 +167,7 @@ fn a_producer_takes_over_from_a_dead_one() {
             thread::spawn(move || {
                 dying.try_send(&payload(0, 40)).unwrap();
                 // Dies: no close, no code runs; its slot lock goes with its "process".
-                std::mem::forget(dying);
+                dying.abandon();
                 ring.mark_dead(1);
                 let mut tx = ring.producer(3).expect("taking over from a dead producer");
                 tx.try_send(&payload(1, 40)).unwrap();

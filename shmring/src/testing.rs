@@ -115,7 +115,8 @@ impl<K: Kind> HeapRing<K> {
     }
 
     /// Declares `owner` dead, as if its process had exited: its slot locks count as free.
-    /// Its handles must not be used again (forget or drop them first, as a death would).
+    /// Its handles must not be used again: [`Abandon::abandon`] them first, as a death
+    /// would.
     pub fn mark_dead(&self, owner: u64) {
         self.memory.mark_dead(owner);
     }
@@ -174,5 +175,24 @@ impl<K: Kind, M: crate::memory::Memory> Maintain for Producer<K, M> {
 impl<K: Kind, M: crate::memory::Memory> Maintain for Consumer<K, M> {
     fn maintain(&mut self) {
         self.core_mut().maintain();
+    }
+}
+
+/// Ends a handle as a killed process would (see [`HeapRing::mark_dead`]): none of its code
+/// runs — no close, no release — but its memory is freed, so leak checkers stay quiet.
+pub trait Abandon {
+    /// Drops the handle without closing it.
+    fn abandon(self);
+}
+
+impl<K: Kind, M: crate::memory::Memory> Abandon for Producer<K, M> {
+    fn abandon(self) {
+        Producer::abandon(self);
+    }
+}
+
+impl<K: Kind, M: crate::memory::Memory> Abandon for Consumer<K, M> {
+    fn abandon(self) {
+        Consumer::abandon(self);
     }
 }

@@ -385,6 +385,20 @@ impl<K: Kind, M: Memory> Consumer<K, M> {
 
     super::end_accessors!();
 
+    /// Ends this handle as a killed process would: no close, no release, nothing told to
+    /// the ring; only its own memory (and, on shared memory, its descriptor, so its slot
+    /// lock goes as it would with the process). For tests that simulate deaths.
+    #[cfg(any(test, feature = "testing"))]
+    pub(crate) fn abandon(self) {
+        let mut this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never used or dropped again; `core` and `waiter` are the only
+        // fields with drop glue (the others are plain copies), each dropped once here.
+        unsafe {
+            std::ptr::drop_in_place(&mut this.core);
+            std::ptr::drop_in_place(&mut this.waiter);
+        }
+    }
+
     /// Detaches (same as dropping). A message found and not released stays for the next
     /// SPSC consumer; on MPMC it was taken from the others and is released.
     pub fn close(self) {}

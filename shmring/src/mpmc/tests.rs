@@ -39,14 +39,14 @@ fn recovered(ring: &HeapRing<Mpmc>) -> (u64, u64) {
 /// of the producer runs again.
 fn claim_and_die(mut producer: HeapProducer<Mpmc>) -> crate::Result<()> {
     std::mem::forget(producer.try_reserve(1)?);
-    std::mem::forget(producer);
+    producer.abandon();
     Ok(())
 }
 
 /// Takes a message and stops before releasing it, as a killed process would.
 fn take_and_die(mut consumer: HeapConsumer<Mpmc>) -> crate::Result<()> {
     std::mem::forget(consumer.try_read()?);
-    std::mem::forget(consumer);
+    consumer.abandon();
     Ok(())
 }
 
