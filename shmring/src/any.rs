@@ -37,7 +37,7 @@ use crate::wait::WaitStrategy;
 
 /// Declares the kinds: the name enum, the three handle enums and the dispatch macro.
 macro_rules! kinds {
-    ($($variant:ident => $kind:ty, $tag:path, $text:literal;)+) => {
+    ($($variant:ident => $kind:ty, $tag:path, $name:literal, $text:literal;)+) => {
         /// A kind of ring, as a value.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         #[non_exhaustive]
@@ -59,9 +59,15 @@ macro_rules! kinds {
             }
 
             /// The kind's lower-case name ("spsc", "mpmc").
+            ///
+            /// ```
+            /// assert_eq!(shmring::any::KindName::Mpmc.as_str(), "mpmc");
+            /// assert_eq!("SPSC".parse::<shmring::any::KindName>()?, shmring::any::KindName::Spsc);
+            /// # Ok::<(), shmring::Error>(())
+            /// ```
             pub fn as_str(self) -> &'static str {
                 match self {
-                    $(KindName::$variant => stringify!($kind),)+
+                    $(KindName::$variant => $name,)+
                 }
             }
         }
@@ -153,8 +159,8 @@ macro_rules! kinds {
 }
 
 kinds! {
-    Spsc => crate::spsc::Spsc, RingKind::Spsc, "One producer, one consumer (`shmring::spsc`).";
-    Mpmc => crate::mpmc::Mpmc, RingKind::Mpmc, "Many producers and consumers (`shmring::mpmc`).";
+    Spsc => crate::spsc::Spsc, RingKind::Spsc, "spsc", "One producer, one consumer (`shmring::spsc`).";
+    Mpmc => crate::mpmc::Mpmc, RingKind::Mpmc, "mpmc", "Many producers and consumers (`shmring::mpmc`).";
 }
 
 impl std::fmt::Display for KindName {
@@ -219,6 +225,59 @@ impl Ring {
     /// Removes the ring's name (or path).
     pub fn unlink(&self) -> Result<()> {
         dispatch!(self, r => r.unlink())
+    }
+
+    fn remove_if_alone(&self, only_if_dead: bool) -> Result<Removal> {
+        dispatch!(self, r => r.remove_if_alone(only_if_dead))
+    }
+}
+
+pub use crate::channel::Removal;
+
+/// Removes the ring `name` if no process has it open through shmring — not even one that
+/// is opening or attaching at this very moment: the check and the removal happen under a
+/// lock every opener takes shared, and an opener that comes after finds the name gone.
+/// With `only_if_dead`, also keeps a ring whose holders all closed cleanly (a ring kept
+/// on purpose) and removes only what crashed processes left: rings with a holder that died
+/// attached, and rings whose creator died before finishing them.
+///
+/// ```
+/// use shmring::{Config, any, spsc};
+/// let name = format!("/doc-remove-{}", std::process::id());
+/// let ring = spsc::Ring::create(&name, &Config::new().capacity(4096))?;
+/// assert_eq!(any::remove_unused(&name, false)?, any::Removal::InUse);
+/// drop(ring);
+/// assert!(matches!(any::remove_unused(&name, false)?, any::Removal::Removed { .. }));
+/// # Ok::<(), shmring::Error>(())
+/// ```
+pub fn remove_unused(name: &str, only_if_dead: bool) -> Result<Removal> {
+    remove_in(&segment::named(name)?, only_if_dead)
+}
+
+/// [`remove_unused`] for a ring stored in a file at `path`.
+pub fn remove_unused_at(path: impl AsRef<Path>, only_if_dead: bool) -> Result<Removal> {
+    remove_in(&segment::path_location(path.as_ref()), only_if_dead)
+}
+
+fn remove_in(location: &Location, only_if_dead: bool) -> Result<Removal> {
+    // Inspect, never trust: the ring is only looked at, and may belong to another user.
+    let options = OpenOptions::new()
+        .any_owner(true)
+        .writable_by_others(true)
+        .populate(false)
+        .init_timeout(Duration::from_millis(100));
+    match Ring::open_in(location, &options) {
+        Ok(ring) => ring.remove_if_alone(only_if_dead),
+        // Its creator died before finishing it: nobody can ever open it.
+        Err(Error::Uninitialized {
+            creator_alive: false,
+            ..
+        }) => {
+            segment::unlink(location)?;
+            Ok(Removal::Removed { dead_holders: 0 })
+        }
+        Err(Error::Uninitialized { .. }) => Ok(Removal::InUse),
+        Err(e) => Err(e),
     }
 }
 

@@ -21,6 +21,8 @@ pub(crate) struct FileInfo {
     pub size: u64,
     /// When the file's contents or attributes last changed (the later of mtime and ctime).
     pub changed: std::time::SystemTime,
+    /// Names the file has (0: unlinked).
+    pub links: u64,
 }
 
 /// A process, told apart from a later process that reuses its pid.
@@ -111,6 +113,7 @@ pub(crate) fn fstat(fd: impl AsFd) -> io::Result<FileInfo> {
         uid: st.st_uid,
         mode: st.st_mode & 0o777,
         size: u64::try_from(st.st_size).unwrap_or(0),
+        links: st.st_nlink as u64,
         changed: {
             let at = |secs: i64, nanos: i64| {
                 std::time::UNIX_EPOCH
@@ -177,6 +180,21 @@ pub(crate) fn lock_byte(fd: impl AsFd, offset: u64) -> io::Result<bool> {
         fd,
         libc::F_OFD_SETLK,
         libc::F_WRLCK as libc::c_short,
+        offset,
+    ) {
+        Ok(_) => Ok(true),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Takes (or turns an exclusive lock of this open file description into) a shared lock on
+/// byte `offset`, without waiting: `false` if another holds it exclusively.
+pub(crate) fn share_byte(fd: impl AsFd, offset: u64) -> io::Result<bool> {
+    match ofd_lock(
+        fd,
+        libc::F_OFD_SETLK,
+        libc::F_RDLCK as libc::c_short,
         offset,
     ) {
         Ok(_) => Ok(true),

@@ -323,6 +323,51 @@ impl<K: Kind> Ring<K> {
     pub(crate) fn geometry(&self) -> &K::Geometry {
         &self.geometry
     }
+
+    /// Removes the ring's name if no other process has it open through shmring (not even
+    /// one attaching at this moment): see [`any::remove_unused`](crate::any::remove_unused).
+    pub(crate) fn remove_if_alone(&self, only_if_dead: bool) -> Result<Removal> {
+        let segment = self.memory.segment();
+        // Exclusive until this handle is dropped: nobody opens it meanwhile, and whoever
+        // was about to finds it gone.
+        if !segment.hold_alone()? {
+            return Ok(Removal::InUse);
+        }
+        let peers = self.peers();
+        if peers
+            .iter()
+            .any(|p| p.status == crate::PeerStatus::Attached)
+        {
+            // Not through a `Ring` of this build (or in a way we cannot see): leave it.
+            return Ok(Removal::InUse);
+        }
+        let dead_holders = peers
+            .iter()
+            .filter(|p| p.status == crate::PeerStatus::AttachedDead)
+            .count() as u32;
+        if only_if_dead && dead_holders == 0 {
+            return Ok(Removal::Clean);
+        }
+        segment::unlink(segment.location())?;
+        Ok(Removal::Removed { dead_holders })
+    }
+}
+
+/// What a conditional removal did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Removal {
+    /// The name is gone. `dead_holders`: peer records whose holders had died without
+    /// closing (0 for a ring left unfinished by a creator that died).
+    Removed {
+        /// Records still attached by processes that no longer run.
+        dead_holders: u32,
+    },
+    /// Kept: another process has the ring open (or is opening or creating it).
+    InUse,
+    /// Kept: nobody has it open and no holder died: every end closed cleanly, so the ring
+    /// is kept on purpose (like a FIFO's name between writers).
+    Clean,
 }
 
 impl<K: Kind> std::fmt::Debug for Ring<K> {

@@ -94,6 +94,10 @@ pub mod peer_state {
 pub mod locks {
     /// Held by the creator while it initialises the segment.
     pub const CREATOR: u64 = 0;
+    /// Held shared by every process that has the segment open through shmring (a `Ring`
+    /// and the handles made from it), so a remover that gets it exclusively knows nobody
+    /// else has it open.
+    pub const HOLD: u64 = 1;
     /// Peer slot `s` is locked at byte `PEER_BASE + s` (SPSC: 0 producer, 1 consumer;
     /// MPMC: the registry record index).
     pub const PEER_BASE: u64 = 64;
@@ -584,7 +588,7 @@ pub const FINGERPRINT: u64 = {
         size_of::<usize>() as u64,
         core::mem::align_of::<AtomicU64>() as u64,
         LINE as u64,
-        locks::CREATOR | locks::PEER_BASE << 16,
+        locks::CREATOR | locks::HOLD << 8 | locks::PEER_BASE << 16,
         offset_of!(RoleLine, deaths) as u64 | (offset_of!(RoleLine, stream_start) as u64) << 16,
         offset_of!(RoleLine, deaths_reported) as u64,
     ];
@@ -689,7 +693,7 @@ mod tests {
         assert_eq!(MAGIC.to_le_bytes(), *b"SHMRING1");
         // Recomputed by hand from the same inputs would be circular; instead pin the value
         // so any layout change is a conscious, visible edit.
-        assert_eq!(FINGERPRINT, 0x6381_829c_3c81_19f8_u64, "{FINGERPRINT:#x}");
+        assert_eq!(FINGERPRINT, 0x993e_ae1d_f999_df03_u64, "{FINGERPRINT:#x}");
     }
 
     #[test]

@@ -159,6 +159,7 @@ pub(crate) fn open_ready(
         }
         thread::sleep(INIT_POLL);
     };
+    Segment::hold(&fd, location, deadline)?;
     let segment = Segment::map(fd, location, size, options.populate, options.lock_memory)?;
     let h = &control_of(&segment).header;
     loop {

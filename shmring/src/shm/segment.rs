@@ -4,6 +4,7 @@
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use memmap2::{MmapOptions, MmapRaw};
 
@@ -115,6 +116,9 @@ impl Segment {
             // Openers that find the header unfinished ask this lock whether we still run.
             os::lock_byte(&fd, locks::CREATOR)
                 .map_err(|e| Error::from_os("fcntl(F_OFD_SETLK)", &shown, e))?;
+            // We have it open (a remover must find us).
+            os::share_byte(&fd, locks::HOLD)
+                .map_err(|e| Error::from_os("fcntl(F_OFD_SETLK)", &shown, e))?;
             // Size before mapping: a mapping of a zero-length object "succeeds" and then faults.
             os::set_len(&fd, len).map_err(|e| Error::from_os("ftruncate", &shown, e))?;
             reserve(&fd, location, len)?;
@@ -126,6 +130,43 @@ impl Segment {
             let _ = unlink(location);
         }
         mapped
+    }
+
+    /// Takes the hold lock (shared) through `fd`, for an opener: waits, until `deadline`,
+    /// while a remover holds it exclusively, then checks the file still has its name
+    /// (`NotFound` if it was removed meanwhile). Anonymous segments have no name to remove.
+    pub(crate) fn hold(fd: &OwnedFd, location: &Location, deadline: Instant) -> Result<()> {
+        if *location == Location::Anonymous {
+            return Ok(());
+        }
+        let shown = location.display();
+        while !os::share_byte(fd, locks::HOLD)
+            .map_err(|e| Error::from_os("fcntl(F_OFD_SETLK)", &shown, e))?
+        {
+            // A remover is deciding whether to remove it (microseconds, unless it hangs).
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let info = os::fstat(fd).map_err(|e| Error::from_os("fstat", &shown, e))?;
+        if info.links == 0 {
+            return Err(Error::NotFound {
+                name: format!("{shown} (removed while it was being opened)"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether no other process has this segment open through shmring: tries to make our
+    /// hold lock exclusive (and keeps it so if it could, until the segment is dropped, so
+    /// nobody opens it meanwhile).
+    pub(crate) fn hold_alone(&self) -> Result<bool> {
+        if self.location == Location::Anonymous {
+            return Ok(false);
+        }
+        os::lock_byte(&self.fd, locks::HOLD)
+            .map_err(|e| Error::from_os("fcntl(F_OFD_SETLK)", &self.location.display(), e))
     }
 
     /// Gives back the creator lock (the header is READY).
