@@ -234,6 +234,23 @@ impl Ring {
 
 pub use crate::channel::Removal;
 
+/// Whether the file at `path` starts like a shmring segment (its magic number, in either
+/// byte order), read without opening it as a ring: for tools that scan a directory and
+/// skip what is not theirs. An empty or unreadable file is not one.
+///
+/// ```
+/// let name = format!("/doc-probe-{}", std::process::id());
+/// let ring = shmring::spsc::Ring::create(&name, &shmring::Config::new().capacity(4096))?;
+/// assert!(shmring::any::is_ring_file(format!("/dev/shm{name}")));
+/// assert!(!shmring::any::is_ring_file("/etc/hostname"));
+/// ring.unlink()?;
+/// # Ok::<(), shmring::Error>(())
+/// ```
+pub fn is_ring_file(path: impl AsRef<Path>) -> bool {
+    crate::os::first_word(path.as_ref())
+        .is_ok_and(|word| word == crate::layout::MAGIC || word.swap_bytes() == crate::layout::MAGIC)
+}
+
 /// Removes the ring `name` if no process has it open through shmring — not even one that
 /// is opening or attaching at this very moment: the check and the removal happen under a
 /// lock every opener takes shared, and an opener that comes after finds the name gone.
@@ -252,6 +269,12 @@ pub use crate::channel::Removal;
 /// ```
 pub fn remove_unused(name: &str, only_if_dead: bool) -> Result<Removal> {
     remove_in(&segment::named(name)?, only_if_dead)
+}
+
+/// Removes the name `name` whatever its ring kind (handles already attached keep working,
+/// new opens fail), like `spsc::unlink` / `mpmc::unlink`.
+pub fn unlink(name: &str) -> Result<()> {
+    segment::unlink(&segment::named(name)?)
 }
 
 /// [`remove_unused`] for a ring stored in a file at `path`.

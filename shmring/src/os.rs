@@ -188,6 +188,14 @@ pub(crate) fn lock_byte(fd: impl AsFd, offset: u64) -> io::Result<bool> {
     }
 }
 
+/// The first 8 bytes of the file at `path`, as a little-endian word.
+pub(crate) fn first_word(path: &Path) -> io::Result<u64> {
+    use std::io::Read;
+    let mut word = [0u8; 8];
+    fs::File::open(path)?.read_exact(&mut word)?;
+    Ok(u64::from_le_bytes(word))
+}
+
 /// Takes (or turns an exclusive lock of this open file description into) a shared lock on
 /// byte `offset`, without waiting: `false` if another holds it exclusively.
 pub(crate) fn share_byte(fd: impl AsFd, offset: u64) -> io::Result<bool> {

@@ -52,7 +52,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "any",
         &[
-            "channel", "config", "error", "layout", "mpmc", "raw", "shm", "spsc", "stats", "wait",
+            "channel", "config", "error", "layout", "mpmc", "os", "raw", "shm", "spsc", "stats",
+            "wait",
         ],
     ),
     (
