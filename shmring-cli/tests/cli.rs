@@ -382,3 +382,54 @@ fn cat_reports_a_producer_that_died_with_status_3() {
     assert_eq!(out.status.code(), Some(3), "{:?}", out);
     assert!(String::from_utf8_lossy(&out.stderr).contains("died"));
 }
+
+#[test]
+fn top_shows_the_busiest_ring_first_and_ls_finds_ring_files_in_other_directories() {
+    let quiet = Name::new("top-quiet");
+    let busy = Name::new("top-busy");
+    let q = spsc::Ring::create(&quiet.0, &Config::new().capacity(4096)).unwrap();
+    let b = spsc::Ring::create(&busy.0, &Config::new().capacity(1 << 16)).unwrap();
+    let (mut tx, mut rx) = (b.producer().unwrap(), b.consumer().unwrap());
+    let top = std::thread::spawn(|| ok(shmring(&["top", "--interval", "0.5", "--count", "1"])));
+    // Traffic on one ring while top samples.
+    let start = Instant::now();
+    let mut buf = [0u8; 16];
+    while start.elapsed() < Duration::from_millis(700) {
+        tx.try_send(b"tick").unwrap();
+        rx.try_recv(&mut buf).unwrap();
+    }
+    let text = top.join().unwrap();
+    let at = |name: &Name| text.find(&name.0).unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        at(&busy) < at(&quiet),
+        "the busy ring is not first:\n{text}"
+    );
+    assert!(text.starts_with("NAME"), "{text}");
+    drop(q);
+
+    // A ring file outside /dev/shm shows up with --dir, by its path.
+    let dir = std::env::temp_dir().join(format!("shmring-cli-dir-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ring");
+    let _ring = mpmc::Ring::create_at(&path, &Config::new().slots(8)).unwrap();
+    std::fs::write(dir.join("not-a-ring"), b"hello").unwrap();
+    let doc: Value = serde_json::from_str(&ok(shmring(&[
+        "ls",
+        "--json",
+        "--dir",
+        dir.to_str().unwrap(),
+    ])))
+    .unwrap();
+    let names: Vec<&str> = doc["rings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&path.to_str().unwrap()), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n.ends_with("not-a-ring")),
+        "{names:?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
