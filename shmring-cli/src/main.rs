@@ -131,6 +131,15 @@ enum Command {
         #[arg(long)]
         trust_any_owner: bool,
     },
+    /// The cross-process benchmark (`shmring-bench`): shmring against pipes, sockets,
+    /// message queues and the hardware floor, in one run. `shmring bench --help` lists its
+    /// options.
+    #[command(disable_help_flag = true)]
+    Bench {
+        /// Options of the benchmark (`--quick`, `--transports`, `--json`, …).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
     /// Receive messages from a ring to standard output until the stream closes.
     Cat {
         /// The ring.
@@ -203,6 +212,11 @@ impl From<std::io::Error> for Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Bench { args } = cli.command {
+        // The benchmark starts its child processes as `shmring bench --child …`.
+        let argv = std::iter::once("shmring bench".into()).chain(args);
+        return shmring_benches::run(argv, &["bench"]);
+    }
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
@@ -289,6 +303,7 @@ fn run(command: Command) -> Result<(), Failure> {
             framing,
             trust_any_owner,
         } => stream::write(&view::shm_name(&name), framing, trust_any_owner),
+        Command::Bench { .. } => unreachable!("handled in main"),
         Command::Cat {
             name,
             framing,

@@ -433,3 +433,28 @@ fn top_shows_the_busiest_ring_first_and_ls_finds_ring_files_in_other_directories
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn bench_runs_the_cross_process_benchmark() {
+    let out = ok(shmring(&[
+        "bench",
+        "--quick",
+        "--transports",
+        "shmring-spsc-spin",
+    ]));
+    // Its child process is this same command (`shmring bench --child …`): a round-trip
+    // row and a stream row mean both processes ran.
+    assert!(out.contains("## Round trip"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("| shmring-spsc-spin | busy | 8 B |")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("| shmring-spsc-spin | copy | 64 B |")),
+        "{out}"
+    );
+    let list = ok(shmring(&["bench", "--list"]));
+    assert!(list.lines().any(|l| l == "pipe"), "{list}");
+}
