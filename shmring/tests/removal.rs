@@ -138,7 +138,8 @@ fn a_ring_whose_creator_died_before_finishing_it_is_removed() {
 }
 
 /// The race the lock is for: one thread opens the ring and attaches while another tries to
-/// remove it, many times over, the opener holding what it got until the remover has
+/// remove it, many times over (a third of the rounds give the remover a head start, a third
+/// the opener, the rest race freely), the opener holding what it got until the remover has
 /// decided. Either the remover kept the ring and the opener holds it, name and all, or the
 /// remover removed it and the opener was told `NotFound`; never both.
 #[test]
@@ -154,6 +155,10 @@ fn an_opener_racing_a_remover_never_holds_a_removed_ring() {
             let (name, start, decided) = (name.clone(), start.clone(), decided.clone());
             std::thread::spawn(move || {
                 start.wait();
+                if round % 3 == 0 {
+                    // Let the remover go first in a third of the rounds.
+                    std::thread::sleep(Duration::from_millis(2));
+                }
                 let held = any::Ring::open(name.as_str(), &shmring::OpenOptions::new())
                     .and_then(|ring| ring.producer().map(|p| (ring, p)));
                 let outcome = match &held {
@@ -169,6 +174,10 @@ fn an_opener_racing_a_remover_never_holds_a_removed_ring() {
             })
         };
         start.wait();
+        if round % 3 == 1 {
+            // And the opener in another third; the rest race freely.
+            std::thread::sleep(Duration::from_millis(2));
+        }
         let outcome = any::remove_unused(name.as_str(), false);
         decided.wait();
         let opened = opener.join().unwrap();
@@ -185,6 +194,6 @@ fn an_opener_racing_a_remover_never_holds_a_removed_ring() {
         }
     }
     println!("{rounds} rounds: removed first {removed}, opener first {kept}");
-    // Both orders happened, or the test proved nothing about the race.
+    // Both orders happened (the head starts make sure), or the test proved nothing.
     assert!(removed > 0 && kept > 0, "removed {removed}, kept {kept}");
 }
