@@ -26,6 +26,8 @@ pub struct Config {
     pub(crate) populate: bool,
     pub(crate) lock_memory: bool,
     pub(crate) initial_position: u64,
+    /// Telemetry: stamp one message in this many (0: off).
+    pub(crate) telemetry: u32,
     pub(crate) spin: Duration,
     pub(crate) open: OpenOptions,
 }
@@ -42,6 +44,7 @@ impl Default for Config {
             populate: true,
             lock_memory: false,
             initial_position: 0,
+            telemetry: 0,
             spin: DEFAULT_SPIN_BEFORE_SLEEP,
             open: OpenOptions::default(),
         }
@@ -120,6 +123,39 @@ impl Config {
     pub fn lock_memory(mut self, lock: bool) -> Self {
         self.lock_memory = lock;
         self
+    }
+
+    /// Keeps telemetry in the segment (off by default): producers stamp one message in
+    /// `stamp_every` (1 = every message; up to 65,536) with its commit time, consumers
+    /// count commit-to-receive latencies in a histogram, and [`Stats::telemetry`] (and
+    /// `shmring stat`) shows them, with the most messages seen in flight and when each side
+    /// was last active. The stamp travels in 8 bytes before each message, so the largest
+    /// message is 8 bytes smaller than the same ring without telemetry (`max_message` is
+    /// what you may send either way). 0 turns it off. Cost: see `docs/cli.md`.
+    ///
+    /// [`Stats::telemetry`]: crate::Stats::telemetry
+    pub fn telemetry(mut self, stamp_every: u32) -> Self {
+        self.telemetry = stamp_every;
+        self
+    }
+
+    /// The parameters the kind's geometry is made from: with telemetry, every message
+    /// carries its stamp, so the ring holds 8 more bytes per message than asked.
+    pub(crate) fn for_geometry(&self) -> crate::Result<Config> {
+        if self.telemetry > crate::telemetry::MAX_STAMP_EVERY {
+            return Err(crate::Error::invalid_argument(format!(
+                "Config::telemetry({}): stamp one message in at most {}",
+                self.telemetry,
+                crate::telemetry::MAX_STAMP_EVERY
+            )));
+        }
+        let mut config = self.clone();
+        if self.telemetry > 0 {
+            config.max_message = self
+                .max_message
+                .map(|m| m.saturating_add(crate::telemetry::STAMP_BYTES));
+        }
+        Ok(config)
     }
 
     /// Options used when `create_or_open` finds the ring already made.

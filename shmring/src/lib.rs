@@ -46,6 +46,7 @@ mod peers;
 pub mod raw;
 mod shm;
 mod stats;
+mod telemetry;
 mod wait;
 
 /// The segment's byte layout (with the `testing` feature: for tests that damage it).
@@ -61,6 +62,7 @@ pub use channel::{Consumer, Kind, Producer, ReadGrant, RecvIter, Ring, TryRecvIt
 pub use config::{Config, OpenOptions};
 pub use error::{Error, ErrorKind, Result, Role};
 pub use stats::{KindStats, PeerInfo, PeerStatus, Stats};
+pub use telemetry::Telemetry;
 pub use wait::WaitStrategy;
 
 /// The README's code blocks, compiled (and where not `no_run`, run) as doctests.

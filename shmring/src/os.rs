@@ -188,6 +188,13 @@ pub(crate) fn lock_byte(fd: impl AsFd, offset: u64) -> io::Result<bool> {
     }
 }
 
+/// `CLOCK_MONOTONIC` in nanoseconds (the same clock in every process of the machine).
+#[inline]
+pub(crate) fn monotonic_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(t.tv_nsec).unwrap_or(0)
+}
+
 /// The first 8 bytes of the file at `path`, as a little-endian word.
 pub(crate) fn first_word(path: &Path) -> io::Result<u64> {
     use std::io::Read;

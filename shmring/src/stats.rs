@@ -48,6 +48,10 @@ pub struct Stats {
     pub consumers_died: u64,
     /// What only this kind of ring has.
     pub kind: KindStats,
+    /// What the ring's telemetry recorded, if it keeps any ([`Config::telemetry`]).
+    ///
+    /// [`Config::telemetry`]: crate::Config::telemetry
+    pub telemetry: Option<crate::Telemetry>,
 }
 
 /// The part of [`Stats`] that depends on the ring's kind.
@@ -95,6 +99,7 @@ pub(crate) fn roles(ctl: &ControlBlock, words: usize) -> Stats {
             capacity: 0,
             used_bytes: 0,
         },
+        telemetry: None,
     }
 }
 

@@ -78,6 +78,7 @@ pub type HeapConsumer<K> = Consumer<K, Heap>;
 pub struct HeapRing<K: Kind> {
     memory: Heap,
     geometry: K::Geometry,
+    telemetry: bool,
 }
 
 impl<K: Kind> HeapRing<K> {
@@ -85,11 +86,19 @@ impl<K: Kind> HeapRing<K> {
     /// slots, max message, max peers) and its first position. The wait strategy in
     /// `config` is not used.
     pub fn new(config: &Config) -> Result<HeapRing<K>> {
-        let geometry = K::requested(config)?;
+        let geometry = K::requested(&config.for_geometry()?)?;
         let first = config.initial_position;
         let memory = Arc::new(HeapMemory::new(geometry.data_len(), first));
         K::init(&memory, &geometry, first);
-        Ok(HeapRing { memory, geometry })
+        let telemetry = config.telemetry > 0;
+        if telemetry {
+            crate::telemetry::set_up(&memory.control().telemetry, config.telemetry);
+        }
+        Ok(HeapRing {
+            memory,
+            geometry,
+            telemetry,
+        })
     }
 
     fn waiter(&self, slot: u32) -> Waiter<Heap> {
@@ -105,13 +114,23 @@ impl<K: Kind> HeapRing<K> {
     /// Attaches a producer owned by `owner` (non-zero; a number standing for a process).
     pub fn producer(&self, owner: u64) -> Result<HeapProducer<K>> {
         let core = K::producer(self.memory.clone(), self.geometry, identity(owner))?;
-        Ok(Producer::new(self.waiter(core.slot()), core, self.geometry))
+        Ok(Producer::new(
+            self.waiter(core.slot()),
+            core,
+            self.geometry,
+            self.telemetry,
+        ))
     }
 
     /// Attaches a consumer owned by `owner` (non-zero).
     pub fn consumer(&self, owner: u64) -> Result<HeapConsumer<K>> {
         let core = K::consumer(self.memory.clone(), self.geometry, identity(owner))?;
-        Ok(Consumer::new(self.waiter(core.slot()), core, self.geometry))
+        Ok(Consumer::new(
+            self.waiter(core.slot()),
+            core,
+            self.geometry,
+            self.telemetry,
+        ))
     }
 
     /// Declares `owner` dead, as if its process had exited: its slot locks count as free.
@@ -123,7 +142,7 @@ impl<K: Kind> HeapRing<K> {
 
     /// Counters and occupancy.
     pub fn stats(&self) -> Stats {
-        K::stats(&self.memory, &self.geometry)
+        crate::channel::stats_of::<K, _>(&self.memory, &self.geometry, self.telemetry)
     }
 
     /// Every peer record that has been held.

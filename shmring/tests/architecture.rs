@@ -15,6 +15,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("memory", &["error", "layout", "sync"]),
     ("peers", &["crash", "error", "layout", "memory", "sync"]),
     ("stats", &["error", "layout", "peers", "sync"]),
+    ("telemetry", &["layout", "os", "sync"]),
     (
         "algo",
         &[
@@ -25,15 +26,33 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "wait",
         &["crash", "error", "layout", "memory", "os", "peers", "sync"],
     ),
-    ("config", &["error", "wait"]),
+    ("config", &["error", "telemetry", "wait"]),
     (
         "shm",
-        &["config", "error", "layout", "memory", "os", "sync", "wait"],
+        &[
+            "config",
+            "error",
+            "layout",
+            "memory",
+            "os",
+            "sync",
+            "telemetry",
+            "wait",
+        ],
     ),
     (
         "channel",
         &[
-            "algo", "config", "error", "layout", "memory", "os", "shm", "stats", "wait",
+            "algo",
+            "config",
+            "error",
+            "layout",
+            "memory",
+            "os",
+            "shm",
+            "stats",
+            "telemetry",
+            "wait",
         ],
     ),
     (
@@ -59,7 +78,16 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "testing",
         &[
-            "algo", "channel", "config", "error", "layout", "memory", "peers", "stats", "sync",
+            "algo",
+            "channel",
+            "config",
+            "error",
+            "layout",
+            "memory",
+            "peers",
+            "stats",
+            "sync",
+            "telemetry",
             "wait",
         ],
     ),

@@ -753,6 +753,17 @@ impl<M: RingMemory> super::ConsumerCore for ConsumerCore<M> {
     }
 }
 
+/// Positions taken and not yet released, from the two cursors alone (cheap enough for
+/// telemetry's high-water mark).
+pub(crate) fn in_flight(ctl: &crate::layout::ControlBlock, geometry: &MpmcGeometry) -> u64 {
+    let head = ctl.consumer.head.load(Relaxed);
+    ctl.producer
+        .tail
+        .load(Relaxed)
+        .wrapping_sub(head)
+        .min(geometry.slot_count)
+}
+
 /// An MPMC ring's statistics.
 pub(crate) fn stats<M: RingMemory>(memory: &M, geometry: &MpmcGeometry) -> Stats {
     use crate::layout::registry::{ROLE_CONSUMER, ROLE_PRODUCER};

@@ -758,6 +758,13 @@ pub(crate) fn peers(ctl: &ControlBlock, alive: impl Fn(u32) -> bool) -> Vec<Peer
         .collect()
 }
 
+/// Messages published and not yet released, from the two counters alone (cheap enough
+/// for telemetry's high-water mark).
+pub(crate) fn in_flight(ctl: &ControlBlock) -> u64 {
+    let received = ctl.consumer.messages.load(Relaxed);
+    ctl.producer.messages.load(Relaxed).saturating_sub(received)
+}
+
 /// An SPSC ring's statistics.
 pub(crate) fn stats(ctl: &ControlBlock, geometry: SpscGeometry) -> Stats {
     // Consumer first: what it released was sent, so the differences below never go negative

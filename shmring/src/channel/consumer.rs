@@ -10,6 +10,7 @@ use crate::algo::ConsumerCore;
 use crate::error::{Error, Result};
 use crate::memory::Memory;
 use crate::shm::ShmMemory;
+use crate::telemetry::{self, Clock, STAMP_BYTES};
 use crate::wait::{Event, Wait, Waiter};
 
 type Msg<K, M> = <<K as super::sealed::KindImpl>::Consumer<M> as ConsumerCore>::Msg;
@@ -47,10 +48,23 @@ pub struct Consumer<K: Kind, M: Memory = ShmMemory> {
     /// A message handed out without a borrow (the C ABI): every other receive waits for its
     /// release.
     detached: Option<Msg<K, M>>,
+    /// Telemetry: the ring's clock, to time stamped messages (`None`: no telemetry, or a
+    /// damaged telemetry line).
+    clock: Option<Clock>,
+    /// Bytes of each message before its payload: the stamp (8), or 0 without telemetry.
+    stamp_bytes: usize,
 }
 
 impl<K: Kind, M: Memory> Consumer<K, M> {
-    pub(crate) fn new(waiter: Waiter<M>, core: K::Consumer<M>, geometry: K::Geometry) -> Self {
+    pub(crate) fn new(
+        waiter: Waiter<M>,
+        core: K::Consumer<M>,
+        geometry: K::Geometry,
+        telemetry: bool,
+    ) -> Self {
+        let clock = telemetry
+            .then(|| Clock::of(&core.memory().control().telemetry))
+            .flatten();
         Consumer {
             core,
             waiter,
@@ -58,6 +72,24 @@ impl<K: Kind, M: Memory> Consumer<K, M> {
             fruitless: 0,
             held: None,
             detached: None,
+            clock,
+            stamp_bytes: if telemetry { STAMP_BYTES } else { 0 },
+        }
+    }
+
+    /// A message just taken from the ring: on a telemetry ring, counts its latency if it
+    /// was stamped.
+    #[inline]
+    fn taken(&self, msg: &Msg<K, M>) {
+        if let Some(clock) = self.clock {
+            let bytes = self.message(msg);
+            if let Some(stamp) = bytes.first_chunk::<STAMP_BYTES>() {
+                telemetry::received(
+                    &self.core.memory().control().telemetry,
+                    clock,
+                    u64::from_le_bytes(*stamp),
+                );
+            }
         }
     }
 
@@ -88,11 +120,15 @@ impl<K: Kind, M: Memory> Consumer<K, M> {
             return Ok(msg);
         }
         let next = self.core.try_next();
-        if let Err(Error::WouldBlock) = next {
-            self.fruitless = self.fruitless.wrapping_add(1);
-            if self.fruitless % FRUITLESS_POLLS_PER_LOOK == 0 && !cfg!(shmring_loom) {
-                self.core.maintain();
+        match &next {
+            Ok(msg) => self.taken(msg),
+            Err(Error::WouldBlock) => {
+                self.fruitless = self.fruitless.wrapping_add(1);
+                if self.fruitless % FRUITLESS_POLLS_PER_LOOK == 0 && !cfg!(shmring_loom) {
+                    self.core.maintain();
+                }
             }
+            Err(_) => {}
         }
         next
     }
@@ -106,13 +142,16 @@ impl<K: Kind, M: Memory> Consumer<K, M> {
             return Ok(msg);
         }
         let core = &mut self.core;
-        self.waiter
+        let msg = self
+            .waiter
             .wait_maintaining(Event::DataAvailable, timeout, |maintain| {
                 if maintain {
                     core.maintain();
                 }
                 core.try_next()
-            })
+            })?;
+        self.taken(&msg);
+        Ok(msg)
     }
 
     /// Frees `msg`'s space and tells sleeping producers.
@@ -122,13 +161,21 @@ impl<K: Kind, M: Memory> Consumer<K, M> {
         self.waiter.notify(Event::SpaceAvailable);
     }
 
+    /// The whole message as the ring holds it (stamp included).
     #[inline]
-    fn payload(&self, msg: &Msg<K, M>) -> &[u8] {
+    fn message(&self, msg: &Msg<K, M>) -> &[u8] {
         let len = <K::Consumer<M> as ConsumerCore>::msg_len(msg);
         // SAFETY: the core checked the message's length and place against the ring's
         // limits; its bytes are not written until the message is released, which takes
         // `&mut self`, so they outlive this borrow.
         unsafe { std::slice::from_raw_parts(self.core.payload(msg), len) }
+    }
+
+    /// The payload the producer sent (after the stamp, on a telemetry ring; a damaged
+    /// message too short for its stamp has none).
+    #[inline]
+    fn payload(&self, msg: &Msg<K, M>) -> &[u8] {
+        self.message(msg).get(self.stamp_bytes..).unwrap_or(&[])
     }
 
     #[inline]
@@ -270,7 +317,7 @@ impl<K: Kind, M: Memory> Consumer<K, M> {
             self.core.release(msg);
             delivered = 1;
         }
-        let got = match self.core.try_read_batch(max - delivered, &mut f) {
+        let got = match self.read_batch(max - delivered, &mut f) {
             Ok(got) => got,
             Err(_) if delivered > 0 => 0,
             Err(Error::WouldBlock) => {
@@ -284,6 +331,29 @@ impl<K: Kind, M: Memory> Consumer<K, M> {
         };
         self.waiter.notify(Event::SpaceAvailable);
         Ok(delivered + got)
+    }
+
+    /// The core's batch read, with the stamp taken off (and timed) on a telemetry ring.
+    #[inline]
+    fn read_batch(&mut self, max: usize, f: &mut impl FnMut(&[u8])) -> Result<usize> {
+        let Some(clock) = self.clock.filter(|_| self.stamp_bytes > 0) else {
+            if self.stamp_bytes > 0 {
+                // Telemetry on, its line damaged: drop the stamps, time nothing.
+                let stamp = self.stamp_bytes;
+                return self
+                    .core
+                    .try_read_batch(max, &mut |m| f(m.get(stamp..).unwrap_or(&[])));
+            }
+            return self.core.try_read_batch(max, f);
+        };
+        let memory = self.core.memory().clone();
+        let line = &memory.control().telemetry;
+        self.core.try_read_batch(max, &mut |m| {
+            if let Some(stamp) = m.first_chunk::<STAMP_BYTES>() {
+                telemetry::received(line, clock, u64::from_le_bytes(*stamp));
+            }
+            f(m.get(STAMP_BYTES..).unwrap_or(&[]));
+        })
     }
 
     /// The messages waiting now, each as a new `Vec`: the iterator ends when the ring is
@@ -366,10 +436,11 @@ impl<K: Kind, M: Memory> Consumer<K, M> {
     }
 
     fn detached_view(&self, msg: &Msg<K, M>) -> (NonNull<u8>, usize) {
-        let ptr = self.core.payload(msg) as *mut u8;
+        let payload = self.payload(msg);
         (
-            NonNull::new(ptr).expect("a message's payload lies inside the mapping"),
-            <K::Consumer<M> as ConsumerCore>::msg_len(msg),
+            NonNull::new(payload.as_ptr() as *mut u8)
+                .expect("a message's payload lies inside the mapping"),
+            payload.len(),
         )
     }
 

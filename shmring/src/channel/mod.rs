@@ -13,12 +13,12 @@ macro_rules! end_accessors {
     () => {
         /// Largest message payload in bytes.
         pub fn max_message(&self) -> usize {
-            self.core.max_message()
+            self.core.max_message().saturating_sub(self.stamp_bytes)
         }
 
         /// Counters and occupancy, read from the segment.
         pub fn stats(&self) -> crate::Stats {
-            K::stats(self.core.memory(), &self.geometry)
+            super::stats_of::<K, M>(self.core.memory(), &self.geometry, self.stamp_bytes > 0)
         }
 
         /// Messages published and not yet released (MPMC: positions taken by producers
@@ -67,6 +67,7 @@ use crate::shm::ShmMemory;
 use crate::shm::attach::{self, Attached};
 use crate::shm::segment::{self, Location};
 use crate::stats::{PeerInfo, Stats};
+use crate::telemetry::{STAMP_BYTES, Telemetry};
 use crate::wait::{WaitStrategy, Waiter};
 
 /// A kind of ring: [`Spsc`](crate::spsc::Spsc) or [`Mpmc`](crate::mpmc::Mpmc). Sealed:
@@ -104,9 +105,25 @@ pub(crate) mod sealed {
         ) -> Result<Self::Consumer<M>>;
         /// Counters and occupancy.
         fn stats<M: Memory>(memory: &M, geometry: &Self::Geometry) -> Stats;
+        /// Messages in flight, cheaply (for telemetry's high-water mark).
+        fn in_flight<M: Memory>(memory: &M, geometry: &Self::Geometry) -> u64;
         /// Every peer record that has been held.
         fn peers<M: Memory>(memory: &M, geometry: &Self::Geometry) -> Vec<PeerInfo>;
     }
+}
+
+/// A ring's statistics, with its telemetry when it keeps any.
+pub(crate) fn stats_of<K: Kind, M: Memory>(
+    memory: &M,
+    geometry: &K::Geometry,
+    telemetry: bool,
+) -> Stats {
+    let mut stats = K::stats(memory, geometry);
+    if telemetry {
+        stats.max_message = stats.max_message.saturating_sub(STAMP_BYTES as u64);
+        stats.telemetry = Some(Telemetry::read(&memory.control().telemetry));
+    }
+    stats
 }
 
 /// This process, as peer records show it.
@@ -134,6 +151,8 @@ pub struct Ring<K: Kind> {
     geometry: K::Geometry,
     wait: WaitStrategy,
     spin: Duration,
+    /// Whether messages carry telemetry stamps.
+    telemetry: bool,
     created: bool,
     kind: PhantomData<K>,
 }
@@ -145,13 +164,14 @@ impl<K: Kind> Ring<K> {
             geometry: attached.geometry,
             wait: attached.wait,
             spin,
+            telemetry: attached.telemetry,
             created: attached.created,
             kind: PhantomData,
         }
     }
 
     fn create_in(location: &Location, config: &Config) -> Result<Ring<K>> {
-        let geometry = K::requested(config)?;
+        let geometry = K::requested(&config.for_geometry()?)?;
         let first = config.initial_position;
         let attached = attach::create(location, config, geometry, |memory| {
             K::init(memory, &geometry, first)
@@ -199,7 +219,7 @@ impl<K: Kind> Ring<K> {
     /// the same parameters and wait strategy). Exactly one racer creates it.
     pub fn create_or_open(name: &str, config: &Config) -> Result<Ring<K>> {
         let location = segment::named(name)?;
-        let geometry = K::requested(config)?;
+        let geometry = K::requested(&config.for_geometry()?)?;
         let first = config.initial_position;
         let attached = attach::create_or_open(&location, config, geometry, |memory| {
             K::init(memory, &geometry, first)
@@ -267,7 +287,12 @@ impl<K: Kind> Ring<K> {
     /// dead one published).
     pub fn producer(&self) -> Result<Producer<K>> {
         let core = K::producer(self.memory.clone(), self.geometry, identity())?;
-        Ok(Producer::new(self.waiter(core.slot()), core, self.geometry))
+        Ok(Producer::new(
+            self.waiter(core.slot()),
+            core,
+            self.geometry,
+            self.telemetry,
+        ))
     }
 
     /// Attaches a consuming end, as [`producer`](Ring::producer). A consumer taking over a
@@ -275,12 +300,18 @@ impl<K: Kind> Ring<K> {
     /// had read but not released are delivered again (at-least-once).
     pub fn consumer(&self) -> Result<Consumer<K>> {
         let core = K::consumer(self.memory.clone(), self.geometry, identity())?;
-        Ok(Consumer::new(self.waiter(core.slot()), core, self.geometry))
+        Ok(Consumer::new(
+            self.waiter(core.slot()),
+            core,
+            self.geometry,
+            self.telemetry,
+        ))
     }
 
     /// Largest message payload in bytes.
     pub fn max_message(&self) -> usize {
-        self.geometry.max_message() as usize
+        let stamp = if self.telemetry { STAMP_BYTES } else { 0 };
+        (self.geometry.max_message() as usize).saturating_sub(stamp)
     }
 
     /// The wait strategy every end uses.
@@ -295,7 +326,7 @@ impl<K: Kind> Ring<K> {
 
     /// Counters and occupancy, read from the segment.
     pub fn stats(&self) -> Stats {
-        K::stats(&self.memory, &self.geometry)
+        stats_of::<K, _>(&self.memory, &self.geometry, self.telemetry)
     }
 
     /// Messages published and not yet released (MPMC: positions taken by producers and not

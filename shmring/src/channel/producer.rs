@@ -9,6 +9,7 @@ use crate::algo::ProducerCore;
 use crate::error::{Error, Result};
 use crate::memory::Memory;
 use crate::shm::ShmMemory;
+use crate::telemetry::{STAMP_BYTES, Stamper};
 use crate::wait::{Event, Wait, Waiter};
 
 type Claim<K, M> = <<K as super::sealed::KindImpl>::Producer<M> as ProducerCore>::Claim;
@@ -41,17 +42,129 @@ pub struct Producer<K: Kind, M: Memory = ShmMemory> {
     /// A reservation handed out without a borrow (the C ABI): every other send waits for
     /// its commit or cancel.
     detached: Option<Claim<K, M>>,
+    /// Telemetry: stamps messages (`None` when the ring keeps none).
+    stamper: Option<Stamper>,
+    /// Bytes of each message before its payload: the stamp (8), or 0 without telemetry.
+    stamp_bytes: usize,
 }
 
 impl<K: Kind, M: Memory> Producer<K, M> {
-    pub(crate) fn new(waiter: Waiter<M>, core: K::Producer<M>, geometry: K::Geometry) -> Self {
+    pub(crate) fn new(
+        waiter: Waiter<M>,
+        core: K::Producer<M>,
+        geometry: K::Geometry,
+        telemetry: bool,
+    ) -> Self {
+        let stamper = telemetry.then(|| Stamper::new(&core.memory().control().telemetry));
         Producer {
             core,
             waiter,
             geometry,
             fruitless: 0,
             detached: None,
+            stamper,
+            stamp_bytes: if telemetry { STAMP_BYTES } else { 0 },
         }
+    }
+
+    /// Copies `msg` into the ring as one message; on a telemetry ring after its stamp,
+    /// taken just before the commit. Returns the stamp (0: none).
+    #[inline]
+    fn write_msg(
+        core: &mut K::Producer<M>,
+        stamper: &mut Option<Stamper>,
+        msg: &[u8],
+    ) -> Result<u64> {
+        let Some(stamper) = stamper else {
+            return core.try_write(msg).map(|()| 0);
+        };
+        let claim = Self::claim_msg(core, STAMP_BYTES, msg.len())?;
+        let ptr = core.payload_ptr(&claim);
+        // SAFETY: the claim holds `STAMP_BYTES + msg.len()` bytes at `ptr`, inside the data
+        // region and the producer's alone until committed; `msg` is private memory.
+        unsafe {
+            std::ptr::copy_nonoverlapping(msg.as_ptr(), ptr.add(STAMP_BYTES), msg.len());
+        }
+        let stamp = stamper.next();
+        // SAFETY: as above; the stamp's bytes are the first 8 of the claim.
+        unsafe {
+            ptr.cast::<[u8; STAMP_BYTES]>()
+                .write_unaligned(stamp.to_le_bytes())
+        };
+        core.commit(claim, STAMP_BYTES + msg.len())?;
+        Ok(stamp)
+    }
+
+    /// Claims room for a message of `len` payload bytes after `stamp_bytes` of stamp;
+    /// `MessageTooLarge` names the largest payload the caller may send.
+    #[inline]
+    fn claim_msg(core: &mut K::Producer<M>, stamp_bytes: usize, len: usize) -> Result<Claim<K, M>> {
+        if stamp_bytes == 0 {
+            return core.try_claim(len);
+        }
+        let max = core.max_message().saturating_sub(stamp_bytes);
+        if len > max {
+            return Err(Error::MessageTooLarge { len, max });
+        }
+        core.try_claim(stamp_bytes + len)
+    }
+
+    /// After a stamped message was committed: telemetry's counters.
+    #[cold]
+    fn note_stamp(&self) {
+        let memory = self.core.memory();
+        Stamper::stamped(
+            &memory.control().telemetry,
+            K::in_flight(memory, &self.geometry),
+        );
+    }
+
+    /// Commits `claim` with the first `len` bytes of its payload (clamped to the claim),
+    /// stamping it first on a telemetry ring, and tells sleeping consumers unless a batch
+    /// is open.
+    #[inline]
+    fn commit_claim(&mut self, claim: Claim<K, M>, len: usize) -> Result<()> {
+        let reserved = <K::Producer<M> as ProducerCore>::claim_len(&claim);
+        let total = (self.stamp_bytes + len).min(reserved);
+        let stamp = match &mut self.stamper {
+            Some(stamper) => {
+                let stamp = stamper.next();
+                let ptr = self.core.payload_ptr(&claim);
+                // SAFETY: a telemetry claim starts with `STAMP_BYTES` bytes of the
+                // producer's own (`claim_msg`), inside the data region.
+                unsafe {
+                    ptr.cast::<[u8; STAMP_BYTES]>()
+                        .write_unaligned(stamp.to_le_bytes())
+                };
+                stamp
+            }
+            None => 0,
+        };
+        self.core.commit(claim, total)?;
+        if stamp != 0 {
+            self.note_stamp();
+        }
+        if !self.core.batching() {
+            self.published();
+        }
+        Ok(())
+    }
+
+    /// One message into an open SPSC batch (published when the batch ends).
+    #[inline]
+    pub(crate) fn batch_write(&mut self, msg: &[u8]) -> Result<()> {
+        let written = Self::write_msg(&mut self.core, &mut self.stamper, msg);
+        if self.polled(written)? != 0 {
+            self.note_stamp();
+        }
+        Ok(())
+    }
+
+    /// Room for one message in an open SPSC batch.
+    #[inline]
+    pub(crate) fn batch_claim(&mut self, len: usize) -> Result<Claim<K, M>> {
+        let claim = Self::claim_msg(&mut self.core, self.stamp_bytes, len);
+        self.polled(claim)
     }
 
     pub(crate) fn core_mut(&mut self) -> &mut K::Producer<M> {
@@ -97,16 +210,16 @@ impl<K: Kind, M: Memory> Producer<K, M> {
     fn wait_until<T>(
         &mut self,
         timeout: Option<Duration>,
-        mut attempt: impl FnMut(&mut K::Producer<M>) -> Result<T>,
+        mut attempt: impl FnMut(&mut K::Producer<M>, &mut Option<Stamper>) -> Result<T>,
     ) -> Result<T> {
         self.no_detached()?;
-        let core = &mut self.core;
+        let (core, stamper) = (&mut self.core, &mut self.stamper);
         self.waiter
             .wait_maintaining(Event::SpaceAvailable, timeout, |maintain| {
                 if maintain {
                     core.maintain();
                 }
-                attempt(core)
+                attempt(core, stamper)
             })
     }
 
@@ -115,8 +228,10 @@ impl<K: Kind, M: Memory> Producer<K, M> {
     #[inline]
     pub fn try_send(&mut self, msg: &[u8]) -> Result<()> {
         self.no_detached()?;
-        let written = self.core.try_write(msg);
-        self.polled(written)?;
+        let written = Self::write_msg(&mut self.core, &mut self.stamper, msg);
+        if self.polled(written)? != 0 {
+            self.note_stamp();
+        }
         self.published();
         Ok(())
     }
@@ -144,7 +259,11 @@ impl<K: Kind, M: Memory> Producer<K, M> {
 
     #[inline]
     fn send_within(&mut self, msg: &[u8], timeout: Option<Duration>) -> Result<()> {
-        self.wait_until(timeout, |core| core.try_write(msg))?;
+        let stamp =
+            self.wait_until(timeout, |core, stamper| Self::write_msg(core, stamper, msg))?;
+        if stamp != 0 {
+            self.note_stamp();
+        }
         self.published();
         Ok(())
     }
@@ -164,9 +283,38 @@ impl<K: Kind, M: Memory> Producer<K, M> {
     /// ```
     pub fn try_send_batch<B: AsRef<[u8]>>(&mut self, msgs: &[B]) -> Result<usize> {
         self.no_detached()?;
-        let sent = self.core.try_write_batch(msgs);
+        let sent = if self.stamper.is_some() {
+            self.stamped_batch(msgs)
+        } else {
+            self.core.try_write_batch(msgs)
+        };
         let sent = self.polled(sent)?;
         self.published();
+        Ok(sent)
+    }
+
+    /// `try_send_batch` on a telemetry ring: each message with its own stamp and commit.
+    fn stamped_batch<B: AsRef<[u8]>>(&mut self, msgs: &[B]) -> Result<usize> {
+        let max = self.max_message();
+        if let Some(big) = msgs.iter().find(|m| m.as_ref().len() > max) {
+            return Err(Error::MessageTooLarge {
+                len: big.as_ref().len(),
+                max,
+            });
+        }
+        let mut sent = 0;
+        for msg in msgs {
+            match Self::write_msg(&mut self.core, &mut self.stamper, msg.as_ref()) {
+                Ok(stamp) => {
+                    sent += 1;
+                    if stamp != 0 {
+                        self.note_stamp();
+                    }
+                }
+                Err(e) if sent == 0 => return Err(e),
+                Err(_) => break,
+            }
+        }
         Ok(sent)
     }
 
@@ -187,7 +335,7 @@ impl<K: Kind, M: Memory> Producer<K, M> {
     #[inline]
     pub fn try_reserve(&mut self, len: usize) -> Result<WriteGrant<'_, K, M>> {
         self.no_detached()?;
-        let claim = self.core.try_claim(len);
+        let claim = Self::claim_msg(&mut self.core, self.stamp_bytes, len);
         let claim = self.polled(claim)?;
         Ok(WriteGrant::new(self, claim))
     }
@@ -195,7 +343,8 @@ impl<K: Kind, M: Memory> Producer<K, M> {
     /// Like [`try_reserve`](Producer::try_reserve), waiting while the ring is full.
     #[inline]
     pub fn reserve(&mut self, len: usize) -> Result<WriteGrant<'_, K, M>> {
-        let claim = self.wait_until(None, |core| core.try_claim(len))?;
+        let stamp_bytes = self.stamp_bytes;
+        let claim = self.wait_until(None, |core, _| Self::claim_msg(core, stamp_bytes, len))?;
         Ok(WriteGrant::new(self, claim))
     }
 
@@ -206,7 +355,10 @@ impl<K: Kind, M: Memory> Producer<K, M> {
         len: usize,
         timeout: Duration,
     ) -> Result<WriteGrant<'_, K, M>> {
-        let claim = self.wait_until(Some(timeout), |core| core.try_claim(len))?;
+        let stamp_bytes = self.stamp_bytes;
+        let claim = self.wait_until(Some(timeout), |core, _| {
+            Self::claim_msg(core, stamp_bytes, len)
+        })?;
         Ok(WriteGrant::new(self, claim))
     }
 
@@ -221,20 +373,22 @@ impl<K: Kind, M: Memory> Producer<K, M> {
         len: usize,
         timeout: Option<Duration>,
     ) -> Result<NonNull<u8>> {
-        let claim = self.wait_until(timeout, |core| core.try_claim(len))?;
+        let stamp_bytes = self.stamp_bytes;
+        let claim = self.wait_until(timeout, |core, _| Self::claim_msg(core, stamp_bytes, len))?;
         Ok(self.hold_detached(claim))
     }
 
     /// Non-blocking [`reserve_detached`](Producer::reserve_detached).
     pub(crate) fn try_reserve_detached(&mut self, len: usize) -> Result<NonNull<u8>> {
         self.no_detached()?;
-        let claim = self.core.try_claim(len);
+        let claim = Self::claim_msg(&mut self.core, self.stamp_bytes, len);
         let claim = self.polled(claim)?;
         Ok(self.hold_detached(claim))
     }
 
     fn hold_detached(&mut self, claim: Claim<K, M>) -> NonNull<u8> {
-        let ptr = self.core.payload_ptr(&claim);
+        // SAFETY: the payload starts after the stamp's bytes, inside the claim.
+        let ptr = unsafe { self.core.payload_ptr(&claim).add(self.stamp_bytes) };
         self.detached = Some(claim);
         NonNull::new(ptr).expect("a claim's payload lies inside the mapping")
     }
@@ -245,18 +399,15 @@ impl<K: Kind, M: Memory> Producer<K, M> {
         let claim = self.detached.take().ok_or_else(|| {
             Error::invalid_argument("commit without a pending detached reservation")
         })?;
-        let reserved = <K::Producer<M> as ProducerCore>::claim_len(&claim);
+        let reserved =
+            <K::Producer<M> as ProducerCore>::claim_len(&claim).saturating_sub(self.stamp_bytes);
         if len > reserved {
             self.detached = Some(claim);
             return Err(Error::invalid_argument(format!(
                 "commit of {len} bytes exceeds the {reserved} reserved"
             )));
         }
-        self.core.commit(claim, len)?;
-        if !self.core.batching() {
-            self.published();
-        }
-        Ok(())
+        self.commit_claim(claim, len)
     }
 
     /// Gives the pending detached reservation back: nothing is sent.
@@ -320,8 +471,10 @@ pub struct WriteGrant<'a, K: Kind, M: Memory = ShmMemory> {
 impl<'a, K: Kind, M: Memory> WriteGrant<'a, K, M> {
     #[inline]
     pub(crate) fn new(producer: &'a mut Producer<K, M>, claim: Claim<K, M>) -> Self {
-        let payload = producer.core.payload_ptr(&claim);
-        let len = <K::Producer<M> as ProducerCore>::claim_len(&claim);
+        let stamp = producer.stamp_bytes;
+        // SAFETY: the payload starts after the stamp's bytes, inside the claim.
+        let payload = unsafe { producer.core.payload_ptr(&claim).add(stamp) };
+        let len = <K::Producer<M> as ProducerCore>::claim_len(&claim).saturating_sub(stamp);
         WriteGrant {
             producer,
             claim: Some(claim),
@@ -345,11 +498,7 @@ impl<'a, K: Kind, M: Memory> WriteGrant<'a, K, M> {
             .claim
             .take()
             .expect("a grant holds its claim until consumed");
-        self.producer.core.commit(claim, len)?;
-        if !self.producer.core.batching() {
-            self.producer.published();
-        }
-        Ok(())
+        self.producer.commit_claim(claim, len.min(self.len))
     }
 }
 

@@ -28,7 +28,7 @@ pub const LAYOUT_VERSION: u32 = 4;
 /// x86's adjacent-line prefetcher pairs 64-byte lines.
 pub const LINE: usize = 128;
 /// Size of the control block; the data region starts here.
-pub const CONTROL_SIZE: u64 = 1280;
+pub const CONTROL_SIZE: u64 = 1664;
 /// Records start on multiples of this.
 pub const RECORD_ALIGN: u64 = 8;
 /// Size of a record's header word.
@@ -113,6 +113,8 @@ pub mod locks {
 pub mod header_flags {
     /// The segment may be opened by members of the owner's group.
     pub const GROUP_ACCESS: u32 = 1;
+    /// Telemetry is on: every message carries an 8-byte stamp before its payload.
+    pub const TELEMETRY: u32 = 2;
 }
 
 /// First line of every segment. Written by the creator before `init_state = READY`,
@@ -268,6 +270,43 @@ pub struct ControlBlock {
     pub producers: RoleLine,
     /// The consumers'.
     pub consumers: RoleLine,
+    /// Opt-in telemetry (all zero when off).
+    pub telemetry: TelemetryLine,
+}
+
+/// Latency buckets of [`TelemetryLine`]: bucket `b` counts latencies of `[2^b, 2^(b+1))`
+/// nanoseconds (bucket 0 also counts 0), the last everything from 2^39 ns (9 minutes) on.
+pub const LATENCY_BUCKETS: usize = 40;
+
+/// Clocks telemetry stamps with ([`TelemetryLine::clock`]; 0: telemetry off).
+pub mod telemetry_clock {
+    /// The x86 time-stamp counter (invariant: same rate on every core, in every state).
+    pub const TSC: u32 = 1;
+    /// `CLOCK_MONOTONIC`, nanoseconds.
+    pub const MONOTONIC: u32 = 2;
+}
+
+/// What producers and consumers of a telemetry ring record, with relaxed counters, for
+/// tools that read the segment without joining. Set up by the creator before the header is
+/// published; every field is untrusted when read.
+#[repr(C, align(128))]
+pub struct TelemetryLine {
+    /// [`telemetry_clock`].
+    pub clock: AtomicU32,
+    /// Producers stamp one message in this many (1 = every message).
+    pub stamp_every: AtomicU32,
+    /// Clock ticks per second (TSC: calibrated by the creator; MONOTONIC: 10^9).
+    pub ticks_per_second: AtomicU64,
+    /// Stamped messages received, by commit-to-receive latency.
+    pub latency: [AtomicU64; LATENCY_BUCKETS],
+    /// Messages producers stamped.
+    pub stamped: AtomicU64,
+    /// Most messages in flight a producer saw when it stamped one.
+    pub in_flight_high_water: AtomicU64,
+    /// `CLOCK_MONOTONIC` (ns) when a producer last stamped a message.
+    pub last_send_ns: AtomicU64,
+    /// `CLOCK_MONOTONIC` (ns) when a consumer last received a stamped message.
+    pub last_receive_ns: AtomicU64,
 }
 
 impl ControlBlock {
@@ -294,6 +333,16 @@ impl ControlBlock {
                 deaths_reported: AtomicU64::new(0),
             }
         }
+        let telemetry = TelemetryLine {
+            clock: AtomicU32::new(0),
+            stamp_every: AtomicU32::new(0),
+            ticks_per_second: AtomicU64::new(0),
+            latency: core::array::from_fn(|_| AtomicU64::new(0)),
+            stamped: AtomicU64::new(0),
+            in_flight_high_water: AtomicU64::new(0),
+            last_send_ns: AtomicU64::new(0),
+            last_receive_ns: AtomicU64::new(0),
+        };
         Box::new(ControlBlock {
             header: SegmentHeader {
                 magic: AtomicU64::new(0),
@@ -337,6 +386,7 @@ impl ControlBlock {
             },
             producers: role_line(),
             consumers: role_line(),
+            telemetry,
         })
     }
 }
@@ -548,7 +598,7 @@ pub mod slot {
 #[cfg(not(shmring_loom))]
 pub const FINGERPRINT: u64 = {
     use core::mem::{offset_of, size_of};
-    let facts: [u64; 42] = [
+    let facts: [u64; 44] = [
         LAYOUT_VERSION as u64,
         size_of::<ControlBlock>() as u64,
         size_of::<SegmentHeader>() as u64,
@@ -591,6 +641,8 @@ pub const FINGERPRINT: u64 = {
         locks::CREATOR | locks::HOLD << 8 | locks::PEER_BASE << 16,
         offset_of!(RoleLine, deaths) as u64 | (offset_of!(RoleLine, stream_start) as u64) << 16,
         offset_of!(RoleLine, deaths_reported) as u64,
+        offset_of!(ControlBlock, telemetry) as u64 | (size_of::<TelemetryLine>() as u64) << 16,
+        offset_of!(TelemetryLine, latency) as u64 | (LATENCY_BUCKETS as u64) << 16,
     ];
     // FNV-1a over the facts' little-endian bytes.
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
@@ -661,6 +713,10 @@ const _: () = {
     assert!(offset_of!(RoleLine, deaths) == 264);
     assert!(offset_of!(RoleLine, stream_start) == 272);
     assert!(offset_of!(RoleLine, deaths_reported) == 280);
+    assert!(offset_of!(ControlBlock, telemetry) == 1280);
+    assert!(size_of::<TelemetryLine>() == 3 * LINE);
+    assert!(offset_of!(TelemetryLine, latency) == 16);
+    assert!(offset_of!(TelemetryLine, stamped) == 336);
     assert!(size_of::<ControlBlock>() as u64 == CONTROL_SIZE);
     assert!(align_of::<ControlBlock>() == LINE);
     assert!(CONTROL_SIZE % LINE as u64 == 0);
@@ -693,7 +749,7 @@ mod tests {
         assert_eq!(MAGIC.to_le_bytes(), *b"SHMRING1");
         // Recomputed by hand from the same inputs would be circular; instead pin the value
         // so any layout change is a conscious, visible edit.
-        assert_eq!(FINGERPRINT, 0x993e_ae1d_f999_df03_u64, "{FINGERPRINT:#x}");
+        assert_eq!(FINGERPRINT, 0xd2d1_aa01_d1ef_661f_u64, "{FINGERPRINT:#x}");
     }
 
     #[test]

@@ -94,6 +94,10 @@ impl KindImpl for Mpmc {
         crate::algo::mpmc::stats(memory, geometry)
     }
 
+    fn in_flight<M: Memory>(memory: &M, geometry: &MpmcGeometry) -> u64 {
+        crate::algo::mpmc::in_flight(memory.control(), geometry)
+    }
+
     fn peers<M: Memory>(memory: &M, geometry: &MpmcGeometry) -> Vec<PeerInfo> {
         registry::list(memory, geometry)
     }

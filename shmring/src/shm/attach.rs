@@ -26,6 +26,8 @@ pub(crate) struct Attached<G: Shape> {
     pub segment: Arc<Segment>,
     pub geometry: G,
     pub wait: WaitStrategy,
+    /// Whether messages carry telemetry stamps.
+    pub telemetry: bool,
     /// Whether this call created the segment.
     pub created: bool,
 }
@@ -72,11 +74,15 @@ pub(crate) fn create<G: Shape>(
     h.max_peers.store(params.max_peers, Relaxed);
     h.segment_size.store(size, Relaxed);
     h.data_offset.store(CONTROL_SIZE, Relaxed);
-    let flags = if config.group_access {
+    let mut flags = if config.group_access {
         header_flags::GROUP_ACCESS
     } else {
         0
     };
+    if config.telemetry > 0 {
+        flags |= header_flags::TELEMETRY;
+        crate::telemetry::set_up(&ctl.telemetry, config.telemetry);
+    }
     h.flags.store(flags, Relaxed);
     let now_ns = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -94,6 +100,7 @@ pub(crate) fn create<G: Shape>(
         segment,
         geometry,
         wait: config.wait,
+        telemetry: config.telemetry > 0,
         created: true,
     })
 }
@@ -192,11 +199,12 @@ pub(crate) fn open_ready(
 /// Checks that a ready segment holds a ring of geometry `G` (and the options' wait
 /// strategy, if they insist on one).
 pub(crate) fn attached<G: Shape>(segment: Segment, options: &OpenOptions) -> Result<Attached<G>> {
-    let (geometry, wait) = validate::<G>(&segment, options)?;
+    let (geometry, wait, telemetry) = validate::<G>(&segment, options)?;
     Ok(Attached {
         segment: Arc::new(segment),
         geometry,
         wait,
+        telemetry,
         created: false,
     })
 }
@@ -248,7 +256,7 @@ fn not_a_ring(segment: &Segment, magic: u64) -> Result<()> {
 }
 
 /// Every header field read once into a local and checked.
-fn validate<G: Shape>(segment: &Segment, options: &OpenOptions) -> Result<(G, WaitStrategy)> {
+fn validate<G: Shape>(segment: &Segment, options: &OpenOptions) -> Result<(G, WaitStrategy, bool)> {
     let kind = G::KIND;
     let h = &control_of(segment).header;
     same_layout(segment)?;
@@ -304,7 +312,14 @@ fn validate<G: Shape>(segment: &Segment, options: &OpenOptions) -> Result<(G, Wa
             segment.len()
         )));
     }
-    Ok((geometry, wait))
+    let telemetry = h.flags.load(Relaxed) & header_flags::TELEMETRY != 0;
+    if telemetry && geometry.max_message() < crate::telemetry::STAMP_BYTES as u64 {
+        return Err(Error::corrupted(format!(
+            "telemetry is on, and messages of at most {} bytes have no room for its stamp",
+            geometry.max_message()
+        )));
+    }
+    Ok((geometry, wait, telemetry))
 }
 
 /// Creates the ring, or opens it if it exists; exactly one racing caller creates it.
@@ -324,6 +339,17 @@ pub(crate) fn create_or_open<G: Shape>(
         let options = config.open.clone().expect_wait_strategy(config.wait);
         match open::<G>(location, &options) {
             Ok(found) => {
+                if found.telemetry != (config.telemetry > 0) {
+                    let (has, asked) = if found.telemetry {
+                        ("on", "off")
+                    } else {
+                        ("off", "on")
+                    };
+                    return Err(Error::incompatible(format!(
+                        "{} exists with telemetry {has}, and this call asked for it {asked}",
+                        location.display()
+                    )));
+                }
                 if found.geometry != wanted {
                     return Err(Error::incompatible(format!(
                         "{} exists with {}, and this call asked for {wanted}: use the \

@@ -97,6 +97,10 @@ impl KindImpl for Spsc {
         crate::algo::spsc::stats(memory.control(), *geometry)
     }
 
+    fn in_flight<M: Memory>(memory: &M, _geometry: &SpscGeometry) -> u64 {
+        crate::algo::spsc::in_flight(memory.control())
+    }
+
     fn peers<M: Memory>(memory: &M, _geometry: &SpscGeometry) -> Vec<PeerInfo> {
         crate::algo::spsc::peers(memory.control(), |slot| memory.slot_alive(slot))
     }
@@ -181,9 +185,7 @@ impl<M: Memory> SendBatch<'_, M> {
     /// before stays in the batch).
     #[inline]
     pub fn try_push(&mut self, msg: &[u8]) -> Result<()> {
-        use crate::algo::ProducerCore;
-        let written = self.producer.core_mut().try_write(msg);
-        self.producer.polled(written)?;
+        self.producer.batch_write(msg)?;
         self.pushed += 1;
         Ok(())
     }
@@ -191,9 +193,7 @@ impl<M: Memory> SendBatch<'_, M> {
     /// Reserves room for a message written in place; its commit joins the batch.
     #[inline]
     pub fn try_reserve(&mut self, len: usize) -> Result<channel::WriteGrant<'_, Spsc, M>> {
-        use crate::algo::ProducerCore;
-        let claim = self.producer.core_mut().try_claim(len);
-        let claim = self.producer.polled(claim)?;
+        let claim = self.producer.batch_claim(len)?;
         Ok(channel::WriteGrant::new(self.producer, claim))
     }
 
