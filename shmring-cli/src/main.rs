@@ -118,6 +118,10 @@ enum Command {
         /// Succeed if a ring with the same parameters already exists.
         #[arg(long)]
         exist_ok: bool,
+        /// Keep telemetry in the ring, stamping one message in N (1: every message): `stat`
+        /// then shows commit-to-receive latencies and last activity.
+        #[arg(long, value_name = "N")]
+        telemetry: Option<u32>,
     },
     /// Send standard input to a ring as messages; the end of the input closes the stream
     /// (a `cat` on the other side then ends with status 0).
@@ -260,8 +264,10 @@ fn run(command: Command) -> Result<(), Failure> {
             wait,
             group_access,
             exist_ok,
+            telemetry,
         } => {
             let mut config = Config::new()
+                .telemetry(telemetry.unwrap_or(0))
                 .group_access(group_access)
                 .wait_strategy(match wait {
                     WaitArg::Spin => WaitStrategy::Spin,

@@ -80,8 +80,35 @@ pub struct RingState {
     /// MPMC: messages lost with dead consumers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub messages_dropped: Option<u64>,
+    /// What the ring's telemetry recorded (absent when it keeps none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<TelemetryView>,
     /// Every peer record that has been held.
     pub peers: Vec<PeerView>,
+}
+
+/// A telemetry ring's recordings.
+#[derive(Clone, Debug, Serialize)]
+pub struct TelemetryView {
+    /// Producers stamp one message in this many.
+    pub stamp_every: u32,
+    /// Messages stamped.
+    pub stamped: u64,
+    /// Stamped messages received (the histogram's total).
+    pub timed: u64,
+    /// Commit-to-receive latency: upper edges of the buckets holding the 50th, 99th and
+    /// 100th percentiles, in nanoseconds.
+    pub latency_p50_ns: Option<u64>,
+    /// See `latency_p50_ns`.
+    pub latency_p99_ns: Option<u64>,
+    /// See `latency_p50_ns`.
+    pub latency_max_ns: Option<u64>,
+    /// Bucket `b` counts latencies of `[2^b, 2^(b+1))` ns.
+    pub latency_buckets: Vec<u64>,
+    /// Most messages in flight a producer saw when stamping.
+    pub in_flight_high_water: u64,
+    /// Seconds since either side was last active.
+    pub idle_seconds: Option<f64>,
 }
 
 /// One role's ends.
@@ -245,6 +272,20 @@ fn state_of(ring: &any::Ring) -> RingState {
         consumers,
         claims_skipped: None,
         messages_dropped: None,
+        telemetry: stats.telemetry.map(|t| {
+            let ns = |q: f64| t.latency_quantile(q).map(|d| d.as_nanos() as u64);
+            TelemetryView {
+                stamp_every: t.stamp_every,
+                stamped: t.stamped,
+                timed: t.timed(),
+                latency_p50_ns: ns(0.5),
+                latency_p99_ns: ns(0.99),
+                latency_max_ns: ns(1.0),
+                latency_buckets: t.latency_buckets.to_vec(),
+                in_flight_high_water: t.in_flight_high_water,
+                idle_seconds: t.since_last_activity().map(|d| d.as_secs_f64()),
+            }
+        }),
         peers: peers.iter().map(peer_view).collect(),
     };
     match stats.kind {
@@ -291,6 +332,16 @@ fn peer_view(peer: &PeerInfo) -> PeerView {
         generation: peer.generation,
         messages: peer.messages,
         bytes: peer.bytes,
+    }
+}
+
+/// A duration for people: `850 ns`, `12.3 µs`, `4.1 ms`, `2.0 s`.
+pub fn nanos(ns: u64) -> String {
+    match ns {
+        0..1_000 => format!("{ns} ns"),
+        1_000..1_000_000 => format!("{:.1} µs", ns as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1} ms", ns as f64 / 1e6),
+        _ => format!("{:.1} s", ns as f64 / 1e9),
     }
 }
 

@@ -145,6 +145,25 @@ fn print_stat(
             side.alive, side.dead, side.waiting, side.died_since_creation
         )?;
     }
+    if let Some(t) = &r.telemetry {
+        let at = |v: Option<u64>| v.map_or_else(|| "-".to_string(), view::nanos);
+        writeln!(
+            out,
+            "  latency (commit to receive, 1 in {} stamped, {} timed): p50 < {}, p99 < {}, max < {}",
+            t.stamp_every,
+            t.timed,
+            at(t.latency_p50_ns),
+            at(t.latency_p99_ns),
+            at(t.latency_max_ns)
+        )?;
+        writeln!(
+            out,
+            "  most in flight: {}; last active: {}",
+            t.in_flight_high_water,
+            t.idle_seconds
+                .map_or_else(|| "never".to_string(), |s| format!("{s:.1} s ago"))
+        )?;
+    }
     if let (Some(skipped), Some(dropped)) = (r.claims_skipped, r.messages_dropped) {
         writeln!(
             out,

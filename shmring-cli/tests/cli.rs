@@ -458,3 +458,41 @@ fn bench_runs_the_cross_process_benchmark() {
     let list = ok(shmring(&["bench", "--list"]));
     assert!(list.lines().any(|l| l == "pipe"), "{list}");
 }
+
+#[test]
+fn stat_shows_what_a_telemetry_ring_recorded() {
+    let name = Name::new("telemetry");
+    ok(shmring(&[
+        "create",
+        &name.0,
+        "--capacity",
+        "64K",
+        "--telemetry",
+        "1",
+    ]));
+    ok(sh(&format!(
+        "seq 1 500 | \"$SHMRING\" write {n} && \"$SHMRING\" cat {n} --count 500 > /dev/null",
+        n = name.0
+    )));
+    let stat: Value = serde_json::from_str(&ok(shmring(&["stat", &name.0, "--json"]))).unwrap();
+    let t = &stat["ring"]["telemetry"];
+    assert_eq!(t["stamp_every"], 1);
+    assert_eq!(t["timed"], stat["ring"]["messages_received"], "{t}");
+    assert_eq!(t["timed"], 500);
+    let buckets: u64 = t["latency_buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_u64().unwrap())
+        .sum();
+    assert_eq!(buckets, 500);
+    assert!(t["latency_p99_ns"].as_u64().unwrap() >= t["latency_p50_ns"].as_u64().unwrap());
+    // Payload bytes, stamps not counted: "1".."500" and their newlines are not sent.
+    let digits: u64 = (1..=500u64).map(|i| i.to_string().len() as u64).sum();
+    assert_eq!(stat["ring"]["bytes_sent"], digits);
+    let text = ok(shmring(&["stat", &name.0]));
+    assert!(
+        text.contains("latency (commit to receive, 1 in 1 stamped, 500 timed)"),
+        "{text}"
+    );
+}

@@ -225,6 +225,13 @@ impl Telemetry {
         }
     }
 
+    /// How long ago either side was last active (a producer stamped or a consumer received
+    /// a stamped message); `None` if neither ever was.
+    pub fn since_last_activity(&self) -> Option<Duration> {
+        let last = self.last_send_ns.max(self.last_receive_ns);
+        (last > 0).then(|| Duration::from_nanos(crate::os::monotonic_ns().saturating_sub(last)))
+    }
+
     /// Stamped messages received (the histogram's total).
     pub fn timed(&self) -> u64 {
         self.latency_buckets

@@ -147,7 +147,7 @@ impl<K: Kind> HeapRing<K> {
 
     /// Every peer record that has been held.
     pub fn peers(&self) -> Vec<PeerInfo> {
-        K::peers(&self.memory, &self.geometry)
+        crate::channel::peers_of::<K, _>(&self.memory, &self.geometry, self.telemetry)
     }
 
     /// Producers and consumers the ring counts as attached (present bits).

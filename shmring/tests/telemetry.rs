@@ -152,8 +152,16 @@ fn one_in_n_is_stamped_and_a_ring_without_telemetry_keeps_none() {
         tx.try_send(&i.to_le_bytes()).unwrap();
         assert_eq!(rx.try_recv(&mut buf).unwrap(), 4);
     }
-    let t = telemetry(&ring.stats());
+    let stats = ring.stats();
+    let t = telemetry(&stats);
     assert_eq!((t.stamp_every, t.stamped, t.timed()), (10, 100, 100));
+    // Byte counts are payload bytes: the stamps are not counted.
+    assert_eq!((stats.bytes_sent, stats.bytes_received), (4000, 4000));
+    assert!(
+        ring.peers().iter().all(|p| p.bytes == 4000),
+        "{:?}",
+        ring.peers()
+    );
 
     let plain = ShmName::new("telemetry-off");
     let ring = spsc::Ring::create(plain.as_str(), &Config::new().capacity(4096)).unwrap();

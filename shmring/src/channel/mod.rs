@@ -120,10 +120,32 @@ pub(crate) fn stats_of<K: Kind, M: Memory>(
 ) -> Stats {
     let mut stats = K::stats(memory, geometry);
     if telemetry {
+        // Payload bytes are what producers sent, not the stamps that carried them.
+        let stamps = |messages: u64| messages.saturating_mul(STAMP_BYTES as u64);
         stats.max_message = stats.max_message.saturating_sub(STAMP_BYTES as u64);
+        stats.bytes_sent = stats.bytes_sent.saturating_sub(stamps(stats.messages_sent));
+        stats.bytes_received = stats
+            .bytes_received
+            .saturating_sub(stamps(stats.messages_received));
         stats.telemetry = Some(Telemetry::read(&memory.control().telemetry));
     }
     stats
+}
+
+/// A ring's peer records, their byte counts without telemetry stamps.
+pub(crate) fn peers_of<K: Kind, M: Memory>(
+    memory: &M,
+    geometry: &K::Geometry,
+    telemetry: bool,
+) -> Vec<PeerInfo> {
+    let mut peers = K::peers(memory, geometry);
+    if telemetry {
+        for peer in &mut peers {
+            let stamps = peer.messages.saturating_mul(STAMP_BYTES as u64);
+            peer.bytes = peer.bytes.saturating_sub(stamps);
+        }
+    }
+    peers
 }
 
 /// This process, as peer records show it.
@@ -343,7 +365,7 @@ impl<K: Kind> Ring<K> {
     /// Every peer record that has been held: role, status (attached, attached but dead,
     /// closed, dead), pid, generation and counters.
     pub fn peers(&self) -> Vec<PeerInfo> {
-        K::peers(&self.memory, &self.geometry)
+        peers_of::<K, _>(&self.memory, &self.geometry, self.telemetry)
     }
 
     /// Removes the ring's name (or path). Attached handles keep working; new opens fail.

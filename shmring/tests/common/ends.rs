@@ -51,6 +51,12 @@ impl AnyEnd {
         }
     }
 
+    /// Receives until the ring is empty (a consumer).
+    pub fn drain(&mut self) {
+        let mut buf = [0u8; MAX];
+        while self.try_recv(&mut buf).is_ok() {}
+    }
+
     /// One blocking call: a send that waits for room, or a receive that waits for data.
     pub fn block_once(&mut self, timeout: Duration) -> Result<(), Error> {
         let mut buf = [0u8; MAX];
