@@ -32,6 +32,9 @@
 // `shmring_config_t.flags`: lock the mapping into RAM.
 #define SHMRING_FLAG_LOCK_MEMORY 4
 
+// Buckets of `shmring_telemetry_t::latency_buckets`.
+#define SHMRING_LATENCY_BUCKETS 40
+
 // Result of every fallible call. Numbers are stable and never reused.
 typedef enum shmring_status {
   // Success.
@@ -128,6 +131,9 @@ typedef struct shmring_config_t {
   uint32_t wait_strategy;
   // `SHMRING_FLAG_*` bits.
   uint32_t flags;
+  // Telemetry: stamp one message in this many (1 = every message); 0 (default) = off.
+  // See `shmring_ring_telemetry`.
+  uint32_t telemetry;
   // Futex: nanoseconds to poll before sleeping. Default 20000.
   uint64_t spin_ns;
 } shmring_config_t;
@@ -143,6 +149,25 @@ typedef struct shmring_msg_t {
 // Called by `shmring_try_recv_batch` once per message, in order; `data` is valid only
 // during the call.
 typedef void (*shmring_msg_fn)(void *ctx, const void *data, size_t len);
+
+// What a telemetry ring recorded (`shmring_ring_telemetry`).
+typedef struct shmring_telemetry_t {
+  // 1 if the ring keeps telemetry (the other fields are 0 otherwise).
+  uint32_t enabled;
+  // Producers stamp one message in this many.
+  uint32_t stamp_every;
+  // Messages stamped.
+  uint64_t stamped;
+  // Stamped messages received, by commit-to-receive latency: bucket `b` counts
+  // `[2^b, 2^(b+1))` nanoseconds (the last also everything longer).
+  uint64_t latency_buckets[SHMRING_LATENCY_BUCKETS];
+  // Most messages in flight a producer saw when stamping.
+  uint64_t in_flight_high_water;
+  // `CLOCK_MONOTONIC` (ns) when a producer last stamped a message; 0: never.
+  uint64_t last_send_ns;
+  // `CLOCK_MONOTONIC` (ns) when a consumer last received a stamped message; 0: never.
+  uint64_t last_receive_ns;
+} shmring_telemetry_t;
 
 // A snapshot of a ring of any kind (like `mq_getattr`). Values are read one by one while
 // the ends run.
@@ -213,6 +238,8 @@ typedef struct shmring_mpmc_config_t {
   uint32_t wait_strategy;
   // `SHMRING_FLAG_*` bits.
   uint32_t flags;
+  // Telemetry: stamp one message in this many (1 = every message); 0 (default) = off.
+  uint32_t telemetry;
   // Futex: nanoseconds to poll before sleeping. Default 20000.
   uint64_t spin_ns;
 } shmring_mpmc_config_t;
@@ -434,6 +461,15 @@ enum shmring_status shmring_try_recv_batch(struct shmring_consumer_t *consumer,
                                            shmring_msg_fn callback,
                                            void *ctx,
                                            size_t *out_count);
+
+// Reads what a ring's telemetry recorded into `*out` (`enabled` 0 if it keeps none).
+// The counters come from shared memory: a hostile process can make them say anything.
+// Thread-safe with respect to the ends.
+//
+// # Safety
+// `ring` is live; `out` is writable.
+enum shmring_status shmring_ring_telemetry(const struct shmring_ring_t *ring,
+                                           struct shmring_telemetry_t *out);
 
 // Reads the counters of a ring of any kind into `*out`. Thread-safe with respect to the
 // ends.

@@ -279,12 +279,20 @@ pub struct shmring_config_t {
     pub wait_strategy: u32,
     /// `SHMRING_FLAG_*` bits.
     pub flags: u32,
+    /// Telemetry: stamp one message in this many (1 = every message); 0 (default) = off.
+    /// See `shmring_ring_telemetry`.
+    pub telemetry: u32,
     /// Futex: nanoseconds to poll before sleeping. Default 20000.
     pub spin_ns: u64,
 }
 
 /// The settings both kinds of ring share.
-fn common_config(wait_strategy: u32, flags: u32, spin_ns: u64) -> Result<Config, Fail> {
+fn common_config(
+    wait_strategy: u32,
+    flags: u32,
+    spin_ns: u64,
+    telemetry: u32,
+) -> Result<Config, Fail> {
     let wait = match wait_strategy {
         1 => WaitStrategy::Spin,
         2 => WaitStrategy::SpinYield,
@@ -309,7 +317,8 @@ fn common_config(wait_strategy: u32, flags: u32, spin_ns: u64) -> Result<Config,
         .group_access(flags & SHMRING_FLAG_GROUP_ACCESS != 0)
         .populate(flags & SHMRING_FLAG_NO_POPULATE == 0)
         .lock_memory(flags & SHMRING_FLAG_LOCK_MEMORY != 0)
-        .spin_before_sleep(Duration::from_nanos(spin_ns)))
+        .spin_before_sleep(Duration::from_nanos(spin_ns))
+        .telemetry(telemetry))
 }
 
 /// A size field of a C config as `usize` (`InvalidArgument` if it does not fit).
@@ -322,7 +331,7 @@ fn size_field(value: u64, field: &str) -> Result<usize, Fail> {
 }
 
 fn config_of(cfg: &shmring_config_t) -> Result<Config, Fail> {
-    let mut config = common_config(cfg.wait_strategy, cfg.flags, cfg.spin_ns)?
+    let mut config = common_config(cfg.wait_strategy, cfg.flags, cfg.spin_ns, cfg.telemetry)?
         .capacity(size_field(cfg.capacity, "capacity")?);
     if cfg.max_message != 0 {
         config = config.max_message(size_field(cfg.max_message, "max_message")?);
@@ -391,6 +400,7 @@ pub unsafe extern "C" fn shmring_config_init(config: *mut shmring_config_t) {
         max_message: 0,
         wait_strategy: SHMRING_WAIT_SPIN_YIELD,
         flags: 0,
+        telemetry: 0,
         spin_ns: 20_000,
     };
     // SAFETY: non-NULL and writable (contract).
@@ -1050,6 +1060,72 @@ pub struct shmring_stats_t {
     pub messages_dropped: u64,
 }
 
+/// Buckets of `shmring_telemetry_t::latency_buckets`.
+pub const SHMRING_LATENCY_BUCKETS: usize = 40;
+
+/// What a telemetry ring recorded (`shmring_ring_telemetry`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct shmring_telemetry_t {
+    /// 1 if the ring keeps telemetry (the other fields are 0 otherwise).
+    pub enabled: u32,
+    /// Producers stamp one message in this many.
+    pub stamp_every: u32,
+    /// Messages stamped.
+    pub stamped: u64,
+    /// Stamped messages received, by commit-to-receive latency: bucket `b` counts
+    /// `[2^b, 2^(b+1))` nanoseconds (the last also everything longer).
+    pub latency_buckets: [u64; SHMRING_LATENCY_BUCKETS],
+    /// Most messages in flight a producer saw when stamping.
+    pub in_flight_high_water: u64,
+    /// `CLOCK_MONOTONIC` (ns) when a producer last stamped a message; 0: never.
+    pub last_send_ns: u64,
+    /// `CLOCK_MONOTONIC` (ns) when a consumer last received a stamped message; 0: never.
+    pub last_receive_ns: u64,
+}
+
+/// Reads what a ring's telemetry recorded into `*out` (`enabled` 0 if it keeps none).
+/// The counters come from shared memory: a hostile process can make them say anything.
+/// Thread-safe with respect to the ends.
+///
+/// # Safety
+/// `ring` is live; `out` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_ring_telemetry(
+    ring: *const shmring_ring_t,
+    out: *mut shmring_telemetry_t,
+) -> shmring_status {
+    boundary(|| {
+        // SAFETY: per the contract.
+        let ring = unsafe { nonnull(ring, "ring") }?;
+        // SAFETY: per the contract.
+        unsafe { nonnull_mut(out, "out") }?;
+        let mut view = shmring_telemetry_t {
+            enabled: 0,
+            stamp_every: 0,
+            stamped: 0,
+            latency_buckets: [0; SHMRING_LATENCY_BUCKETS],
+            in_flight_high_water: 0,
+            last_send_ns: 0,
+            last_receive_ns: 0,
+        };
+        if let Some(t) = ring.0.stats().telemetry {
+            view = shmring_telemetry_t {
+                enabled: 1,
+                stamp_every: t.stamp_every,
+                stamped: t.stamped,
+                latency_buckets: t.latency_buckets,
+                in_flight_high_water: t.in_flight_high_water,
+                last_send_ns: t.last_send_ns,
+                last_receive_ns: t.last_receive_ns,
+            };
+        }
+        // SAFETY: non-NULL (checked) and writable (contract).
+        unsafe { write_out(out, view) };
+        Ok(())
+    })
+}
+
 /// Reads the counters of a ring of any kind into `*out`. Thread-safe with respect to the
 /// ends.
 ///
@@ -1196,6 +1272,8 @@ pub struct shmring_mpmc_config_t {
     pub wait_strategy: u32,
     /// `SHMRING_FLAG_*` bits.
     pub flags: u32,
+    /// Telemetry: stamp one message in this many (1 = every message); 0 (default) = off.
+    pub telemetry: u32,
     /// Futex: nanoseconds to poll before sleeping. Default 20000.
     pub spin_ns: u64,
 }
@@ -1215,6 +1293,7 @@ pub unsafe extern "C" fn shmring_mpmc_config_init(config: *mut shmring_mpmc_conf
         max_peers: 16,
         wait_strategy: SHMRING_WAIT_SPIN_YIELD,
         flags: 0,
+        telemetry: 0,
         spin_ns: 20_000,
     };
     // SAFETY: non-NULL and writable (contract).
@@ -1231,10 +1310,12 @@ unsafe fn mpmc_config_arg(config: *const shmring_mpmc_config_t) -> Result<Config
     }
     // SAFETY: per the contract.
     let cfg = unsafe { nonnull(config, "config") }?;
-    Ok(common_config(cfg.wait_strategy, cfg.flags, cfg.spin_ns)?
-        .slots(size_field(cfg.slots, "slots")?)
-        .max_message(size_field(cfg.max_message, "max_message")?)
-        .max_peers(cfg.max_peers))
+    Ok(
+        common_config(cfg.wait_strategy, cfg.flags, cfg.spin_ns, cfg.telemetry)?
+            .slots(size_field(cfg.slots, "slots")?)
+            .max_message(size_field(cfg.max_message, "max_message")?)
+            .max_peers(cfg.max_peers),
+    )
 }
 
 /// Creates the MPMC ring `name`: many producers and consumers, each message to exactly one
