@@ -337,6 +337,7 @@ fn measure(plan: &Plan) -> Res<Sample> {
                 (&a, &b),
                 transport::strategy(t),
                 plan.spin,
+                transport::telemetry(t),
                 size,
                 plan.api,
             )?;
@@ -353,6 +354,7 @@ fn measure(plan: &Plan) -> Res<Sample> {
                 (&a, &b),
                 transport::strategy(t),
                 plan.spin,
+                transport::telemetry(t),
                 size,
                 plan.api,
             )?;

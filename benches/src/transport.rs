@@ -23,6 +23,8 @@ pub(crate) const ALL: &[&str] = &[
     "shmring-spsc-futex",
     "shmring-mpmc-spin",
     "shmring-mpmc-futex",
+    "shmring-spsc-telemetry",
+    "shmring-spsc-telemetry64",
     "pipe",
     "fifo",
     "uds-stream",
@@ -140,23 +142,36 @@ pub(crate) fn strategy(transport: &str) -> WaitStrategy {
     }
 }
 
+/// Telemetry a shmring transport name asks for: `-telemetry` stamps every message,
+/// `-telemetry<N>` one in N; 0 (off) without the suffix.
+pub(crate) fn telemetry(transport: &str) -> u32 {
+    match transport.rsplit_once("-telemetry") {
+        Some((_, "")) => 1,
+        Some((_, every)) => every.parse().unwrap_or(1),
+        None => 0,
+    }
+}
+
 /// Whether a transport's receiver may sleep in shmring's wait (futex).
 pub(crate) fn sleeps(transport: &str) -> bool {
     transport.starts_with("shmring") && strategy(transport) != WaitStrategy::Spin
 }
 
 impl<K: BenchKind> Shmring<K> {
-    /// Creates both rings (parent side). `spin`: the futex strategy's spin window.
+    /// Creates both rings (parent side). `spin`: the futex strategy's spin window;
+    /// `telemetry`: stamp one message in this many (0: off).
     pub(crate) fn create(
         names: (&str, &str),
         strategy: WaitStrategy,
         spin: Duration,
+        telemetry: u32,
         size: usize,
         api: Api,
     ) -> shmring::Result<Shmring<K>> {
         let config = K::config(size)
             .wait_strategy(strategy)
-            .spin_before_sleep(spin);
+            .spin_before_sleep(spin)
+            .telemetry(telemetry);
         let out = shmring::Ring::<K>::create(names.0, &config)?;
         let back = shmring::Ring::<K>::create(names.1, &config)?;
         Ok(Shmring {

@@ -189,9 +189,19 @@ pub(crate) fn lock_byte(fd: impl AsFd, offset: u64) -> io::Result<bool> {
 }
 
 /// `CLOCK_MONOTONIC` in nanoseconds (the same clock in every process of the machine).
+///
+/// Through the C library, not rustix: rustix finds the vDSO itself and crashes under
+/// valgrind, which hides it (rustix issue 1559); programs that use shmring get run under
+/// valgrind.
 #[inline]
 pub(crate) fn monotonic_ns() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid, writable timespec; CLOCK_MONOTONIC exists on every Linux and
+    // the call cannot fail with a valid pointer (if it did, `t` stays 0).
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
     u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(t.tv_nsec).unwrap_or(0)
 }
 

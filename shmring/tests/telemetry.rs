@@ -172,6 +172,34 @@ fn one_in_n_is_stamped_and_a_ring_without_telemetry_keeps_none() {
 }
 
 #[test]
+fn the_high_water_mark_sees_a_backlog_within_one_sampling_interval() {
+    // Occupancy is sampled at most once in 64 messages (it costs a cache miss on the
+    // consumers' line), so a backlog of 500 shows as at least 500 - 63.
+    for kind in ["spsc", "mpmc"] {
+        let name = ShmName::new("telemetry-backlog");
+        let config = Config::new().telemetry(1).max_message(8);
+        let stats = if kind == "spsc" {
+            let ring = spsc::Ring::create(name.as_str(), &config.capacity(1 << 16)).unwrap();
+            let mut tx = ring.producer().unwrap();
+            (0..500u64).for_each(|i| tx.try_send(&i.to_le_bytes()).unwrap());
+            ring.stats()
+        } else {
+            let ring = mpmc::Ring::create(name.as_str(), &config.slots(512)).unwrap();
+            let mut tx = ring.producer().unwrap();
+            (0..500u64).for_each(|i| tx.try_send(&i.to_le_bytes()).unwrap());
+            ring.stats()
+        };
+        let t = telemetry(&stats);
+        assert_eq!(stats.messages_in_flight, 500, "{kind}");
+        assert!(
+            (437..=500).contains(&t.in_flight_high_water),
+            "{kind}: {}",
+            t.in_flight_high_water
+        );
+    }
+}
+
+#[test]
 fn the_largest_message_is_what_max_message_says() {
     let name = ShmName::new("telemetry-max");
     let ring = mpmc::Ring::create(

@@ -109,13 +109,15 @@ impl<K: Kind, M: Memory> Producer<K, M> {
         core.try_claim(stamp_bytes + len)
     }
 
-    /// After a stamped message was committed: telemetry's counters.
+    /// After a message stamped `stamp` was committed: telemetry's counters.
     #[cold]
-    fn note_stamp(&self) {
+    fn note_stamp(&mut self, stamp: u64) {
         let memory = self.core.memory();
+        let sample = self.stamper.as_mut().is_some_and(Stamper::sample_due);
         Stamper::stamped(
             &memory.control().telemetry,
-            K::in_flight(memory, &self.geometry),
+            stamp,
+            sample.then(|| K::in_flight(memory, &self.geometry)),
         );
     }
 
@@ -142,7 +144,7 @@ impl<K: Kind, M: Memory> Producer<K, M> {
         };
         self.core.commit(claim, total)?;
         if stamp != 0 {
-            self.note_stamp();
+            self.note_stamp(stamp);
         }
         if !self.core.batching() {
             self.published();
@@ -154,8 +156,9 @@ impl<K: Kind, M: Memory> Producer<K, M> {
     #[inline]
     pub(crate) fn batch_write(&mut self, msg: &[u8]) -> Result<()> {
         let written = Self::write_msg(&mut self.core, &mut self.stamper, msg);
-        if self.polled(written)? != 0 {
-            self.note_stamp();
+        let stamp = self.polled(written)?;
+        if stamp != 0 {
+            self.note_stamp(stamp);
         }
         Ok(())
     }
@@ -229,8 +232,9 @@ impl<K: Kind, M: Memory> Producer<K, M> {
     pub fn try_send(&mut self, msg: &[u8]) -> Result<()> {
         self.no_detached()?;
         let written = Self::write_msg(&mut self.core, &mut self.stamper, msg);
-        if self.polled(written)? != 0 {
-            self.note_stamp();
+        let stamp = self.polled(written)?;
+        if stamp != 0 {
+            self.note_stamp(stamp);
         }
         self.published();
         Ok(())
@@ -262,7 +266,7 @@ impl<K: Kind, M: Memory> Producer<K, M> {
         let stamp =
             self.wait_until(timeout, |core, stamper| Self::write_msg(core, stamper, msg))?;
         if stamp != 0 {
-            self.note_stamp();
+            self.note_stamp(stamp);
         }
         self.published();
         Ok(())
@@ -308,7 +312,7 @@ impl<K: Kind, M: Memory> Producer<K, M> {
                 Ok(stamp) => {
                     sent += 1;
                     if stamp != 0 {
-                        self.note_stamp();
+                        self.note_stamp(stamp);
                     }
                 }
                 Err(e) if sent == 0 => return Err(e),

@@ -12,7 +12,8 @@
 //! 384   ConsumerLine    head + counters      (written only by the consumer)
 //! 512   RoleLine        producers: attached, asleep (waiting for space), deaths, futex word
 //! 896   RoleLine        consumers: attached, asleep (waiting for data), deaths, futex word
-//! 1280  data region     SPSC: `capacity` bytes of 8-byte-aligned records
+//! 1280  TelemetryLine   opt-in telemetry: producers write the first 128 bytes, consumers the rest
+//! 1792  data region     SPSC: `capacity` bytes of 8-byte-aligned records
 //!                       MPMC: `max_peers` registry records, then `slot_count` slots
 //! ```
 
@@ -28,7 +29,7 @@ pub const LAYOUT_VERSION: u32 = 4;
 /// x86's adjacent-line prefetcher pairs 64-byte lines.
 pub const LINE: usize = 128;
 /// Size of the control block; the data region starts here.
-pub const CONTROL_SIZE: u64 = 1664;
+pub const CONTROL_SIZE: u64 = 1792;
 /// Records start on multiples of this.
 pub const RECORD_ALIGN: u64 = 8;
 /// Size of a record's header word.
@@ -288,7 +289,9 @@ pub mod telemetry_clock {
 
 /// What producers and consumers of a telemetry ring record, with relaxed counters, for
 /// tools that read the segment without joining. Set up by the creator before the header is
-/// published; every field is untrusted when read.
+/// published; every field is untrusted when read. The first 128 bytes are the creator's
+/// settings and what producers write; consumers write only from byte 128 on, so a stamp and
+/// its receipt never contend for one line.
 #[repr(C, align(128))]
 pub struct TelemetryLine {
     /// [`telemetry_clock`].
@@ -297,16 +300,18 @@ pub struct TelemetryLine {
     pub stamp_every: AtomicU32,
     /// Clock ticks per second (TSC: calibrated by the creator; MONOTONIC: 10^9).
     pub ticks_per_second: AtomicU64,
-    /// Stamped messages received, by commit-to-receive latency.
-    pub latency: [AtomicU64; LATENCY_BUCKETS],
     /// Messages producers stamped.
     pub stamped: AtomicU64,
     /// Most messages in flight a producer saw when it stamped one.
     pub in_flight_high_water: AtomicU64,
-    /// `CLOCK_MONOTONIC` (ns) when a producer last stamped a message.
-    pub last_send_ns: AtomicU64,
-    /// `CLOCK_MONOTONIC` (ns) when a consumer last received a stamped message.
-    pub last_receive_ns: AtomicU64,
+    /// The last stamp a producer wrote (ticks of [`Self::clock`]; 0: never).
+    pub last_send_ticks: AtomicU64,
+    /// Unused; keeps the consumers' words on their own line.
+    pub reserved: [AtomicU64; 11],
+    /// When a consumer last received a stamped message (ticks of [`Self::clock`]).
+    pub last_receive_ticks: AtomicU64,
+    /// Stamped messages received, by commit-to-receive latency.
+    pub latency: [AtomicU64; LATENCY_BUCKETS],
 }
 
 impl ControlBlock {
@@ -337,11 +342,12 @@ impl ControlBlock {
             clock: AtomicU32::new(0),
             stamp_every: AtomicU32::new(0),
             ticks_per_second: AtomicU64::new(0),
-            latency: core::array::from_fn(|_| AtomicU64::new(0)),
             stamped: AtomicU64::new(0),
             in_flight_high_water: AtomicU64::new(0),
-            last_send_ns: AtomicU64::new(0),
-            last_receive_ns: AtomicU64::new(0),
+            last_send_ticks: AtomicU64::new(0),
+            reserved: core::array::from_fn(|_| AtomicU64::new(0)),
+            last_receive_ticks: AtomicU64::new(0),
+            latency: core::array::from_fn(|_| AtomicU64::new(0)),
         };
         Box::new(ControlBlock {
             header: SegmentHeader {
@@ -598,7 +604,7 @@ pub mod slot {
 #[cfg(not(shmring_loom))]
 pub const FINGERPRINT: u64 = {
     use core::mem::{offset_of, size_of};
-    let facts: [u64; 44] = [
+    let facts: [u64; 45] = [
         LAYOUT_VERSION as u64,
         size_of::<ControlBlock>() as u64,
         size_of::<SegmentHeader>() as u64,
@@ -643,6 +649,7 @@ pub const FINGERPRINT: u64 = {
         offset_of!(RoleLine, deaths_reported) as u64,
         offset_of!(ControlBlock, telemetry) as u64 | (size_of::<TelemetryLine>() as u64) << 16,
         offset_of!(TelemetryLine, latency) as u64 | (LATENCY_BUCKETS as u64) << 16,
+        offset_of!(TelemetryLine, last_receive_ticks) as u64,
     ];
     // FNV-1a over the facts' little-endian bytes.
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
@@ -714,9 +721,10 @@ const _: () = {
     assert!(offset_of!(RoleLine, stream_start) == 272);
     assert!(offset_of!(RoleLine, deaths_reported) == 280);
     assert!(offset_of!(ControlBlock, telemetry) == 1280);
-    assert!(size_of::<TelemetryLine>() == 3 * LINE);
-    assert!(offset_of!(TelemetryLine, latency) == 16);
-    assert!(offset_of!(TelemetryLine, stamped) == 336);
+    assert!(size_of::<TelemetryLine>() == 4 * LINE);
+    assert!(offset_of!(TelemetryLine, stamped) == 16);
+    assert!(offset_of!(TelemetryLine, last_receive_ticks) == LINE);
+    assert!(offset_of!(TelemetryLine, latency) == LINE + 8);
     assert!(size_of::<ControlBlock>() as u64 == CONTROL_SIZE);
     assert!(align_of::<ControlBlock>() == LINE);
     assert!(CONTROL_SIZE % LINE as u64 == 0);
@@ -749,7 +757,7 @@ mod tests {
         assert_eq!(MAGIC.to_le_bytes(), *b"SHMRING1");
         // Recomputed by hand from the same inputs would be circular; instead pin the value
         // so any layout change is a conscious, visible edit.
-        assert_eq!(FINGERPRINT, 0xd2d1_aa01_d1ef_661f_u64, "{FINGERPRINT:#x}");
+        assert_eq!(FINGERPRINT, 0x36f1_cd2d_0a13_4a2a_u64, "{FINGERPRINT:#x}");
     }
 
     #[test]
