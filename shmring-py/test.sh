@@ -12,6 +12,14 @@ fi
 rm -rf "$repo/target/wheels"
 "$venv/bin/maturin" build --release --out "$repo/target/wheels"
 "$venv/bin/pip" install -q --force-reinstall --no-deps "$repo"/target/wheels/shmring-*.whl
+# The Rust and C peers of the cross-language tests.
 (cd "$repo" && cargo build --release -p shmring --example checksummed)
+prefix="$repo/target/c-peer"
+"$repo/shmring-ffi/install.sh" "$prefix" >/dev/null
+# shellcheck disable=SC2046
+cc -std=c11 -Wall -Wextra -Werror -O2 "$repo/shmring-ffi/examples/checksummed.c" \
+    -o "$prefix/checksummed" $(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags --libs shmring) \
+    -Wl,-rpath,"$prefix/lib"
 SHMRING_CHECKSUMMED="$repo/target/release/examples/checksummed" \
+SHMRING_C_CHECKSUMMED="$prefix/checksummed" \
     "$venv/bin/python" -m pytest -q -s tests "$@"

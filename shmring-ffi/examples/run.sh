@@ -8,7 +8,7 @@ trap 'rm -rf "$prefix"' EXIT
 shmring-ffi/install.sh "$prefix" >/dev/null
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 flags=(-std=c11 -Wall -Wextra -Werror -pedantic -O2)
-for example in producer consumer zero_copy; do
+for example in producer consumer zero_copy checksummed; do
     # shellcheck disable=SC2046
     cc "${flags[@]}" "shmring-ffi/examples/$example.c" -o "$prefix/$example" \
         $(pkg-config --cflags --libs shmring) -Wl,-rpath,"$prefix/lib"

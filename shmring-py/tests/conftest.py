@@ -26,6 +26,21 @@ def name():
 
 
 @pytest.fixture(scope="session")
+def c_peer():
+    """Path of the C peer (`shmring-ffi/examples/checksummed.c`, built by test.sh)."""
+    path = os.environ.get("SHMRING_C_CHECKSUMMED")
+    if not path:
+        pytest.fail("SHMRING_C_CHECKSUMMED is not set: run shmring-py/test.sh")
+    return pathlib.Path(path)
+
+
+@pytest.fixture(params=["rust", "c"])
+def peer(request):
+    """The Rust peer, then the C peer."""
+    return request.getfixturevalue(f"{request.param}_peer")
+
+
+@pytest.fixture(scope="session")
 def rust_peer():
     """Path of the Rust peer (`cargo build --release -p shmring --example checksummed`)."""
     path = pathlib.Path(

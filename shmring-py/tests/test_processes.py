@@ -32,9 +32,9 @@ def _finish(peer):
 
 
 @pytest.mark.parametrize("kind,count", [("spsc", MILLION), ("mpmc", 200_000)])
-def test_python_producer_to_rust_consumer(name, rust_peer, kind, count):
+def test_python_producer_to_rust_and_c_consumers(name, peer, kind, count):
     ring = shmring.Ring.create(name, kind=kind, max_message=256, wait="futex")
-    peer = _run_peer(rust_peer, "recv", name, str(count))
+    peer = _run_peer(peer, "recv", name, str(count))
     tx = ring.producer()
     for seq in range(count):
         tx.send(message(seq), timeout=30)
@@ -42,10 +42,10 @@ def test_python_producer_to_rust_consumer(name, rust_peer, kind, count):
 
 
 @pytest.mark.parametrize("kind,count", [("spsc", MILLION), ("mpmc", 200_000)])
-def test_rust_producer_to_python_consumer(name, rust_peer, kind, count):
+def test_rust_and_c_producers_to_python_consumer(name, peer, kind, count):
     ring = shmring.Ring.create(name, kind=kind, max_message=256, wait="futex")
     rx = ring.consumer()
-    peer = _run_peer(rust_peer, "send", name, str(count))
+    peer = _run_peer(peer, "send", name, str(count))
     for seq in range(count):
         got = rx.recv(timeout=30)
         if got != message(seq):
