@@ -394,6 +394,27 @@ enum shmring_status shmring_recv_timeout(struct shmring_consumer_t *consumer,
                                          size_t *out_len,
                                          uint64_t timeout_ns);
 
+// Event loops: prepares to wait on the consumer's readiness descriptor
+// (`shmring_consumer_readiness_fd`). `*out_armed` = 1: the ring is empty and the consumer
+// is armed, so poll the descriptor; 0: there is something to receive now (a message, or
+// the end of the stream): call `shmring_try_recv` instead. The loop: receive until
+// `SHMRING_WOULD_BLOCK`, arm, poll if armed, repeat. `SHMRING_INVALID_ARGUMENT` unless the
+// ring uses `SHMRING_WAIT_FUTEX`.
+//
+// # Safety
+// `consumer` is live; `out_armed` is writable.
+enum shmring_status shmring_consumer_arm(struct shmring_consumer_t *consumer, int *out_armed);
+
+// Writes to `*out_fd` a new descriptor (close it with `close(2)`) that becomes readable
+// (`POLLIN`) when the consumer, armed by `shmring_consumer_arm`, may have something to
+// receive: a message, the end of the stream, or a producer that died. For `poll`,
+// `epoll`, `select` and event libraries. Readiness may be spurious; a publish after an
+// arm that said 1 is never missed.
+//
+// # Safety
+// `consumer` is live; `out_fd` is writable.
+enum shmring_status shmring_consumer_readiness_fd(struct shmring_consumer_t *consumer, int *out_fd);
+
 // Zero copy: reserves `len` bytes in the ring and writes their address to `*out_ptr`.
 // Write the message there, then `shmring_commit` (or `shmring_cancel`). Until then every
 // other send on this producer fails with `SHMRING_INVALID_ARGUMENT`. Waits at most

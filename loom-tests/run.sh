@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-3}"
-models=(wrap_with_padding_then_close full_ring_reuses_released_space batch_published_by_its_first_header mixed_sizes_over_two_laps futex_wakeups_are_never_lost a_producer_takes_over_from_a_dead_one)
+models=(wrap_with_padding_then_close full_ring_reuses_released_space batch_published_by_its_first_header mixed_sizes_over_two_laps futex_wakeups_are_never_lost armed_consumers_are_always_rung a_producer_takes_over_from_a_dead_one)
 
 RUSTFLAGS="--cfg shmring_loom" CARGO_TARGET_DIR=target/loom \
     cargo build --release --locked -p loom-tests --tests --quiet
@@ -69,6 +69,10 @@ LOOM_MAX_PREEMPTIONS=1 negative_control shmring_weaken_publish target/loom-weak 
 # through the last wake-up.
 negative_control shmring_weaken_dekker target/loom-dekker spsc futex_wakeups_are_never_lost \
     "deadlock" "N1 fence removed"
+# The same fence removed under the readiness protocol: an armed consumer waits for a
+# doorbell that no publish rings (loom stops the endless wait).
+negative_control shmring_weaken_dekker target/loom-dekker spsc armed_consumers_are_always_rung \
+    "maximum number of branches" "N1 fence removed, readiness"
 # The death counted after the dead producer's present bit clears (D1 swapped): a consumer
 # can find no producer and no death, and end the stream with Closed.
 negative_control shmring_weaken_death_order target/loom-death mpmc \

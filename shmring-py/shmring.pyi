@@ -86,6 +86,11 @@ class Consumer:
         keeps the message."""
     def try_recv_batch(self, max: int = 64) -> list[bytes]:
         """Up to `max` messages there now (empty list: none)."""
+    def fileno(self) -> int:
+        """The readiness descriptor (owned by the consumer), for select / selectors /
+        loop.add_reader; needs a `wait="futex"` ring."""
+    def arm(self) -> bool:
+        """True: empty and armed, wait for fileno(); False: something to receive now."""
     def read(self, timeout: float | None = None) -> ReadGrant:
         """The next message in place: `with c.read() as view: ...` (read-only)."""
     @property

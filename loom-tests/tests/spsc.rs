@@ -142,6 +142,50 @@ fn futex_wakeups_are_never_lost() {
     });
 }
 
+/// The readiness protocol (arm → re-check → wait for the doorbell → drain): the consumer
+/// receives until `WouldBlock`, arms, and if `arm` says so waits for its doorbell (a
+/// counter on a heap ring) to move; the producer sends two messages and closes. A publish
+/// that neither the consumer's re-check sees nor the doorbell tells about leaves the
+/// consumer waiting for ever (loom stops the model and reports it).
+#[test]
+fn armed_consumers_are_always_rung() {
+    loom::model(|| {
+        let config = Config::new().capacity(256).max_message(120);
+        let ring = Arc::new(HeapRing::<Spsc>::new(&config).unwrap());
+        let (mut tx, mut rx) = (ring.producer(1).unwrap(), ring.consumer(2).unwrap());
+        let producer = thread::spawn(move || {
+            for i in 0..2u8 {
+                tx.try_send(&payload(i, 8)).unwrap();
+            }
+            tx.close();
+        });
+        let mut buf = [0u8; 16];
+        let mut next = 0u8;
+        let mut rung = 0;
+        loop {
+            match rx.try_recv(&mut buf) {
+                Ok(n) => {
+                    assert_eq!(&buf[..n], &payload(next, 8)[..], "message {next}");
+                    next += 1;
+                    continue;
+                }
+                Err(Error::Closed) => break,
+                Err(Error::WouldBlock) => {}
+                Err(e) => panic!("recv after {next}: {e}"),
+            }
+            if rx.arm().unwrap() {
+                // Asleep until the doorbell rings (the consumer's slot is 1).
+                while ring.doorbell_rings(shmring::Role::Consumer, 1) == rung {
+                    thread::yield_now();
+                }
+                rung = ring.doorbell_rings(shmring::Role::Consumer, 1);
+            }
+        }
+        assert_eq!(next, 2);
+        producer.join().unwrap();
+    });
+}
+
 /// SPSC role takeover: producer A (owner 1) sends a message and dies; producer B (owner 3)
 /// takes the role once A is dead, sends a message and closes. Meanwhile the consumer
 /// receives, looking for a dead producer whenever it finds nothing. Whichever of B's

@@ -8,7 +8,7 @@ trap 'rm -rf "$prefix"' EXIT
 shmring-ffi/install.sh "$prefix" >/dev/null
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 flags=(-std=c11 -Wall -Wextra -Werror -pedantic -O2)
-for example in producer consumer zero_copy checksummed; do
+for example in producer consumer zero_copy checksummed poll_consumer; do
     # shellcheck disable=SC2046
     cc "${flags[@]}" "shmring-ffi/examples/$example.c" -o "$prefix/$example" \
         $(pkg-config --cflags --libs shmring) -Wl,-rpath,"$prefix/lib"
@@ -19,3 +19,8 @@ consumer=$!
 "$prefix/producer" "$name" 100000
 wait "$consumer"
 "$prefix/zero_copy" "$name-zc"
+# One poll(2) loop over a ring and a pipe: the ring's messages and two lines of input.
+(sleep 0.2; printf 'one\ntwo\n') | "$prefix/poll_consumer" "$name-poll" &
+poller=$!
+"$prefix/producer" "$name-poll" 100000
+wait "$poller"

@@ -10,7 +10,7 @@
 #![allow(non_camel_case_types)]
 
 use std::cell::RefCell;
-use std::ffi::{CStr, CString, c_char, c_void};
+use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
@@ -784,6 +784,58 @@ unsafe fn recv_into(
         };
         // SAFETY: checked non-NULL above.
         unsafe { write_out(out_len, n) };
+        Ok(())
+    })
+}
+
+/// Event loops: prepares to wait on the consumer's readiness descriptor
+/// (`shmring_consumer_readiness_fd`). `*out_armed` = 1: the ring is empty and the consumer
+/// is armed, so poll the descriptor; 0: there is something to receive now (a message, or
+/// the end of the stream): call `shmring_try_recv` instead. The loop: receive until
+/// `SHMRING_WOULD_BLOCK`, arm, poll if armed, repeat. `SHMRING_INVALID_ARGUMENT` unless the
+/// ring uses `SHMRING_WAIT_FUTEX`.
+///
+/// # Safety
+/// `consumer` is live; `out_armed` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_consumer_arm(
+    consumer: *mut shmring_consumer_t,
+    out_armed: *mut c_int,
+) -> shmring_status {
+    boundary(|| {
+        // SAFETY: per the contract.
+        let c = unsafe { nonnull_mut(consumer, "consumer") }?;
+        // SAFETY: per the contract.
+        unsafe { nonnull_mut(out_armed, "out_armed") }?;
+        let armed = c.0.arm()?;
+        // SAFETY: checked non-NULL above.
+        unsafe { write_out(out_armed, c_int::from(armed)) };
+        Ok(())
+    })
+}
+
+/// Writes to `*out_fd` a new descriptor (close it with `close(2)`) that becomes readable
+/// (`POLLIN`) when the consumer, armed by `shmring_consumer_arm`, may have something to
+/// receive: a message, the end of the stream, or a producer that died. For `poll`,
+/// `epoll`, `select` and event libraries. Readiness may be spurious; a publish after an
+/// arm that said 1 is never missed.
+///
+/// # Safety
+/// `consumer` is live; `out_fd` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_consumer_readiness_fd(
+    consumer: *mut shmring_consumer_t,
+    out_fd: *mut c_int,
+) -> shmring_status {
+    boundary(|| {
+        // SAFETY: per the contract.
+        let c = unsafe { nonnull_mut(consumer, "consumer") }?;
+        // SAFETY: per the contract.
+        unsafe { nonnull_mut(out_fd, "out_fd") }?;
+        let readiness = c.0.readiness()?;
+        let fd = std::os::fd::OwnedFd::from(readiness);
+        // SAFETY: checked non-NULL above; the caller owns the descriptor from here.
+        unsafe { write_out(out_fd, std::os::fd::IntoRawFd::into_raw_fd(fd)) };
         Ok(())
     })
 }

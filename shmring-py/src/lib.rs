@@ -399,12 +399,15 @@ unsafe impl Send for SendPtr {}
 #[pyclass(module = "shmring", frozen)]
 pub struct Consumer {
     handle: Handle<any::Consumer>,
+    /// The readiness descriptor, once asked for (`fileno()`).
+    readiness: std::sync::OnceLock<shmring::Readiness>,
 }
 
 impl Consumer {
     fn new(end: any::Consumer) -> Consumer {
         Consumer {
             handle: Handle::new(end),
+            readiness: std::sync::OnceLock::new(),
         }
     }
 
@@ -431,6 +434,24 @@ impl Consumer {
     #[pyo3(signature = (timeout=None))]
     fn recv(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyBytes>> {
         self.take(py, timeout_of(timeout)?)
+    }
+
+    /// The readiness descriptor (owned by this consumer: do not close it), for `select`,
+    /// `selectors` and `loop.add_reader`: readable when the consumer, armed by `arm()`,
+    /// may have something to receive. Needs a ring created with `wait="futex"`.
+    fn fileno(&self) -> PyResult<i32> {
+        use std::os::fd::AsRawFd;
+        if let Some(r) = self.readiness.get() {
+            return Ok(r.as_raw_fd());
+        }
+        let made = self.handle.with(|c| c.readiness().map_err(to_py))?;
+        Ok(self.readiness.get_or_init(|| made).as_raw_fd())
+    }
+
+    /// Prepares to wait on `fileno()`: `True` if the ring is empty and the consumer is now
+    /// armed (wait for the descriptor), `False` if there is something to receive now.
+    fn arm(&self) -> PyResult<bool> {
+        self.handle.with(|c| c.arm().map_err(to_py))
     }
 
     /// The next message if one is there now; `WouldBlock` if not.

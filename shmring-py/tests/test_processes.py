@@ -130,3 +130,46 @@ def test_ctrl_c_interrupts_a_blocked_receive_and_loses_nothing(name):
     assert [int.from_bytes(rx.recv(timeout=5), "little") for i in range(100)] == list(range(100))
     print(f"KeyboardInterrupt after SIGINT: {sorted(round(d * 1000, 1) for d in delays)} ms")
     assert max(delays) < 0.1, delays
+
+
+def test_a_selector_waits_on_the_ring_and_a_pipe_together(name, rust_peer):
+    import selectors
+
+    ring = shmring.Ring.create(name, capacity=1 << 16, wait="futex")
+    rx = ring.consumer()
+    read_end, write_end = os.pipe()
+    selector = selectors.DefaultSelector()
+    selector.register(rx, selectors.EVENT_READ, "ring")
+    selector.register(read_end, selectors.EVENT_READ, "pipe")
+    peer = _run_peer(rust_peer, "send", name, "100000")
+    os.write(write_end, b"x")
+    seq, pipe_seen, sleeps = 0, False, 0
+    done = False
+    while not done:
+        while True:
+            try:
+                got = rx.try_recv()
+            except shmring.WouldBlock:
+                if not rx.arm():
+                    continue
+                break
+            except shmring.Closed:
+                done = True
+                break
+            assert got == message(seq), seq
+            seq += 1
+        if done:
+            break
+        sleeps += 1
+        events = selector.select(timeout=30)
+        assert events, f"asleep 30 s with message {seq} due: a lost wake-up"
+        for key, _ in events:
+            if key.data == "pipe":
+                pipe_seen = os.read(read_end, 1) == b"x"
+                selector.unregister(read_end)
+    _finish(peer)
+    selector.close()
+    os.close(read_end)
+    os.close(write_end)
+    assert seq == 100000 and pipe_seen
+    print(f"selector loop: {seq} messages, {sleeps} waits")

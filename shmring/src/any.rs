@@ -353,6 +353,16 @@ impl Consumer {
         }
     }
 
+    /// See [`channel::Consumer::arm`].
+    pub fn arm(&mut self) -> Result<bool> {
+        dispatch!(self, c => c.arm())
+    }
+
+    /// See [`channel::Consumer::readiness`].
+    pub fn readiness(&mut self) -> Result<channel::Readiness> {
+        dispatch!(self, c => c.readiness())
+    }
+
     /// See [`channel::Consumer::try_recv_batch`].
     pub fn try_recv_batch(&mut self, max: usize, f: impl FnMut(&[u8])) -> Result<usize> {
         dispatch!(self, c => c.try_recv_batch(max, f))

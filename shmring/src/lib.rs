@@ -58,7 +58,9 @@ pub mod mpmc;
 pub mod spsc;
 mod sync;
 
-pub use channel::{Consumer, Kind, Producer, ReadGrant, RecvIter, Ring, TryRecvIter, WriteGrant};
+pub use channel::{
+    Consumer, Kind, Producer, ReadGrant, Readiness, RecvIter, Ring, TryRecvIter, WriteGrant,
+};
 pub use config::{Config, OpenOptions};
 pub use error::{Error, ErrorKind, Result, Role};
 pub use stats::{KindStats, PeerInfo, PeerStatus, Stats};

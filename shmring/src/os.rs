@@ -23,6 +23,9 @@ pub(crate) struct FileInfo {
     pub changed: std::time::SystemTime,
     /// Names the file has (0: unlinked).
     pub links: u64,
+    /// Device and inode: the file's identity while it exists.
+    pub dev: u64,
+    pub ino: u64,
 }
 
 /// A process, told apart from a later process that reuses its pid.
@@ -114,6 +117,8 @@ pub(crate) fn fstat(fd: impl AsFd) -> io::Result<FileInfo> {
         mode: st.st_mode & 0o777,
         size: u64::try_from(st.st_size).unwrap_or(0),
         links: st.st_nlink as u64,
+        dev: st.st_dev as u64,
+        ino: st.st_ino as u64,
         changed: {
             let at = |secs: i64, nanos: i64| {
                 std::time::UNIX_EPOCH
@@ -457,5 +462,230 @@ mod tests {
         }
         let _ = file.as_raw_fd();
         let _ = fs::remove_file(&path);
+    }
+}
+
+/// Where the doorbells of the segment with identity (`dev`, `ino`) live: a directory in
+/// `/dev/shm` (shared wherever the segments are; Unix socket paths must stay under 108
+/// bytes, so it is named by identity, not by the ring's name).
+pub(crate) fn doorbell_dir(dev: u64, ino: u64) -> std::path::PathBuf {
+    std::path::PathBuf::from(format!("/dev/shm/shmring-bells-{dev:x}-{ino:x}"))
+}
+
+/// A bound, non-blocking Unix datagram socket: a waiter's doorbell. Any process that may
+/// use the ring can ring it; its path is removed when it is dropped.
+#[derive(Debug)]
+pub(crate) struct Doorbell {
+    socket: std::os::unix::net::UnixDatagram,
+    path: std::path::PathBuf,
+}
+
+impl Doorbell {
+    /// Binds the doorbell `file` in `dir` (created with `mode` plus search permission if
+    /// missing), readable and writable as `mode` says (0600 or 0660). A file left at that
+    /// path by a dead holder of the same slot is replaced: the caller holds the slot.
+    pub(crate) fn bind(dir: &Path, file: &str, mode: u32) -> io::Result<Doorbell> {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        let path = dir.join(file);
+        // Search permission for whoever may read the ring; exact, whatever the umask.
+        let dir_mode = mode | (mode & 0o444) >> 2;
+        for _ in 0..3 {
+            match fs::DirBuilder::new().mode(dir_mode).create(dir) {
+                Ok(()) => fs::set_permissions(dir, fs::Permissions::from_mode(dir_mode))?,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+            match std::os::unix::net::UnixDatagram::bind(&path) {
+                Ok(socket) => {
+                    socket.set_nonblocking(true)?;
+                    fs::set_permissions(&path, fs::Permissions::from_mode(mode))?;
+                    return Ok(Doorbell { socket, path });
+                }
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                    // A dead holder's socket file: nobody can be bound to it now.
+                    let _ = fs::remove_file(&path);
+                }
+                // The directory was removed between our mkdir and bind: make it again.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("{} keeps being taken", path.display()),
+        ))
+    }
+
+    /// Empties the socket: every ring so far is consumed. Never waits.
+    pub(crate) fn drain(&self) {
+        let mut byte = [0u8; 8];
+        while self.socket.recv(&mut byte).is_ok() {}
+    }
+
+    /// The descriptor that becomes readable when the doorbell rings.
+    pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+}
+
+impl Drop for Doorbell {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+        // The last one out removes the directory (it fails harmlessly while others remain).
+        if let Some(dir) = self.path.parent() {
+            let _ = fs::remove_dir(dir);
+        }
+    }
+}
+
+/// Rings the doorbell at `path` through `sender` (an unbound datagram socket): one
+/// non-blocking datagram. A full socket already reads as ready (the rings coalesce); a
+/// missing or dead doorbell does not matter. Never waits, never fails.
+pub(crate) fn ring_doorbell(sender: &std::os::unix::net::UnixDatagram, path: &Path) {
+    let _ = sender.send_to(&[1], path);
+}
+
+/// An unbound, non-blocking datagram socket to ring doorbells with.
+pub(crate) fn doorbell_sender() -> io::Result<std::os::unix::net::UnixDatagram> {
+    let socket = std::os::unix::net::UnixDatagram::unbound()?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+/// Removes the doorbell directory `dir` and what is in it (the ring is gone or unused).
+pub(crate) fn remove_doorbells(dir: &Path) {
+    let _ = fs::remove_dir_all(dir);
+}
+
+/// What a readiness descriptor is: an epoll set holding a waiter's doorbell, a slow
+/// periodic timer, and a pidfd for each peer it can watch. It becomes readable when the
+/// doorbell rings, when a watched peer exits, and once per tick (so a death nothing
+/// watches is still found by the next look, within a tick).
+#[derive(Debug)]
+pub(crate) struct Waitset {
+    epoll: OwnedFd,
+    timer: OwnedFd,
+    /// Watched pids and their pidfds (closing one removes it from the set).
+    watched: Vec<(u32, OwnedFd)>,
+}
+
+fn last_os_error_if(failed: bool) -> io::Result<()> {
+    if failed {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+impl Waitset {
+    /// A set holding `doorbell` and a timer that fires every `tick`.
+    pub(crate) fn new(
+        doorbell: std::os::fd::BorrowedFd<'_>,
+        tick: std::time::Duration,
+    ) -> io::Result<Waitset> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        // SAFETY: plain system calls; every returned descriptor is checked, then owned.
+        let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        last_os_error_if(epoll < 0)?;
+        // SAFETY: a new descriptor we own.
+        let epoll = unsafe { OwnedFd::from_raw_fd(epoll) };
+        // SAFETY: as above.
+        let timer = unsafe {
+            libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            )
+        };
+        last_os_error_if(timer < 0)?;
+        // SAFETY: a new descriptor we own.
+        let timer = unsafe { OwnedFd::from_raw_fd(timer) };
+        let spec = libc::timespec {
+            tv_sec: tick.as_secs() as libc::time_t,
+            tv_nsec: tick.subsec_nanos() as libc::c_long,
+        };
+        let period = libc::itimerspec {
+            it_interval: spec,
+            it_value: spec,
+        };
+        // SAFETY: a valid timer descriptor and a valid itimerspec.
+        let rc =
+            unsafe { libc::timerfd_settime(timer.as_raw_fd(), 0, &period, std::ptr::null_mut()) };
+        last_os_error_if(rc < 0)?;
+        let set = Waitset {
+            epoll,
+            timer,
+            watched: Vec::new(),
+        };
+        set.add(doorbell.as_raw_fd())?;
+        set.add(set.timer.as_raw_fd())?;
+        Ok(set)
+    }
+
+    fn add(&self, fd: std::os::fd::RawFd) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let mut event = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: fd as u64,
+        };
+        // SAFETY: valid epoll and target descriptors, a valid event.
+        let rc =
+            unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut event) };
+        last_os_error_if(rc < 0)
+    }
+
+    /// Watches exactly `pids` (pidfds for new ones, dropped for the rest). A pid that
+    /// cannot be opened (gone already, another PID namespace's number, Linux < 5.3) is left
+    /// to the tick.
+    pub(crate) fn watch(&mut self, pids: &[u32]) {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        self.watched.retain(|(pid, _)| pids.contains(pid));
+        for &pid in pids {
+            if pid == 0 || self.watched.iter().any(|(p, _)| *p == pid) {
+                continue;
+            }
+            // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+            let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+            if fd < 0 {
+                continue;
+            }
+            // SAFETY: a new descriptor we own.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd as std::os::fd::RawFd) };
+            if self.add(fd.as_raw_fd()).is_ok() {
+                self.watched.push((pid, fd));
+            }
+        }
+    }
+
+    /// Whether a watched process has exited (its pidfd reads as ready). Never waits.
+    pub(crate) fn exited(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        let mut fds: Vec<libc::pollfd> = self
+            .watched
+            .iter()
+            .map(|(_, fd)| libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        if fds.is_empty() {
+            return false;
+        }
+        // SAFETY: `fds` is a valid array of `fds.len()` pollfds; timeout 0 never waits.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 0) };
+        n > 0
+    }
+
+    /// Consumes the timer's expirations (the doorbell is drained by its owner).
+    pub(crate) fn drain(&self) {
+        use std::os::fd::AsRawFd;
+        let mut expirations = [0u8; 8];
+        // SAFETY: reads at most 8 bytes into a buffer of 8 from our own descriptor.
+        let _ = unsafe { libc::read(self.timer.as_raw_fd(), expirations.as_mut_ptr().cast(), 8) };
+    }
+
+    /// The epoll descriptor callers poll.
+    pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.epoll.as_fd()
     }
 }

@@ -132,10 +132,11 @@ pub(crate) fn record_death(ctl: &ControlBlock, role: Role) {
     line(ctl, role).deaths.fetch_add(1, Release);
 }
 
-/// Clears `slot`'s sleeper bits in both role lines (its holder is gone or new).
+/// Clears `slot`'s sleeper and armed bits in both role lines (its holder is gone or new).
 pub(crate) fn clear_sleeper(ctl: &ControlBlock, slot: u32) {
     let (word, mask) = bit(slot);
     for line in [&ctl.producers, &ctl.consumers] {
+        line.armed[word].fetch_and(!mask, Relaxed);
         line.sleepers[word].fetch_and(!mask, Relaxed);
     }
 }

@@ -58,6 +58,9 @@ unsafe impl<M: RingMemory> RingMemory for Arc<M> {
     fn slot_alive(&self, slot: u32) -> bool {
         (**self).slot_alive(slot)
     }
+    fn ring_doorbell(&self, role: crate::error::Role, slot: u32) {
+        (**self).ring_doorbell(role, slot)
+    }
     fn track_read(&self, offset: u64, len: u64) {
         (**self).track_read(offset, len)
     }
@@ -158,6 +161,12 @@ impl<K: Kind> HeapRing<K> {
             peers::count(&ctl.producers.present, words),
             peers::count(&ctl.consumers.present, words),
         )
+    }
+
+    /// Times the readiness doorbell of `role`'s holder in peer slot `slot` was rung (a heap
+    /// ring counts rings instead of sending datagrams).
+    pub fn doorbell_rings(&self, role: crate::Role, slot: u32) -> u64 {
+        self.memory.doorbell_rings(role, slot)
     }
 
     /// Overwrites the 8-byte word at data-region offset `offset` (reduced to an 8-aligned

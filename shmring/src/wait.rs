@@ -167,6 +167,11 @@ impl<M: RingMemory> Waiter<M> {
         }
     }
 
+    /// The strategy this end waits with.
+    pub(crate) fn strategy(&self) -> WaitStrategy {
+        self.strategy
+    }
+
     /// Sleep and wake system calls made so far.
     pub(crate) fn syscalls(&self) -> u64 {
         self.syscalls.get()
@@ -324,13 +329,66 @@ impl<M: RingMemory> Waiter<M> {
         }
     }
 
-    /// Wakes the sleepers of `event`, if any.
+    /// Arms this end's readiness doorbell for `event`: sets its armed bit and its sleeper
+    /// bit, then (W1) orders both before the caller's re-check of the ring. A waker whose
+    /// look at the sleeper bits (after N1) comes later in the fences' single total order
+    /// sees both bits, so it rings the doorbell; one whose look comes earlier published
+    /// before the re-check, which then sees the message (`docs/ordering.md`, "Readiness").
+    pub(crate) fn arm(&self, event: Event) {
+        let line = self.line(event);
+        let (word, mask) = crate::peers::bit(self.slot);
+        line.armed[word].fetch_or(mask, Relaxed);
+        line.sleepers[word].fetch_or(mask, Relaxed);
+        // ORDERING W1 (pairs with N1), as for a futex sleeper; it covers the armed bit too.
+        fence(SeqCst);
+    }
+
+    /// Withdraws an arming (the caller found what it waited for, or stops waiting).
+    pub(crate) fn disarm(&self, event: Event) {
+        let line = self.line(event);
+        let (word, mask) = crate::peers::bit(self.slot);
+        line.armed[word].fetch_and(!mask, Relaxed);
+        line.sleepers[word].fetch_and(!mask, Relaxed);
+    }
+
+    /// Rings the doorbells of `event`'s armed waiters and disarms them (one ring per
+    /// arming). Called by a waker that saw sleeper bits.
+    fn ring_armed(&self, line: &RoleLine, event: Event) {
+        // The armed bits read below were stored before their owners' W1 fences; this call
+        // comes after our N1 fence (see `arm`).
+        let role = match event {
+            Event::DataAvailable => crate::error::Role::Consumer,
+            Event::SpaceAvailable => crate::error::Role::Producer,
+        };
+        for (w, word) in line.armed[..self.words].iter().enumerate() {
+            if word.load(Relaxed) == 0 {
+                continue;
+            }
+            let mut armed = word.swap(0, Relaxed);
+            // Their sleeper bits go too: they are not in a futex sleep.
+            line.sleepers[w].fetch_and(!armed, Relaxed);
+            while armed != 0 {
+                let slot = w as u32 * 64 + armed.trailing_zeros();
+                armed &= armed - 1;
+                self.count_syscall();
+                crate::crash::point("ringing");
+                self.memory.ring_doorbell(role, slot);
+            }
+        }
+    }
+
+    /// Wakes the sleepers of `event`, if any: rings armed doorbells, then wakes futex
+    /// sleepers if any are left.
     fn wake(&self, event: Event) {
         let line = self.line(event);
         // ORDERING N1 (pairs with W1): the publish (or release) before this call is ordered
         // before the look at the sleeper bits. (Only the loom negative control removes it.)
         #[cfg(not(shmring_weaken_dekker))]
         fence(SeqCst);
+        if !crate::peers::any_relaxed(&line.sleepers, self.words) {
+            return;
+        }
+        self.ring_armed(line, event);
         if !crate::peers::any_relaxed(&line.sleepers, self.words) {
             return;
         }

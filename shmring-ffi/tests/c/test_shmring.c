@@ -6,6 +6,7 @@
 #include "shmring.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <stdlib.h>
@@ -443,6 +444,65 @@ static void test_telemetry(void) {
     shmring_ring_free(ring);
 }
 
+static int readable(int fd, int timeout_ms) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    return poll(&p, 1, timeout_ms) == 1;
+}
+
+static void test_readiness(void) {
+    char name[64];
+    name_for(name, sizeof name, "readiness");
+    shmring_config_t cfg;
+    shmring_config_init(&cfg);
+    cfg.capacity = 4096;
+    cfg.wait_strategy = SHMRING_WAIT_FUTEX;
+    shmring_ring_t *ring = NULL;
+    shmring_producer_t *tx = NULL;
+    shmring_consumer_t *rx = NULL;
+    CHECK_STATUS(shmring_spsc_create(name, &cfg, &ring), SHMRING_OK);
+    CHECK_STATUS(shmring_producer_create(ring, &tx), SHMRING_OK);
+    CHECK_STATUS(shmring_consumer_create(ring, &rx), SHMRING_OK);
+    int fd = -1, armed = -1;
+    CHECK_STATUS(shmring_consumer_readiness_fd(rx, &fd), SHMRING_OK);
+    CHECK(fd >= 0);
+    CHECK_STATUS(shmring_consumer_arm(rx, &armed), SHMRING_OK);
+    CHECK(armed == 1 && !readable(fd, 0));
+    CHECK_STATUS(shmring_try_send(tx, "ping", 4), SHMRING_OK);
+    CHECK(readable(fd, 5000));
+    char buf[8];
+    size_t len = 0;
+    CHECK_STATUS(shmring_try_recv(rx, buf, sizeof buf, &len), SHMRING_OK);
+    CHECK(len == 4 && memcmp(buf, "ping", 4) == 0);
+    CHECK_STATUS(shmring_try_send(tx, "pong", 4), SHMRING_OK);
+    CHECK_STATUS(shmring_consumer_arm(rx, &armed), SHMRING_OK);
+    CHECK(armed == 0); /* a message is there: receive, do not poll */
+    CHECK_STATUS(shmring_try_recv(rx, buf, sizeof buf, &len), SHMRING_OK);
+    CHECK_STATUS(shmring_consumer_arm(rx, NULL), SHMRING_NULL_ARGUMENT);
+    CHECK_STATUS(shmring_consumer_readiness_fd(NULL, &fd), SHMRING_NULL_ARGUMENT);
+    /* The end of the stream makes it readable, and arm says there is something. */
+    CHECK_STATUS(shmring_consumer_arm(rx, &armed), SHMRING_OK);
+    shmring_producer_free(tx);
+    CHECK(readable(fd, 5000));
+    CHECK_STATUS(shmring_consumer_arm(rx, &armed), SHMRING_OK);
+    CHECK(armed == 0);
+    CHECK_STATUS(shmring_try_recv(rx, buf, sizeof buf, &len), SHMRING_CLOSED);
+    close(fd);
+    shmring_consumer_free(rx);
+    CHECK_STATUS(shmring_unlink(name), SHMRING_OK);
+    shmring_ring_free(ring);
+
+    /* A ring whose producers never look for waiters refuses, in words. */
+    name_for(name, sizeof name, "readiness-spin");
+    cfg.wait_strategy = SHMRING_WAIT_SPIN;
+    CHECK_STATUS(shmring_spsc_create(name, &cfg, &ring), SHMRING_OK);
+    CHECK_STATUS(shmring_consumer_create(ring, &rx), SHMRING_OK);
+    CHECK_STATUS(shmring_consumer_arm(rx, &armed), SHMRING_INVALID_ARGUMENT);
+    CHECK(strstr(shmring_last_error_message(), "Futex") != NULL);
+    shmring_consumer_free(rx);
+    CHECK_STATUS(shmring_unlink(name), SHMRING_OK);
+    shmring_ring_free(ring);
+}
+
 int main(void) {
     test_version_and_strings();
     test_names_and_existence();
@@ -452,6 +512,7 @@ int main(void) {
     test_messages();
     test_mpmc();
     test_telemetry();
+    test_readiness();
     printf("%d passed, %d failed\n", checks - failures, failures);
     return failures == 0 ? 0 : 1;
 }

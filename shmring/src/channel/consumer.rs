@@ -53,6 +53,12 @@ pub struct Consumer<K: Kind, M: Memory = ShmMemory> {
     clock: Option<Clock>,
     /// Bytes of each message before its payload: the stamp (8), or 0 without telemetry.
     stamp_bytes: usize,
+    /// The readiness doorbell, once asked for ([`readiness`](Consumer::readiness)).
+    doorbell: Option<crate::os::Doorbell>,
+    /// The readiness descriptor's set: the doorbell, a tick, the producers' pidfds.
+    waitset: Option<crate::os::Waitset>,
+    /// When [`arm`](Consumer::arm) last looked for dead producers.
+    looked: Option<Instant>,
 }
 
 impl<K: Kind, M: Memory> Consumer<K, M> {
@@ -74,6 +80,85 @@ impl<K: Kind, M: Memory> Consumer<K, M> {
             detached: None,
             clock,
             stamp_bytes: if telemetry { STAMP_BYTES } else { 0 },
+            doorbell: None,
+            waitset: None,
+            looked: None,
+        }
+    }
+
+    /// Prepares to wait in an event loop: `Ok(true)` if the ring is empty and this end is
+    /// now armed, so its [`readiness`](Consumer::readiness) descriptor becomes readable
+    /// when a message is published, the stream ends, or (within [`RECOVERY_INTERVAL`] of
+    /// the next `arm`) a producer is found dead; `Ok(false)` if there is something to
+    /// receive now (a message, or the end of the stream): call `try_recv` instead of
+    /// waiting. Empties the descriptor first. Needs a [`WaitStrategy::Futex`] ring
+    /// (the other strategies' producers never look for waiters): `InvalidArgument`
+    /// otherwise.
+    ///
+    /// The loop: receive until `WouldBlock`; `arm()`; if it says `true`, poll the
+    /// descriptor; repeat. Readiness may be spurious; a publish after `arm()` is never
+    /// missed (`docs/ordering.md`, "Readiness": W1/N1).
+    ///
+    /// [`RECOVERY_INTERVAL`]: crate::wait::RECOVERY_INTERVAL
+    /// [`WaitStrategy::Futex`]: crate::WaitStrategy::Futex
+    pub fn arm(&mut self) -> Result<bool> {
+        self.no_detached()?;
+        if !self.waiter.strategy().sleeps() {
+            return Err(Error::invalid_argument(format!(
+                "readiness needs a ring created with WaitStrategy::Futex; this one uses {} \
+                 (its producers never look for waiters)",
+                self.waiter.strategy()
+            )));
+        }
+        if self.held.is_some() {
+            return Ok(false);
+        }
+        if let Some(doorbell) = &self.doorbell {
+            doorbell.drain();
+        }
+        if let Some(set) = &self.waitset {
+            set.drain();
+        }
+        // A watched producer that exited is looked for at once; otherwise every
+        // RECOVERY_INTERVAL at most (a look costs system calls).
+        let exited = self
+            .waitset
+            .as_ref()
+            .is_some_and(crate::os::Waitset::exited);
+        if !cfg!(shmring_loom)
+            && (exited
+                || self
+                    .looked
+                    .is_none_or(|t| t.elapsed() >= crate::wait::RECOVERY_INTERVAL))
+        {
+            self.core.maintain();
+            self.looked = Some(Instant::now());
+            if let Some(set) = &mut self.waitset {
+                // Watch the producers attached now: their exits make the descriptor
+                // readable at once.
+                let pids: Vec<u32> = K::peers(self.core.memory(), &self.geometry)
+                    .iter()
+                    .filter(|p| {
+                        p.role == Some(crate::error::Role::Producer)
+                            && p.status == crate::PeerStatus::Attached
+                    })
+                    .map(|p| p.pid)
+                    .collect();
+                set.watch(&pids);
+            }
+        }
+        self.waiter.arm(Event::DataAvailable);
+        match self.core.try_next() {
+            Err(Error::WouldBlock) => Ok(true),
+            found => {
+                self.waiter.disarm(Event::DataAvailable);
+                if let Ok(msg) = found {
+                    self.taken(&msg);
+                    self.held = Some(msg);
+                }
+                // An end of stream is told again by the next receive.
+                Ok(false)
+            }
         }
     }
 
@@ -475,8 +560,102 @@ impl<K: Kind, M: Memory> Consumer<K, M> {
     pub fn close(self) {}
 }
 
+impl<K: Kind> Consumer<K> {
+    /// A descriptor that becomes readable when this consumer, [armed](Consumer::arm),
+    /// has something to receive: for `poll`, `epoll`, `select`, or an async runtime's
+    /// reactor (tokio's `AsyncFd`). Made on first call; every call returns a new
+    /// descriptor of the same set. It is an epoll set of: the consumer's doorbell (a Unix
+    /// datagram socket in `/dev/shm/shmring-bells-*`, removed when this consumer closes),
+    /// a pidfd per producer in this PID namespace (readable the moment one exits), and a
+    /// one-second tick (so a death no pidfd can see — a producer in another PID namespace —
+    /// is found by the next `arm` within a second).
+    ///
+    /// ```
+    /// use shmring::{Config, WaitStrategy, spsc::Ring};
+    /// use std::os::fd::AsRawFd;
+    /// let name = format!("/doc-readiness-{}", std::process::id());
+    /// let ring = Ring::create(&name, &Config::new().wait_strategy(WaitStrategy::Futex))?;
+    /// let (mut tx, mut rx) = (ring.producer()?, ring.consumer()?);
+    /// let ready = rx.readiness()?;
+    /// assert!(rx.arm()?); // empty: armed
+    /// tx.try_send(b"hi")?; // rings the doorbell
+    /// let mut fds = [libc::pollfd { fd: ready.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+    /// // SAFETY: one valid pollfd.
+    /// assert_eq!(unsafe { libc::poll(fds.as_mut_ptr(), 1, 5000) }, 1);
+    /// let mut buf = [0u8; 8];
+    /// assert_eq!(rx.try_recv(&mut buf)?, 2);
+    /// ring.unlink()?;
+    /// # Ok::<(), shmring::Error>(())
+    /// ```
+    pub fn readiness(&mut self) -> Result<Readiness> {
+        if self.doorbell.is_none() {
+            let segment = self.core.memory().segment();
+            let bells = segment.bells();
+            let file = crate::shm::doorbell_file(crate::error::Role::Consumer, self.core.slot());
+            let doorbell =
+                crate::os::Doorbell::bind(&bells.dir, &file, bells.mode).map_err(|e| {
+                    Error::from_os("bind", &bells.dir.join(&file).display().to_string(), e)
+                })?;
+            let set =
+                crate::os::Waitset::new(doorbell.fd(), READINESS_TICK).map_err(|e| Error::Io {
+                    op: "epoll",
+                    source: e,
+                })?;
+            self.doorbell = Some(doorbell);
+            self.waitset = Some(set);
+            // The next arm looks for producers to watch.
+            self.looked = None;
+        }
+        let fd = self.waitset.as_ref().map(|s| s.fd().try_clone_to_owned());
+        match fd {
+            Some(Ok(fd)) => Ok(Readiness { fd }),
+            Some(Err(e)) => Err(Error::Io {
+                op: "dup",
+                source: e,
+            }),
+            None => unreachable!("made above"),
+        }
+    }
+}
+
+/// How often a readiness descriptor becomes readable with nothing to do, so that a dead
+/// producer no pidfd watches is still found (by the next [`Consumer::arm`]).
+const READINESS_TICK: Duration = Duration::from_secs(1);
+
+/// A readiness descriptor of a consumer ([`Consumer::readiness`]): readable when the
+/// consumer, armed, may have something to receive. Spurious readiness is possible; a
+/// message published after [`Consumer::arm`] said `true` always makes it readable.
+#[derive(Debug)]
+pub struct Readiness {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl std::os::fd::AsFd for Readiness {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl From<Readiness> for std::os::fd::OwnedFd {
+    fn from(readiness: Readiness) -> Self {
+        readiness.fd
+    }
+}
+
+impl std::os::fd::AsRawFd for Readiness {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.fd)
+    }
+}
+
 impl<K: Kind, M: Memory> Drop for Consumer<K, M> {
     fn drop(&mut self) {
+        // The doorbell goes before the slot does: a new holder of the slot binds the same
+        // path, and must not have it removed under it.
+        self.waitset = None;
+        if self.doorbell.take().is_some() {
+            self.waiter.disarm(Event::DataAvailable);
+        }
         let held = self.detached.take().or(self.held.take());
         self.core.close(held);
         self.waiter.notify(Event::SpaceAvailable);

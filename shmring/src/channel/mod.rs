@@ -54,7 +54,7 @@ use std::marker::PhantomData;
 use std::path::Path;
 use std::time::Duration;
 
-pub use consumer::{Consumer, ReadGrant, RecvIter, TryRecvIter};
+pub use consumer::{Consumer, ReadGrant, Readiness, RecvIter, TryRecvIter};
 pub use producer::{Producer, WriteGrant};
 
 use crate::algo::{ConsumerCore, Identity, ProducerCore};
@@ -369,8 +369,32 @@ impl<K: Kind> Ring<K> {
     }
 
     /// Removes the ring's name (or path). Attached handles keep working; new opens fail.
+    /// Doorbells left by dead holders go too (live ones go when their handles close).
     pub fn unlink(&self) -> Result<()> {
-        segment::unlink(self.memory.segment().location())
+        segment::unlink(self.memory.segment().location())?;
+        self.prune_doorbells();
+        Ok(())
+    }
+
+    /// Removes the doorbell files of slots nobody holds (their holders died), and the
+    /// directory if that empties it.
+    fn prune_doorbells(&self) {
+        use crate::memory::RingMemory;
+        let dir = &self.memory.segment().bells().dir;
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let slot = name
+                .to_str()
+                .and_then(|n| n.get(1..))
+                .and_then(|n| n.parse().ok());
+            if slot.is_none_or(|slot: u32| !self.memory.slot_alive(slot)) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        let _ = std::fs::remove_dir(dir);
     }
 
     pub(crate) fn geometry(&self) -> &K::Geometry {
@@ -402,6 +426,8 @@ impl<K: Kind> Ring<K> {
             return Ok(Removal::Clean);
         }
         segment::unlink(segment.location())?;
+        // Nobody has the ring open: every doorbell in its directory is a dead one's.
+        os::remove_doorbells(&segment.bells().dir);
         Ok(Removal::Removed { dead_holders })
     }
 }

@@ -26,6 +26,8 @@ pub struct HeapMemory {
     /// Slot locks: the owner number holding each (0 = free). A dead owner's entry counts
     /// as free, as the kernel drops a dead process's locks.
     slot_locks: [AtomicU64; HEAP_SLOTS],
+    /// Doorbell rings per role (producers, consumers) and slot.
+    doorbells: [[AtomicU64; HEAP_SLOTS]; 2],
 }
 
 // SAFETY: every shared access goes through atomics or through the ring protocol, which
@@ -59,7 +61,14 @@ impl HeapMemory {
             capacity,
             dead: core::array::from_fn(|_| AtomicU64::new(0)),
             slot_locks: core::array::from_fn(|_| AtomicU64::new(0)),
+            doorbells: core::array::from_fn(|_| core::array::from_fn(|_| AtomicU64::new(0))),
         }
+    }
+
+    /// Times the doorbell of `role`'s holder in `slot` was rung.
+    pub(crate) fn doorbell_rings(&self, role: crate::error::Role, slot: u32) -> u64 {
+        self.doorbells[role_row(role)][slot as usize % HEAP_SLOTS]
+            .load(crate::sync::Ordering::Acquire)
     }
 
     fn owner_alive(&self, owner: u64) -> bool {
@@ -161,6 +170,12 @@ unsafe impl RingMemory for HeapMemory {
         }
     }
 
+    fn ring_doorbell(&self, role: crate::error::Role, slot: u32) {
+        // Release: pairs with `doorbell_rings`' Acquire (a model sees what came before).
+        self.doorbells[role_row(role)][slot as usize % HEAP_SLOTS]
+            .fetch_add(1, crate::sync::Ordering::Release);
+    }
+
     fn slot_alive(&self, slot: u32) -> bool {
         self.slot_locks.get(slot as usize).is_some_and(|lock| {
             let holder = lock.load(crate::sync::Ordering::Acquire);
@@ -174,5 +189,13 @@ unsafe impl RingMemory for HeapMemory {
 
     fn track_write(&self, offset: u64, len: u64) {
         self.tracker.write(word_range(offset, len));
+    }
+}
+
+/// The row of a role in [`HeapMemory`]'s doorbell counters.
+fn role_row(role: crate::error::Role) -> usize {
+    match role {
+        crate::error::Role::Producer => 0,
+        _ => 1,
     }
 }

@@ -51,6 +51,9 @@ pub unsafe trait RingMemory {
     fn unlock_slot(&self, holder: &Self::Holder, slot: u32);
     /// Whether a live holder (any handle, this process's included) holds `slot`'s lock.
     fn slot_alive(&self, slot: u32) -> bool;
+    /// Rings the readiness doorbell of the `role` holder in `slot`: never waits, never
+    /// fails (a doorbell that is gone or full is the same as one rung).
+    fn ring_doorbell(&self, role: crate::error::Role, slot: u32);
     /// Tells a model checker that `len` payload bytes at `offset` are being read.
     #[inline]
     fn track_read(&self, _offset: u64, _len: u64) {}

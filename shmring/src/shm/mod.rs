@@ -79,6 +79,13 @@ unsafe impl RingMemory for ShmMemory {
         unsafe { &*self.data_ptr().add(offset as usize).cast::<AtomicU64>() }
     }
 
+    fn ring_doorbell(&self, role: crate::error::Role, slot: u32) {
+        let bells = self.segment.bells();
+        if let Some(sender) = &bells.sender {
+            crate::os::ring_doorbell(sender, &bells.dir.join(doorbell_file(role, slot)));
+        }
+    }
+
     fn new_holder(&self, _owner: u64) -> Result<Self::Holder> {
         let shown = self.segment.location().display();
         crate::os::reopen(self.segment.fd()).map_err(|e| Error::from_os("reopen", &shown, e))
@@ -101,5 +108,13 @@ unsafe impl RingMemory for ShmMemory {
         // this process's included, shows. An error counts as alive: a live peer must never
         // be judged dead.
         crate::os::byte_locked(self.segment.fd(), locks::peer_byte(slot)).unwrap_or(true)
+    }
+}
+
+/// The file name of the doorbell of `role`'s holder in peer slot `slot`.
+pub(crate) fn doorbell_file(role: crate::error::Role, slot: u32) -> String {
+    match role {
+        crate::error::Role::Producer => format!("p{slot}"),
+        _ => format!("c{slot}"),
     }
 }

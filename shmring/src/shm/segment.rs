@@ -81,6 +81,19 @@ pub(crate) struct Segment {
     /// The segment's file: shared (anonymous rings), reopened for each handle's slot lock,
     /// and used to see other holders' locks (it never holds a peer lock itself).
     fd: OwnedFd,
+    /// Where this segment's doorbells are and how to ring them (made on first use).
+    bells: std::sync::OnceLock<Bells>,
+}
+
+/// The doorbells of a segment's waiters (readiness descriptors): their directory, the
+/// mode their files get (the segment's), and a socket to ring them with.
+#[derive(Debug)]
+pub(crate) struct Bells {
+    pub dir: std::path::PathBuf,
+    pub mode: u32,
+    /// `None` if no socket could be made (then nobody can be rung from this process, and
+    /// waiters fall back on their periodic look: `docs/waiting.md`).
+    pub sender: Option<std::os::unix::net::UnixDatagram>,
 }
 
 impl Segment {
@@ -267,6 +280,24 @@ impl Segment {
             map,
             location: location.clone(),
             fd,
+            bells: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// This segment's doorbells (named by the file's identity, so the same for every
+    /// process that maps it, and after its name was removed).
+    pub(crate) fn bells(&self) -> &Bells {
+        self.bells.get_or_init(|| {
+            let (dir, mode) = match os::fstat(&self.fd) {
+                Ok(info) => (os::doorbell_dir(info.dev, info.ino), info.mode & 0o660),
+                // Cannot happen for an open descriptor; a directory nobody else uses.
+                Err(_) => (os::doorbell_dir(0, u64::from(std::process::id())), 0o600),
+            };
+            Bells {
+                dir,
+                mode,
+                sender: os::doorbell_sender().ok(),
+            }
         })
     }
 
