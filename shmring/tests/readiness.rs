@@ -34,6 +34,16 @@ fn readable(fd: RawFd, timeout: Duration) -> bool {
     n == 1
 }
 
+/// CPU time this thread has used (user + system).
+fn thread_cpu() -> Duration {
+    // SAFETY: a zeroed rusage is valid to fill.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer; RUSAGE_THREAD measures the calling thread only.
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
+    let t = |v: libc::timeval| Duration::new(v.tv_sec as u64, v.tv_usec as u32 * 1000);
+    t(usage.ru_utime) + t(usage.ru_stime)
+}
+
 /// The doorbell directory of the ring file `path` (named by its device and inode).
 fn bells_dir(path: &str) -> String {
     let meta = std::fs::metadata(path).unwrap();
@@ -319,17 +329,9 @@ fn an_armed_idle_consumer_uses_no_cpu() {
     let mut rx = ring.consumer().unwrap();
     let ready = rx.readiness().unwrap();
     assert!(rx.arm().unwrap());
-    let cpu = || {
-        // SAFETY: a zeroed rusage is valid to fill.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: valid pointer; RUSAGE_THREAD measures this thread only.
-        unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
-        let t = |v: libc::timeval| Duration::new(v.tv_sec as u64, v.tv_usec as u32 * 1000);
-        t(usage.ru_utime) + t(usage.ru_stime)
-    };
     // The event loop of an idle consumer for 3 s: poll, and re-arm when woken (by the
     // descriptor's one-second tick only: nothing is sent).
-    let before = cpu();
+    let before = thread_cpu();
     let start = Instant::now();
     let mut wakes = 0;
     while start.elapsed() < Duration::from_secs(3) {
@@ -338,7 +340,7 @@ fn an_armed_idle_consumer_uses_no_cpu() {
             assert!(rx.arm().unwrap(), "nothing was sent");
         }
     }
-    let used = cpu() - before;
+    let used = thread_cpu() - before;
     assert!(wakes <= 4, "{wakes} wake-ups in 3 s");
     println!(
         "CPU used by an armed consumer idle in its event loop for 3 s: {used:?} ({wakes} ticks)"
@@ -420,4 +422,66 @@ fn a_killed_producer_wakes_a_consumer_asleep_in_poll() {
         times[times.len() - 1]
     );
     assert!(p99 < Duration::from_millis(100), "p99 {p99:?}");
+}
+
+/// tokio (`recv_async`): a million messages from another process, the receiving future
+/// cancelled (by a timeout) over and over while it waits; nothing is lost or duplicated.
+#[test]
+fn a_tokio_receiver_cancelled_mid_wait_loses_nothing() {
+    let name = ShmName::new("ready-tokio");
+    let ring = spsc::Ring::create(name.as_str(), &futex().capacity(1 << 16)).unwrap();
+    let mut rx = ring.consumer().unwrap();
+    let (child, lines) = spawn_piped("child_entry", "burst", name.as_str());
+    let mut child = KillOnDrop(child);
+    expect_line(&lines, "attached", CALL);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (cancelled, took) = runtime.block_on(async {
+        let (mut buf, mut want) = (vec![0u8; 64], Vec::new());
+        let (mut seq, mut cancelled) = (0u64, 0u64);
+        let started = Instant::now();
+        while seq < MILLION {
+            match tokio::time::timeout(Duration::from_micros(100), rx.recv_async(&mut buf)).await {
+                Ok(Ok(n)) => {
+                    message(seq, length(seq, 48), &mut want);
+                    assert_eq!(&buf[..n], &want[..], "message {seq}");
+                    seq += 1;
+                }
+                Ok(Err(e)) => panic!("receive {seq}: {e}"),
+                Err(_) => cancelled += 1,
+            }
+        }
+        (cancelled, started.elapsed())
+    });
+    assert!(common::wait_bounded(&mut child.0, CALL).success());
+    let mut buf = [0u8; 8];
+    let end = runtime.block_on(rx.recv_async(&mut buf));
+    assert!(matches!(end, Err(Error::Closed)), "{end:?}");
+    println!("tokio: {MILLION} messages in {took:?}, {cancelled} receives cancelled mid-wait");
+    assert!(
+        cancelled > 0,
+        "no receive was cancelled: not a test of cancellation"
+    );
+}
+
+#[test]
+fn an_idle_tokio_receiver_uses_no_cpu() {
+    let name = ShmName::new("ready-tokio-idle");
+    let ring = spsc::Ring::create(name.as_str(), &futex()).unwrap();
+    let mut rx = ring.consumer().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let before = thread_cpu();
+    let mut buf = [0u8; 8];
+    let waited = runtime.block_on(async {
+        tokio::time::timeout(Duration::from_secs(2), rx.recv_async(&mut buf)).await
+    });
+    assert!(waited.is_err(), "nothing was sent");
+    let used = thread_cpu() - before;
+    println!("CPU used by a tokio receiver awaiting for 2 s: {used:?}");
+    assert!(used < Duration::from_millis(30), "{used:?}");
 }

@@ -57,6 +57,9 @@ pub struct Consumer<K: Kind, M: Memory = ShmMemory> {
     doorbell: Option<crate::os::Doorbell>,
     /// The readiness descriptor's set: the doorbell, a tick, the producers' pidfds.
     waitset: Option<crate::os::Waitset>,
+    /// The readiness descriptor registered with tokio's reactor (`recv_async`).
+    #[cfg(feature = "tokio")]
+    reactor: Option<std::sync::Arc<tokio::io::unix::AsyncFd<Readiness>>>,
     /// When [`arm`](Consumer::arm) last looked for dead producers.
     looked: Option<Instant>,
 }
@@ -82,6 +85,8 @@ impl<K: Kind, M: Memory> Consumer<K, M> {
             stamp_bytes: if telemetry { STAMP_BYTES } else { 0 },
             doorbell: None,
             waitset: None,
+            #[cfg(feature = "tokio")]
+            reactor: None,
             looked: None,
         }
     }
@@ -615,6 +620,82 @@ impl<K: Kind> Consumer<K> {
             }),
             None => unreachable!("made above"),
         }
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl<K: Kind> Consumer<K> {
+    /// The readiness descriptor on the current tokio runtime's reactor (made once).
+    fn reactor(&mut self) -> Result<std::sync::Arc<tokio::io::unix::AsyncFd<Readiness>>> {
+        if let Some(reactor) = &self.reactor {
+            return Ok(reactor.clone());
+        }
+        let readiness = self.readiness()?;
+        // SAFETY: `Readiness` owns its descriptor (an `OwnedFd`), returns the same one from
+        // every `as_raw_fd`, and closes it only when dropped, which the `AsyncFd` does after
+        // deregistering it.
+        let reactor = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(
+                readiness,
+                tokio::io::Interest::READABLE,
+            )
+        }
+        .map_err(|e| Error::Io {
+            op: "register with the tokio reactor",
+            source: e.into(),
+        })?;
+        let reactor = std::sync::Arc::new(reactor);
+        self.reactor = Some(reactor.clone());
+        Ok(reactor)
+    }
+
+    /// Waits, without a thread, until `attempt` stops saying `WouldBlock`: the readiness
+    /// loop (try, arm, await the descriptor). The only await is on readiness, before
+    /// anything is taken, so dropping the future loses nothing.
+    async fn ready_for<T>(&mut self, mut attempt: impl FnMut(&mut Self) -> Result<T>) -> Result<T> {
+        let reactor = self.reactor()?;
+        loop {
+            match attempt(self) {
+                Err(Error::WouldBlock) => {}
+                done => return done,
+            }
+            if !self.arm()? {
+                continue;
+            }
+            let mut guard = reactor.readable().await.map_err(|source| Error::Io {
+                op: "wait for readiness",
+                source,
+            })?;
+            guard.clear_ready();
+        }
+    }
+
+    /// [`recv`](Consumer::recv) for async code (feature `tokio`): waits on the readiness
+    /// descriptor through tokio's reactor, so an idle receiver uses no thread and no CPU.
+    /// Cancel-safe: a dropped future has taken nothing. Futex rings only (as
+    /// [`arm`](Consumer::arm)).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> shmring::Result<()> {
+    /// use shmring::{Config, WaitStrategy, spsc::Ring};
+    /// let name = format!("/doc-async-{}", std::process::id());
+    /// let ring = Ring::create(&name, &Config::new().wait_strategy(WaitStrategy::Futex))?;
+    /// let (mut tx, mut rx) = (ring.producer()?, ring.consumer()?);
+    /// std::thread::spawn(move || tx.send(b"later").unwrap());
+    /// let mut buf = [0u8; 16];
+    /// let n = rx.recv_async(&mut buf).await?;
+    /// assert_eq!(&buf[..n], b"later");
+    /// ring.unlink()?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn recv_async(&mut self, buf: &mut [u8]) -> Result<usize> {
+        self.ready_for(|c| c.try_recv(buf)).await
+    }
+
+    /// [`recv_vec`](Consumer::recv_vec) for async code (feature `tokio`), cancel-safe.
+    pub async fn recv_vec_async(&mut self, out: &mut Vec<u8>) -> Result<usize> {
+        self.ready_for(|c| c.try_recv_vec(out)).await
     }
 }
 
