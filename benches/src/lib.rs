@@ -357,7 +357,8 @@ fn measure(plan: &Plan) -> Res<Sample> {
                 transport::telemetry(t),
                 size,
                 plan.api,
-            )?;
+            )?
+            .waiting_as(t)?;
             (Box::new(ep), format!("{a},{b}"), None)
         }
         "pipe" | "uds-stream" => {
@@ -579,11 +580,10 @@ fn run_child(spec: &str) -> Res<()> {
         }
         t if t.starts_with("shmring") => {
             let (a, b) = extra.split_once(',').ok_or("ring names")?;
-            Box::new(transport::Shmring::<shmring::spsc::Spsc>::open(
-                (a, b),
-                plan.spin,
-                plan.api,
-            )?)
+            Box::new(
+                transport::Shmring::<shmring::spsc::Spsc>::open((a, b), plan.spin, plan.api)?
+                    .waiting_as(t)?,
+            )
         }
         "pipe" | "uds-stream" => {
             let (rd, wr) = extra.split_once(',').ok_or("fds")?;

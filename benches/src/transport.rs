@@ -25,6 +25,7 @@ pub(crate) const ALL: &[&str] = &[
     "shmring-mpmc-futex",
     "shmring-spsc-telemetry",
     "shmring-spsc-telemetry64",
+    "shmring-spsc-fd",
     "pipe",
     "fifo",
     "uds-stream",
@@ -105,6 +106,8 @@ pub(crate) struct Shmring<K: BenchKind> {
     tx: shmring::Producer<K>,
     rx: shmring::Consumer<K>,
     api: Api,
+    /// `-fd` transports: the receiver waits in `poll` on its readiness descriptor.
+    readiness: Option<shmring::Readiness>,
 }
 
 /// How the benchmark sizes a ring of each kind for messages of `size` bytes.
@@ -135,7 +138,7 @@ impl BenchKind for mpmc::Mpmc {
 
 /// The wait strategy a shmring transport name selects (`shmring-<kind>-<strategy>`).
 pub(crate) fn strategy(transport: &str) -> WaitStrategy {
-    if transport.ends_with("-futex") {
+    if transport.ends_with("-futex") || transport.ends_with("-fd") {
         WaitStrategy::Futex
     } else {
         WaitStrategy::Spin
@@ -178,7 +181,40 @@ impl<K: BenchKind> Shmring<K> {
             tx: out.producer()?,
             rx: back.consumer()?,
             api,
+            readiness: None,
         })
+    }
+
+    /// For a `-fd` transport, receive through the readiness descriptor (arm, then `poll`).
+    pub(crate) fn waiting_as(mut self, transport: &str) -> shmring::Result<Shmring<K>> {
+        if transport.ends_with("-fd") {
+            self.readiness = Some(self.rx.readiness()?);
+        }
+        Ok(self)
+    }
+
+    /// The next message through the readiness loop: receive, else arm and `poll`.
+    fn recv_polling(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        let fd = self.readiness.as_ref().map_or(-1, |r| r.as_raw_fd());
+        loop {
+            match self.rx.try_recv(buf) {
+                Err(Error::WouldBlock) => {}
+                done => return done.map_err(to_io),
+            }
+            if self.rx.arm().map_err(to_io)? {
+                let mut fds = [libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                }];
+                let ms = CALL_TIMEOUT.as_millis() as i32;
+                // SAFETY: one valid pollfd.
+                if unsafe { libc::poll(fds.as_mut_ptr(), 1, ms) } == 0 {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "no readiness"));
+                }
+            }
+        }
     }
 
     /// Opens both rings (child side), crossed over.
@@ -194,6 +230,7 @@ impl<K: BenchKind> Shmring<K> {
             tx: outbound.producer()?,
             rx: inbound.consumer()?,
             api,
+            readiness: None,
         })
     }
 }
@@ -233,6 +270,9 @@ impl<K: BenchKind> Endpoint for Shmring<K> {
     }
 
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.readiness.is_some() {
+            return self.recv_polling(buf);
+        }
         match self.api {
             Api::Copy => self.rx.recv_timeout(buf, CALL_TIMEOUT).map_err(to_io),
             Api::ZeroCopy | Api::Batch32 => {
