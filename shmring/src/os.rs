@@ -689,3 +689,179 @@ impl Waitset {
         self.epoll.as_fd()
     }
 }
+
+/// Wakes a sleeper when a watched process exits: what a blocked call registers while it
+/// sleeps (dropping it deregisters). One thread per process, started on first use, waits
+/// in `epoll` on the pidfds of every registration and runs a registration's `wake` when one
+/// of its processes exits. A pid that cannot be opened (gone, another PID namespace's
+/// number) is not watched: the sleeper's periodic look finds that death instead.
+pub(crate) struct ExitWatch {
+    id: u64,
+    /// Set (before the wake runs) once a watched process exited.
+    fired: std::sync::Arc<Mutex<bool>>,
+}
+
+type Wake = Box<dyn Fn() + Send + Sync>;
+
+struct Registration {
+    pidfds: Vec<OwnedFd>,
+    wake: std::sync::Arc<Wake>,
+    fired: std::sync::Arc<Mutex<bool>>,
+}
+
+struct Watcher {
+    epoll: OwnedFd,
+    /// Registration id → its pidfds, its wake, and whether it fired.
+    registrations: Mutex<std::collections::HashMap<u64, Registration>>,
+    next_id: Mutex<u64>,
+}
+
+fn watcher() -> Option<&'static Watcher> {
+    static WATCHER: std::sync::OnceLock<Option<Watcher>> = std::sync::OnceLock::new();
+    WATCHER
+        .get_or_init(|| {
+            use std::os::fd::FromRawFd;
+            // SAFETY: a plain system call; the result is checked, then owned.
+            let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+            if epoll < 0 {
+                return None;
+            }
+            // SAFETY: a new descriptor we own.
+            let epoll = unsafe { OwnedFd::from_raw_fd(epoll) };
+            let spawned = std::thread::Builder::new()
+                .name("shmring-exit-watch".into())
+                .spawn(watch_exits);
+            spawned.ok().map(|_| Watcher {
+                epoll,
+                registrations: Mutex::new(std::collections::HashMap::new()),
+                next_id: Mutex::new(1),
+            })
+        })
+        .as_ref()
+}
+
+/// The watcher thread: waits for pidfds to become readable and runs their wakes.
+fn watch_exits() {
+    use std::os::fd::AsRawFd;
+    // The OnceLock above finishes before anything is registered; wait for it.
+    let watcher = loop {
+        if let Some(w) = watcher() {
+            break w;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    };
+    let mut events = [libc::epoll_event { events: 0, u64: 0 }; 16];
+    loop {
+        // SAFETY: a valid epoll descriptor and a buffer of 16 events.
+        let n = unsafe { libc::epoll_wait(watcher.epoll.as_raw_fd(), events.as_mut_ptr(), 16, -1) };
+        for event in events.iter().take(usize::try_from(n).unwrap_or(0)) {
+            let (id, fd) = (event.u64 >> 32, event.u64 as u32 as i32);
+            let wake = {
+                let Ok(registrations) = watcher.registrations.lock() else {
+                    continue;
+                };
+                match registrations.get(&id) {
+                    // Still registered, so `fd` is still its pidfd (not a reused number).
+                    Some(r) if r.pidfds.iter().any(|f| f.as_raw_fd() == fd) => {
+                        // Stop watching it: an exited process's pidfd stays readable.
+                        // SAFETY: removes our own descriptor from our epoll set.
+                        unsafe {
+                            libc::epoll_ctl(
+                                watcher.epoll.as_raw_fd(),
+                                libc::EPOLL_CTL_DEL,
+                                fd,
+                                std::ptr::null_mut(),
+                            )
+                        };
+                        if let Ok(mut fired) = r.fired.lock() {
+                            *fired = true;
+                        }
+                        r.wake.clone()
+                    }
+                    _ => continue,
+                }
+            };
+            wake();
+        }
+    }
+}
+
+impl ExitWatch {
+    /// Runs `wake` when any of `pids` exits (until dropped). `None` if nothing could be
+    /// watched.
+    pub(crate) fn new(pids: &[u32], wake: Wake) -> Option<ExitWatch> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        let watcher = watcher()?;
+        let id = {
+            let mut next = watcher.next_id.lock().ok()?;
+            *next += 1;
+            *next
+        };
+        let mut fds = Vec::new();
+        for &pid in pids {
+            // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+            let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+            if fd < 0 {
+                continue;
+            }
+            // SAFETY: a new descriptor we own.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd as std::os::fd::RawFd) };
+            let mut event = libc::epoll_event {
+                events: libc::EPOLLIN as u32,
+                u64: id << 32 | u64::from(fd.as_raw_fd() as u32),
+            };
+            // SAFETY: valid descriptors and event.
+            let rc = unsafe {
+                libc::epoll_ctl(
+                    watcher.epoll.as_raw_fd(),
+                    libc::EPOLL_CTL_ADD,
+                    fd.as_raw_fd(),
+                    &mut event,
+                )
+            };
+            if rc == 0 {
+                fds.push(fd);
+            }
+        }
+        if fds.is_empty() {
+            return None;
+        }
+        let fired = std::sync::Arc::new(Mutex::new(false));
+        watcher.registrations.lock().ok()?.insert(
+            id,
+            Registration {
+                pidfds: fds,
+                wake: std::sync::Arc::new(wake),
+                fired: fired.clone(),
+            },
+        );
+        Some(ExitWatch { id, fired })
+    }
+
+    /// A watch that has fired already: a peer was found dead before the sleep began.
+    pub(crate) fn fired_now() -> ExitWatch {
+        ExitWatch {
+            id: 0,
+            fired: std::sync::Arc::new(Mutex::new(true)),
+        }
+    }
+
+    /// Whether a watched process has exited.
+    pub(crate) fn fired(&self) -> bool {
+        self.fired.lock().map(|f| *f).unwrap_or(false)
+    }
+}
+
+impl Drop for ExitWatch {
+    fn drop(&mut self) {
+        // Closing the pidfds takes them out of the epoll set.
+        if self.id == 0 {
+            return;
+        }
+        if let Some(watcher) = watcher() {
+            if let Ok(mut registrations) = watcher.registrations.lock() {
+                registrations.remove(&self.id);
+            }
+        }
+    }
+}

@@ -31,6 +31,11 @@ use futex::{futex_wait, futex_wake_all};
 /// takes to report `PeerDead`.
 pub const RECOVERY_INTERVAL: Duration = Duration::from_millis(10);
 
+/// The same for the polling strategies, which burn a core while they wait anyway: a look
+/// costs a few system calls, so they look every millisecond (a sleeping strategy is woken
+/// by a watched peer's exit instead, see [`Waiter::watching`]).
+const POLLING_RECOVERY_INTERVAL: Duration = Duration::from_millis(1);
+
 /// How a blocked call waits. Chosen at creation, recorded in the header, used by every end.
 ///
 /// ```
@@ -136,6 +141,25 @@ pub(crate) struct Waiter<M: RingMemory> {
     words: usize,
     /// Sleep and wake system calls this end made (tests prove the fast path makes none).
     syscalls: Cell<u64>,
+    /// Watches the other side's holders while this end sleeps, so a death ends the sleep
+    /// at once ([`Waiter::watching`]).
+    watch: Option<WatchPeers<M>>,
+}
+
+/// Starts watching the holders a sleeper of an event waits on (the other role's): a
+/// registration that wakes the event's sleepers ([`wake_sleepers`]) when one exits.
+pub(crate) type WatchPeers<M> = Box<dyn Fn(&M, Event) -> Option<crate::os::ExitWatch> + Send>;
+
+/// Wakes every sleeper of `event` as a waker would (they re-check, and look for dead
+/// peers): for a watcher that saw a peer exit.
+pub(crate) fn wake_sleepers(memory: &impl RingMemory, event: Event) {
+    let ctl = memory.control();
+    let line = match event {
+        Event::DataAvailable => &ctl.consumers,
+        Event::SpaceAvailable => &ctl.producers,
+    };
+    line.seq.fetch_add(1, Release);
+    futex_wake_all(&line.seq);
 }
 
 impl<M: RingMemory> std::fmt::Debug for Waiter<M> {
@@ -164,7 +188,16 @@ impl<M: RingMemory> Waiter<M> {
             slot,
             words: crate::peers::slot_words(slots),
             syscalls: Cell::new(0),
+            watch: None,
         }
+    }
+
+    /// Makes futex sleeps end at once when a holder of the other role exits (its pidfd,
+    /// through [`os::ExitWatch`](crate::os::ExitWatch)), instead of at the next periodic
+    /// look for dead peers.
+    pub(crate) fn watching(mut self, watch: WatchPeers<M>) -> Self {
+        self.watch = Some(watch);
+        self
     }
 
     /// The strategy this end waits with.
@@ -292,6 +325,17 @@ impl<M: RingMemory> Waiter<M> {
         mut attempt: impl FnMut() -> Result<T>,
     ) -> Result<T> {
         let line = self.line(event);
+        let watch = if cfg!(shmring_loom) {
+            None
+        } else {
+            self.watch
+                .as_ref()
+                .and_then(|watch| watch(&self.memory, event))
+        };
+        if watch.as_ref().is_some_and(crate::os::ExitWatch::fired) {
+            // A peer is dead already: end the slice so the caller looks for it now.
+            return Err(Error::Timeout);
+        }
         loop {
             // Read the futex word before announcing: a wake that comes after this read
             // changes it, so the futex wait below returns at once instead of sleeping
@@ -322,6 +366,10 @@ impl<M: RingMemory> Waiter<M> {
             match attempt() {
                 Err(Error::WouldBlock) => {}
                 done => return done,
+            }
+            if watch.as_ref().is_some_and(crate::os::ExitWatch::fired) {
+                // A peer exited: end this slice now, so the caller looks for the dead peer.
+                return Err(Error::Timeout);
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Self::last_attempt(&mut attempt);
@@ -420,12 +468,15 @@ impl<M: RingMemory> Waiter<M> {
             return self.wait_for(event, timeout, || attempt(false));
         }
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let interval = if self.strategy.sleeps() {
+            RECOVERY_INTERVAL
+        } else {
+            POLLING_RECOVERY_INTERVAL
+        };
         loop {
             let slice = match deadline {
-                Some(d) => d
-                    .saturating_duration_since(Instant::now())
-                    .min(RECOVERY_INTERVAL),
-                None => RECOVERY_INTERVAL,
+                Some(d) => d.saturating_duration_since(Instant::now()).min(interval),
+                None => interval,
             };
             match self.wait_for(event, Some(slice), || attempt(false)) {
                 Err(Error::Timeout) => {}

@@ -485,3 +485,54 @@ fn an_idle_tokio_receiver_uses_no_cpu() {
     println!("CPU used by a tokio receiver awaiting for 2 s: {used:?}");
     assert!(used < Duration::from_millis(30), "{used:?}");
 }
+
+/// A producer killed (SIGKILL) while the consumer is blocked in `recv`: `PeerDead` within
+/// milliseconds for every wait strategy (futex: the sleeper is woken by the producer's
+/// pidfd; spin and spin-then-yield: they look every millisecond). 50 rounds each.
+#[test]
+fn a_killed_producer_ends_a_blocked_receive_within_milliseconds() {
+    for strategy in [
+        WaitStrategy::Futex,
+        WaitStrategy::SpinYield,
+        WaitStrategy::Spin,
+    ] {
+        let mut times = Vec::new();
+        for _ in 0..50 {
+            let name = ShmName::new("ready-blocked-kill");
+            let config = Config::new().wait_strategy(strategy).capacity(4096);
+            let ring = spsc::Ring::create(name.as_str(), &config).unwrap();
+            let mut rx = ring.consumer().unwrap();
+            let (child, lines) = spawn_piped("child_entry", "send", name.as_str());
+            let mut child = KillOnDrop(child);
+            expect_line(&lines, "attached", CALL);
+            let mut buf = [0u8; 8];
+            while rx.try_recv(&mut buf).is_ok() {}
+            // Kill it from another thread once this one is blocked in recv.
+            let pid = child.0.id() as i32;
+            let killer = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(5));
+                let at = Instant::now();
+                // SAFETY: kill(2) on our own child.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                at
+            });
+            let found = loop {
+                match rx.recv_timeout(&mut buf, CALL) {
+                    Ok(_) => continue,
+                    Err(Error::PeerDead { .. }) => break Instant::now(),
+                    Err(e) => panic!("{strategy}: {e}"),
+                }
+            };
+            let killed = killer.join().unwrap();
+            let _ = child.0.wait();
+            times.push(found.saturating_duration_since(killed));
+        }
+        times.sort();
+        let p50 = times[times.len() / 2];
+        let p99 = times[(times.len() * 99).div_ceil(100) - 1];
+        println!(
+            "{strategy}: PeerDead in a blocked recv after kill -9, 50 rounds: p50 {p50:?}, p99 {p99:?}"
+        );
+        assert!(p99 < Duration::from_millis(50), "{strategy}: p99 {p99:?}");
+    }
+}

@@ -68,7 +68,7 @@ use crate::shm::attach::{self, Attached};
 use crate::shm::segment::{self, Location};
 use crate::stats::{PeerInfo, Stats};
 use crate::telemetry::{STAMP_BYTES, Telemetry};
-use crate::wait::{WaitStrategy, Waiter};
+use crate::wait::{Event, WaitStrategy, Waiter};
 
 /// A kind of ring: [`Spsc`](crate::spsc::Spsc) or [`Mpmc`](crate::mpmc::Mpmc). Sealed:
 /// the kinds are this crate's.
@@ -291,8 +291,10 @@ impl<K: Kind> Ring<K> {
         self.memory.segment().share_fd()
     }
 
-    /// A waiter for the end holding peer slot `slot`.
+    /// A waiter for the end holding peer slot `slot`, whose sleeps end at once when a
+    /// holder of the other role exits.
     fn waiter(&self, slot: u32) -> Waiter<ShmMemory> {
+        let geometry = self.geometry;
         Waiter::new(
             self.memory.clone(),
             self.wait,
@@ -300,6 +302,28 @@ impl<K: Kind> Ring<K> {
             slot,
             self.geometry.peer_slots(),
         )
+        .watching(Box::new(move |memory: &ShmMemory, event: Event| {
+            // Consumers wait for producers, producers for consumers.
+            let other = match event {
+                Event::DataAvailable => crate::error::Role::Producer,
+                Event::SpaceAvailable => crate::error::Role::Consumer,
+            };
+            let peers = K::peers(memory, &geometry);
+            let others = || peers.iter().filter(|p| p.role == Some(other));
+            if others().any(|p| p.status == crate::PeerStatus::AttachedDead) {
+                // Dead already: look for it now rather than after a slice of sleep.
+                return Some(crate::os::ExitWatch::fired_now());
+            }
+            let pids: Vec<u32> = others()
+                .filter(|p| p.status == crate::PeerStatus::Attached)
+                .map(|p| p.pid)
+                .collect();
+            let memory = memory.clone();
+            crate::os::ExitWatch::new(
+                &pids,
+                Box::new(move || crate::wait::wake_sleepers(&memory, event)),
+            )
+        }))
     }
 
     /// Attaches a producing end. SPSC: `AlreadyAttached` while a live producer holds the
