@@ -415,6 +415,27 @@ enum shmring_status shmring_consumer_arm(struct shmring_consumer_t *consumer, in
 // `consumer` is live; `out_fd` is writable.
 enum shmring_status shmring_consumer_readiness_fd(struct shmring_consumer_t *consumer, int *out_fd);
 
+// Event loops, producer side: sends `data` (`len` bytes) if it fits, and otherwise arms
+// the producer's readiness descriptor (`shmring_producer_readiness_fd`). `*out_sent` = 1:
+// sent; 0: the ring is full and the producer is armed: poll the descriptor, then call
+// again. Errors as `shmring_try_send`; `SHMRING_INVALID_ARGUMENT` unless the ring uses
+// `SHMRING_WAIT_FUTEX`.
+//
+// # Safety
+// `producer` is live; `data` has `len` readable bytes; `out_sent` is writable.
+enum shmring_status shmring_try_send_or_arm(struct shmring_producer_t *producer,
+                                            const void *data,
+                                            size_t len,
+                                            int *out_sent);
+
+// Writes to `*out_fd` a new descriptor (close it with `close(2)`) that becomes readable
+// when the producer, armed by `shmring_try_send_or_arm`, may have room: a consumer freed
+// space, the consumers are gone, or one died.
+//
+// # Safety
+// `producer` is live; `out_fd` is writable.
+enum shmring_status shmring_producer_readiness_fd(struct shmring_producer_t *producer, int *out_fd);
+
 // Zero copy: reserves `len` bytes in the ring and writes their address to `*out_ptr`.
 // Write the message there, then `shmring_commit` (or `shmring_cancel`). Until then every
 // other send on this producer fails with `SHMRING_INVALID_ARGUMENT`. Waits at most

@@ -62,6 +62,10 @@ class Producer:
         """Sends one message, waiting while the ring is full (`Timeout` after `timeout` s)."""
     def try_send(self, data: Buffer) -> None:
         """Sends one message if it fits now (`WouldBlock` if not)."""
+    def try_send_or_arm(self, data: Buffer) -> bool:
+        """True: sent; False: full and armed, wait for fileno() and call again."""
+    def fileno(self) -> int:
+        """The readiness descriptor (owned by the producer); `wait="futex"` rings."""
     def try_send_batch(self, messages: Sequence[bytes]) -> int:
         """Sends as many as fit now, published together; how many."""
     def reserve(self, size: int, timeout: float | None = None) -> Reservation:

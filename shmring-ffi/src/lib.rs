@@ -840,6 +840,58 @@ pub unsafe extern "C" fn shmring_consumer_readiness_fd(
     })
 }
 
+/// Event loops, producer side: sends `data` (`len` bytes) if it fits, and otherwise arms
+/// the producer's readiness descriptor (`shmring_producer_readiness_fd`). `*out_sent` = 1:
+/// sent; 0: the ring is full and the producer is armed: poll the descriptor, then call
+/// again. Errors as `shmring_try_send`; `SHMRING_INVALID_ARGUMENT` unless the ring uses
+/// `SHMRING_WAIT_FUTEX`.
+///
+/// # Safety
+/// `producer` is live; `data` has `len` readable bytes; `out_sent` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_try_send_or_arm(
+    producer: *mut shmring_producer_t,
+    data: *const c_void,
+    len: usize,
+    out_sent: *mut c_int,
+) -> shmring_status {
+    boundary(|| {
+        // SAFETY: per the contract.
+        let p = unsafe { nonnull_mut(producer, "producer") }?;
+        // SAFETY: per the contract.
+        unsafe { nonnull_mut(out_sent, "out_sent") }?;
+        // SAFETY: per the contract.
+        let msg = unsafe { bytes_arg(data, len) }?;
+        let sent = p.0.try_send_or_arm(msg)?;
+        // SAFETY: checked non-NULL above.
+        unsafe { write_out(out_sent, c_int::from(sent)) };
+        Ok(())
+    })
+}
+
+/// Writes to `*out_fd` a new descriptor (close it with `close(2)`) that becomes readable
+/// when the producer, armed by `shmring_try_send_or_arm`, may have room: a consumer freed
+/// space, the consumers are gone, or one died.
+///
+/// # Safety
+/// `producer` is live; `out_fd` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_producer_readiness_fd(
+    producer: *mut shmring_producer_t,
+    out_fd: *mut c_int,
+) -> shmring_status {
+    boundary(|| {
+        // SAFETY: per the contract.
+        let p = unsafe { nonnull_mut(producer, "producer") }?;
+        // SAFETY: per the contract.
+        unsafe { nonnull_mut(out_fd, "out_fd") }?;
+        let fd = std::os::fd::OwnedFd::from(p.0.readiness()?);
+        // SAFETY: checked non-NULL above; the caller owns the descriptor from here.
+        unsafe { write_out(out_fd, std::os::fd::IntoRawFd::into_raw_fd(fd)) };
+        Ok(())
+    })
+}
+
 /// Zero copy: reserves `len` bytes in the ring and writes their address to `*out_ptr`.
 /// Write the message there, then `shmring_commit` (or `shmring_cancel`). Until then every
 /// other send on this producer fails with `SHMRING_INVALID_ARGUMENT`. Waits at most

@@ -306,12 +306,15 @@ macro_rules! handle_methods {
 #[pyclass(module = "shmring", frozen)]
 pub struct Producer {
     handle: Handle<any::Producer>,
+    /// The readiness descriptor, once asked for (`fileno()`).
+    readiness: std::sync::OnceLock<shmring::Readiness>,
 }
 
 impl Producer {
     fn new(end: any::Producer) -> Producer {
         Producer {
             handle: Handle::new(end),
+            readiness: std::sync::OnceLock::new(),
         }
     }
 }
@@ -333,6 +336,23 @@ impl Producer {
     /// Sends `data` if it fits now; `WouldBlock` if the ring is full.
     fn try_send(&self, data: &[u8]) -> PyResult<()> {
         self.handle.with(|p| p.try_send(data).map_err(to_py))
+    }
+
+    /// Sends `data` if it fits now (`True`); otherwise arms `fileno()` and returns `False`:
+    /// wait for the descriptor, then call again. Needs a `wait="futex"` ring.
+    fn try_send_or_arm(&self, data: &[u8]) -> PyResult<bool> {
+        self.handle.with(|p| p.try_send_or_arm(data).map_err(to_py))
+    }
+
+    /// The readiness descriptor (owned by this producer: do not close it): readable when
+    /// the producer, armed by `try_send_or_arm`, may have room.
+    fn fileno(&self) -> PyResult<i32> {
+        use std::os::fd::AsRawFd;
+        if let Some(r) = self.readiness.get() {
+            return Ok(r.as_raw_fd());
+        }
+        let made = self.handle.with(|p| p.readiness().map_err(to_py))?;
+        Ok(self.readiness.get_or_init(|| made).as_raw_fd())
     }
 
     /// Sends as many of `messages` as fit now, published together; how many.

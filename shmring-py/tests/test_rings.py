@@ -111,3 +111,22 @@ def test_unlink_removes_the_name(name):
         shmring.Ring.open(name)
     with pytest.raises(shmring.NotFound):
         shmring.unlink(name)
+
+
+def test_a_full_ring_arms_the_producer_and_a_receive_makes_it_ready(name):
+    import select
+
+    ring = shmring.Ring.create(name, capacity=4096, wait="futex")
+    tx, rx = ring.producer(), ring.consumer()
+    sent = 0
+    while tx.try_send_or_arm(bytes(1000)):
+        sent += 1
+    assert sent == 4
+    assert select.select([tx], [], [], 0)[0] == []
+    while True:
+        try:
+            rx.try_recv()
+        except shmring.WouldBlock:
+            break
+    assert select.select([tx], [], [], 5)[0] == [tx]
+    assert tx.try_send_or_arm(bytes(1000))

@@ -318,6 +318,16 @@ impl Producer {
         }
     }
 
+    /// See [`channel::Producer::try_send_or_arm`].
+    pub fn try_send_or_arm(&mut self, msg: &[u8]) -> Result<bool> {
+        dispatch!(self, p => p.try_send_or_arm(msg))
+    }
+
+    /// See [`channel::Producer::readiness`].
+    pub fn readiness(&mut self) -> Result<channel::Readiness> {
+        dispatch!(self, p => p.readiness())
+    }
+
     /// See [`channel::Producer::try_send_batch`].
     pub fn try_send_batch<B: AsRef<[u8]>>(&mut self, msgs: &[B]) -> Result<usize> {
         dispatch!(self, p => p.try_send_batch(msgs))

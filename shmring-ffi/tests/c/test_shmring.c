@@ -491,6 +491,33 @@ static void test_readiness(void) {
     CHECK_STATUS(shmring_unlink(name), SHMRING_OK);
     shmring_ring_free(ring);
 
+    /* The producer side: a full ring arms it; a release makes its descriptor readable. */
+    name_for(name, sizeof name, "readiness-space");
+    CHECK_STATUS(shmring_spsc_create(name, &cfg, &ring), SHMRING_OK);
+    CHECK_STATUS(shmring_producer_create(ring, &tx), SHMRING_OK);
+    CHECK_STATUS(shmring_consumer_create(ring, &rx), SHMRING_OK);
+    int tx_fd = -1, sent = -1, sends = 0;
+    CHECK_STATUS(shmring_producer_readiness_fd(tx, &tx_fd), SHMRING_OK);
+    char big[1000];
+    memset(big, 'x', sizeof big);
+    for (;;) {
+        CHECK_STATUS(shmring_try_send_or_arm(tx, big, sizeof big, &sent), SHMRING_OK);
+        if (!sent || ++sends > 10) break;
+    }
+    CHECK(sent == 0 && sends == 4); /* 4096 bytes hold four 1000-byte messages */
+    CHECK(!readable(tx_fd, 0));
+    char out[1000];
+    while (shmring_try_recv(rx, out, sizeof out, &len) == SHMRING_OK) {}
+    CHECK(readable(tx_fd, 5000));
+    CHECK_STATUS(shmring_try_send_or_arm(tx, big, sizeof big, &sent), SHMRING_OK);
+    CHECK(sent == 1);
+    CHECK_STATUS(shmring_try_send_or_arm(NULL, big, 1, &sent), SHMRING_NULL_ARGUMENT);
+    close(tx_fd);
+    shmring_producer_free(tx);
+    shmring_consumer_free(rx);
+    CHECK_STATUS(shmring_unlink(name), SHMRING_OK);
+    shmring_ring_free(ring);
+
     /* A ring whose producers never look for waiters refuses, in words. */
     name_for(name, sizeof name, "readiness-spin");
     cfg.wait_strategy = SHMRING_WAIT_SPIN;

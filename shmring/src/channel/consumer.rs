@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use super::Kind;
 use super::producer::FRUITLESS_POLLS_PER_LOOK;
+use super::ready::{EndReadiness, Readiness};
 use crate::algo::ConsumerCore;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Role};
 use crate::memory::Memory;
 use crate::shm::ShmMemory;
 use crate::telemetry::{self, Clock, STAMP_BYTES};
@@ -53,15 +54,8 @@ pub struct Consumer<K: Kind, M: Memory = ShmMemory> {
     clock: Option<Clock>,
     /// Bytes of each message before its payload: the stamp (8), or 0 without telemetry.
     stamp_bytes: usize,
-    /// The readiness doorbell, once asked for ([`readiness`](Consumer::readiness)).
-    doorbell: Option<crate::os::Doorbell>,
-    /// The readiness descriptor's set: the doorbell, a tick, the producers' pidfds.
-    waitset: Option<crate::os::Waitset>,
-    /// The readiness descriptor registered with tokio's reactor (`recv_async`).
-    #[cfg(feature = "tokio")]
-    reactor: Option<std::sync::Arc<tokio::io::unix::AsyncFd<Readiness>>>,
-    /// When [`arm`](Consumer::arm) last looked for dead producers.
-    looked: Option<Instant>,
+    /// Readiness for event loops ([`readiness`](Consumer::readiness), [`arm`](Consumer::arm)).
+    ready: EndReadiness,
 }
 
 impl<K: Kind, M: Memory> Consumer<K, M> {
@@ -83,11 +77,7 @@ impl<K: Kind, M: Memory> Consumer<K, M> {
             detached: None,
             clock,
             stamp_bytes: if telemetry { STAMP_BYTES } else { 0 },
-            doorbell: None,
-            waitset: None,
-            #[cfg(feature = "tokio")]
-            reactor: None,
-            looked: None,
+            ready: EndReadiness::default(),
         }
     }
 
@@ -108,49 +98,15 @@ impl<K: Kind, M: Memory> Consumer<K, M> {
     /// [`WaitStrategy::Futex`]: crate::WaitStrategy::Futex
     pub fn arm(&mut self) -> Result<bool> {
         self.no_detached()?;
-        if !self.waiter.strategy().sleeps() {
-            return Err(Error::invalid_argument(format!(
-                "readiness needs a ring created with WaitStrategy::Futex; this one uses {} \
-                 (its producers never look for waiters)",
-                self.waiter.strategy()
-            )));
-        }
+        EndReadiness::supported(self.waiter.strategy())?;
         if self.held.is_some() {
             return Ok(false);
         }
-        if let Some(doorbell) = &self.doorbell {
-            doorbell.drain();
-        }
-        if let Some(set) = &self.waitset {
-            set.drain();
-        }
-        // A watched producer that exited is looked for at once; otherwise every
-        // RECOVERY_INTERVAL at most (a look costs system calls).
-        let exited = self
-            .waitset
-            .as_ref()
-            .is_some_and(crate::os::Waitset::exited);
-        if !cfg!(shmring_loom)
-            && (exited
-                || self
-                    .looked
-                    .is_none_or(|t| t.elapsed() >= crate::wait::RECOVERY_INTERVAL))
-        {
+        if self.ready.drain() {
             self.core.maintain();
-            self.looked = Some(Instant::now());
-            if let Some(set) = &mut self.waitset {
-                // Watch the producers attached now: their exits make the descriptor
-                // readable at once.
-                let pids: Vec<u32> = K::peers(self.core.memory(), &self.geometry)
-                    .iter()
-                    .filter(|p| {
-                        p.role == Some(crate::error::Role::Producer)
-                            && p.status == crate::PeerStatus::Attached
-                    })
-                    .map(|p| p.pid)
-                    .collect();
-                set.watch(&pids);
-            }
+            let (pids, _) =
+                super::live_pids::<K, M>(self.core.memory(), &self.geometry, Role::Producer);
+            self.ready.looked(&pids);
         }
         self.waiter.arm(Event::DataAvailable);
         match self.core.try_next() {
@@ -593,80 +549,31 @@ impl<K: Kind> Consumer<K> {
     /// # Ok::<(), shmring::Error>(())
     /// ```
     pub fn readiness(&mut self) -> Result<Readiness> {
-        if self.doorbell.is_none() {
-            let segment = self.core.memory().segment();
-            let bells = segment.bells();
-            let file = crate::shm::doorbell_file(crate::error::Role::Consumer, self.core.slot());
-            let doorbell =
-                crate::os::Doorbell::bind(&bells.dir, &file, bells.mode).map_err(|e| {
-                    Error::from_os("bind", &bells.dir.join(&file).display().to_string(), e)
-                })?;
-            let set =
-                crate::os::Waitset::new(doorbell.fd(), READINESS_TICK).map_err(|e| Error::Io {
-                    op: "epoll",
-                    source: e,
-                })?;
-            self.doorbell = Some(doorbell);
-            self.waitset = Some(set);
-            // The next arm looks for producers to watch.
-            self.looked = None;
-        }
-        let fd = self.waitset.as_ref().map(|s| s.fd().try_clone_to_owned());
-        match fd {
-            Some(Ok(fd)) => Ok(Readiness { fd }),
-            Some(Err(e)) => Err(Error::Io {
-                op: "dup",
-                source: e,
-            }),
-            None => unreachable!("made above"),
-        }
+        let slot = self.core.slot();
+        self.ready
+            .descriptor(self.core.memory(), Role::Consumer, slot)
     }
 }
 
 #[cfg(feature = "tokio")]
 impl<K: Kind> Consumer<K> {
-    /// The readiness descriptor on the current tokio runtime's reactor (made once).
-    fn reactor(&mut self) -> Result<std::sync::Arc<tokio::io::unix::AsyncFd<Readiness>>> {
-        if let Some(reactor) = &self.reactor {
-            return Ok(reactor.clone());
-        }
-        let readiness = self.readiness()?;
-        // SAFETY: `Readiness` owns its descriptor (an `OwnedFd`), returns the same one from
-        // every `as_raw_fd`, and closes it only when dropped, which the `AsyncFd` does after
-        // deregistering it.
-        let reactor = unsafe {
-            tokio::io::unix::AsyncFd::register_with_interest(
-                readiness,
-                tokio::io::Interest::READABLE,
-            )
-        }
-        .map_err(|e| Error::Io {
-            op: "register with the tokio reactor",
-            source: e.into(),
-        })?;
-        let reactor = std::sync::Arc::new(reactor);
-        self.reactor = Some(reactor.clone());
-        Ok(reactor)
-    }
-
     /// Waits, without a thread, until `attempt` stops saying `WouldBlock`: the readiness
     /// loop (try, arm, await the descriptor). The only await is on readiness, before
     /// anything is taken, so dropping the future loses nothing.
     async fn ready_for<T>(&mut self, mut attempt: impl FnMut(&mut Self) -> Result<T>) -> Result<T> {
-        let reactor = self.reactor()?;
+        let slot = self.core.slot();
+        let memory = self.core.memory().clone();
+        let reactor = self
+            .ready
+            .reactor(|ready| ready.descriptor(&memory, Role::Consumer, slot))?;
         loop {
             match attempt(self) {
                 Err(Error::WouldBlock) => {}
                 done => return done,
             }
-            if !self.arm()? {
-                continue;
+            if self.arm()? {
+                super::ready::readable(&reactor).await?;
             }
-            let mut guard = reactor.readable().await.map_err(|source| Error::Io {
-                op: "wait for readiness",
-                source,
-            })?;
-            guard.clear_ready();
         }
     }
 
@@ -699,42 +606,11 @@ impl<K: Kind> Consumer<K> {
     }
 }
 
-/// How often a readiness descriptor becomes readable with nothing to do, so that a dead
-/// producer no pidfd watches is still found (by the next [`Consumer::arm`]).
-const READINESS_TICK: Duration = Duration::from_secs(1);
-
-/// A readiness descriptor of a consumer ([`Consumer::readiness`]): readable when the
-/// consumer, armed, may have something to receive. Spurious readiness is possible; a
-/// message published after [`Consumer::arm`] said `true` always makes it readable.
-#[derive(Debug)]
-pub struct Readiness {
-    fd: std::os::fd::OwnedFd,
-}
-
-impl std::os::fd::AsFd for Readiness {
-    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.fd.as_fd()
-    }
-}
-
-impl From<Readiness> for std::os::fd::OwnedFd {
-    fn from(readiness: Readiness) -> Self {
-        readiness.fd
-    }
-}
-
-impl std::os::fd::AsRawFd for Readiness {
-    fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        std::os::fd::AsRawFd::as_raw_fd(&self.fd)
-    }
-}
-
 impl<K: Kind, M: Memory> Drop for Consumer<K, M> {
     fn drop(&mut self) {
         // The doorbell goes before the slot does: a new holder of the slot binds the same
         // path, and must not have it removed under it.
-        self.waitset = None;
-        if self.doorbell.take().is_some() {
+        if self.ready.close() {
             self.waiter.disarm(Event::DataAvailable);
         }
         let held = self.detached.take().or(self.held.take());

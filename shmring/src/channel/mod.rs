@@ -49,13 +49,15 @@ use end_accessors;
 
 mod consumer;
 mod producer;
+mod ready;
 
 use std::marker::PhantomData;
 use std::path::Path;
 use std::time::Duration;
 
-pub use consumer::{Consumer, ReadGrant, Readiness, RecvIter, TryRecvIter};
+pub use consumer::{Consumer, ReadGrant, RecvIter, TryRecvIter};
 pub use producer::{Producer, WriteGrant};
+pub use ready::Readiness;
 
 use crate::algo::{ConsumerCore, Identity, ProducerCore};
 use crate::config::{Config, OpenOptions};
@@ -146,6 +148,23 @@ pub(crate) fn peers_of<K: Kind, M: Memory>(
         }
     }
     peers
+}
+
+/// The pids of `role`'s live holders, and whether a holder of it has died attached (not
+/// yet recovered).
+pub(crate) fn live_pids<K: Kind, M: Memory>(
+    memory: &M,
+    geometry: &K::Geometry,
+    role: crate::error::Role,
+) -> (Vec<u32>, bool) {
+    let peers = K::peers(memory, geometry);
+    let holders = || peers.iter().filter(|p| p.role == Some(role));
+    let pids = holders()
+        .filter(|p| p.status == crate::PeerStatus::Attached)
+        .map(|p| p.pid)
+        .collect();
+    let dead = holders().any(|p| p.status == crate::PeerStatus::AttachedDead);
+    (pids, dead)
 }
 
 /// This process, as peer records show it.
@@ -308,16 +327,11 @@ impl<K: Kind> Ring<K> {
                 Event::DataAvailable => crate::error::Role::Producer,
                 Event::SpaceAvailable => crate::error::Role::Consumer,
             };
-            let peers = K::peers(memory, &geometry);
-            let others = || peers.iter().filter(|p| p.role == Some(other));
-            if others().any(|p| p.status == crate::PeerStatus::AttachedDead) {
+            let (pids, any_dead) = live_pids::<K, ShmMemory>(memory, &geometry, other);
+            if any_dead {
                 // Dead already: look for it now rather than after a slice of sleep.
                 return Some(crate::os::ExitWatch::fired_now());
             }
-            let pids: Vec<u32> = others()
-                .filter(|p| p.status == crate::PeerStatus::Attached)
-                .map(|p| p.pid)
-                .collect();
             let memory = memory.clone();
             crate::os::ExitWatch::new(
                 &pids,

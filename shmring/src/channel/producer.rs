@@ -5,8 +5,9 @@ use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
 use super::Kind;
+use super::ready::{EndReadiness, Readiness};
 use crate::algo::ProducerCore;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Role};
 use crate::memory::Memory;
 use crate::shm::ShmMemory;
 use crate::telemetry::{STAMP_BYTES, Stamper};
@@ -46,6 +47,8 @@ pub struct Producer<K: Kind, M: Memory = ShmMemory> {
     stamper: Option<Stamper>,
     /// Bytes of each message before its payload: the stamp (8), or 0 without telemetry.
     stamp_bytes: usize,
+    /// Readiness for event loops ([`readiness`](Producer::readiness)).
+    ready: EndReadiness,
 }
 
 impl<K: Kind, M: Memory> Producer<K, M> {
@@ -64,6 +67,37 @@ impl<K: Kind, M: Memory> Producer<K, M> {
             detached: None,
             stamper,
             stamp_bytes: if telemetry { STAMP_BYTES } else { 0 },
+            ready: EndReadiness::default(),
+        }
+    }
+
+    /// For event loops: sends `msg` if it fits, and otherwise arms this producer's
+    /// [`readiness`](Producer::readiness) descriptor, which becomes readable when a
+    /// consumer frees space, the consumers are gone, or one dies. `Ok(true)`: sent;
+    /// `Ok(false)`: the ring is full and this end is armed — poll the descriptor, then call
+    /// again. Errors as [`try_send`](Producer::try_send). Needs a
+    /// [`WaitStrategy::Futex`](crate::WaitStrategy::Futex) ring (`InvalidArgument`
+    /// otherwise). A release after an arming that said `false` always makes the descriptor
+    /// readable (`docs/ordering.md`, "Readiness").
+    pub fn try_send_or_arm(&mut self, msg: &[u8]) -> Result<bool> {
+        match self.try_send(msg) {
+            Err(Error::WouldBlock) => {}
+            done => return done.map(|()| true),
+        }
+        EndReadiness::supported(self.waiter.strategy())?;
+        if self.ready.drain() {
+            self.core.maintain();
+            let (pids, _) =
+                super::live_pids::<K, M>(self.core.memory(), &self.geometry, Role::Consumer);
+            self.ready.looked(&pids);
+        }
+        self.waiter.arm(Event::SpaceAvailable);
+        match self.try_send(msg) {
+            Err(Error::WouldBlock) => Ok(false),
+            done => {
+                self.waiter.disarm(Event::SpaceAvailable);
+                done.map(|()| true)
+            }
         }
     }
 
@@ -442,8 +476,54 @@ impl<K: Kind, M: Memory> Producer<K, M> {
     pub fn close(self) {}
 }
 
+impl<K: Kind> Producer<K> {
+    /// A descriptor that becomes readable when this producer, armed by
+    /// [`try_send_or_arm`](Producer::try_send_or_arm), may have room: as
+    /// [`Consumer::readiness`](crate::Consumer::readiness), with the consumers' pidfds.
+    pub fn readiness(&mut self) -> Result<Readiness> {
+        let slot = self.core.slot();
+        self.ready
+            .descriptor(self.core.memory(), Role::Producer, slot)
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl<K: Kind> Producer<K> {
+    /// [`send`](Producer::send) for async code (feature `tokio`): while the ring is full
+    /// it waits on the readiness descriptor through tokio's reactor. Cancel-safe: a dropped
+    /// future has sent nothing (the message is sent whole or not at all). Futex rings only.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> shmring::Result<()> {
+    /// use shmring::{Config, WaitStrategy, spsc::Ring};
+    /// let name = format!("/doc-send-async-{}", std::process::id());
+    /// let ring = Ring::create(&name, &Config::new().wait_strategy(WaitStrategy::Futex))?;
+    /// let mut tx = ring.producer()?;
+    /// tx.send_async(b"hello").await?;
+    /// assert_eq!(ring.len(), 1);
+    /// ring.unlink()?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn send_async(&mut self, msg: &[u8]) -> Result<()> {
+        let slot = self.core.slot();
+        let memory = self.core.memory().clone();
+        let reactor = self
+            .ready
+            .reactor(|ready| ready.descriptor(&memory, Role::Producer, slot))?;
+        while !self.try_send_or_arm(msg)? {
+            super::ready::readable(&reactor).await?;
+        }
+        Ok(())
+    }
+}
+
 impl<K: Kind, M: Memory> Drop for Producer<K, M> {
     fn drop(&mut self) {
+        // The doorbell goes before the slot does (see the consumer's drop).
+        if self.ready.close() {
+            self.waiter.disarm(Event::SpaceAvailable);
+        }
         if let Some(claim) = self.detached.take() {
             self.core.cancel(claim);
         }
