@@ -31,7 +31,7 @@ run_models() {
 run_models spsc "${models[@]}"
 run_models mpmc a_dead_producers_claim_is_skipped a_slow_producer_is_never_skipped \
     attach_and_close_race_for_a_reused_record closed_comes_after_every_message \
-    a_death_is_seen_by_every_consumer_at_the_end
+    a_death_is_seen_by_every_consumer_at_the_end two_armed_consumers_are_both_rung
 # Five threads: bound 1 here (712,924 interleavings, ~80 s alone on 2 vCPUs; the handles'
 # close-on-drop is in the model since the heap rings run the shipped handles). Bound 2 is
 # for a long run by hand: LOOM_MAX_PREEMPTIONS=2 and the command in loom-tests/tests/mpmc.rs.
@@ -73,6 +73,8 @@ negative_control shmring_weaken_dekker target/loom-dekker spsc futex_wakeups_are
 # doorbell that no publish rings (loom stops the endless wait).
 negative_control shmring_weaken_dekker target/loom-dekker spsc armed_consumers_are_always_rung \
     "maximum number of branches" "N1 fence removed, readiness"
+LOOM_MAX_PREEMPTIONS=3 negative_control shmring_weaken_dekker target/loom-dekker mpmc \
+    two_armed_consumers_are_both_rung "armed and was never rung" "N1 fence removed, MPMC readiness"
 # The death counted after the dead producer's present bit clears (D1 swapped): a consumer
 # can find no producer and no death, and end the stream with Closed.
 negative_control shmring_weaken_death_order target/loom-death mpmc \

@@ -303,3 +303,57 @@ fn end_of_stream(rx: &mut HeapConsumer<Mpmc>) -> Error {
         }
     }
 }
+
+/// Readiness with two consumers armed at once: the producer sends one message and closes
+/// while two consumers each try to receive and, finding nothing, arm. No thread waits (a
+/// waiting loop would be unbounded for loom); instead, once all have finished, every
+/// consumer whose `arm` said "armed" must have had its doorbell (a counter on a heap ring)
+/// rung since: the publish or the close after its arming rang it. One swap takes the
+/// `armed` bits of both slots, so both are rung.
+#[test]
+fn two_armed_consumers_are_both_rung() {
+    loom::model(|| {
+        let ring = ring(4, 0);
+        let mut tx = ring.producer(10).unwrap();
+        let consumers: Vec<_> = (0..2u64)
+            .map(|c| {
+                let mut rx = ring.consumer(20 + c).unwrap();
+                let ring = ring.clone();
+                thread::spawn(move || {
+                    let slot = rx.peer_index();
+                    let mut out = Vec::new();
+                    let got = match rx.try_recv_vec(&mut out) {
+                        Ok(_) => Some(check(&out)),
+                        Err(Error::WouldBlock | Error::Closed) => None,
+                        Err(e) => panic!("consumer {c}: {e}"),
+                    };
+                    let before = ring.doorbell_rings(shmring::Role::Consumer, slot);
+                    let armed = got.is_none() && rx.arm().unwrap();
+                    (rx, slot, armed, before, got)
+                })
+            })
+            .collect();
+        tx.try_send(&message(0, 0)).unwrap();
+        tx.close();
+        let mut delivered = 0;
+        for c in consumers {
+            let (mut rx, slot, armed, before, got) = c.join().unwrap();
+            if armed {
+                assert!(
+                    ring.doorbell_rings(shmring::Role::Consumer, slot) > before,
+                    "consumer in slot {slot} armed and was never rung"
+                );
+            }
+            delivered += usize::from(got.is_some());
+            let mut out = Vec::new();
+            loop {
+                match rx.try_recv_vec(&mut out) {
+                    Ok(_) => delivered += 1,
+                    Err(Error::Closed) => break,
+                    Err(e) => panic!("after the producer closed: {e}"),
+                }
+            }
+        }
+        assert_eq!(delivered, 1, "the message reached exactly one consumer");
+    });
+}

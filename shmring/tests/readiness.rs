@@ -75,6 +75,11 @@ fn child_entry() {
                 if seq % 3 == 0 {
                     std::thread::sleep(Duration::from_micros(200));
                 }
+                // Now and then a pause longer than tokio's timer tick (1 ms), so a waiting
+                // receiver's timeout fires (the cancellation test counts on it).
+                if (seq / 4096) % 16 == 15 {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
             }
         }
         "send" => {
