@@ -611,3 +611,49 @@ fn a_tokio_sender_cancelled_mid_wait_sends_each_message_once() {
         "no send was cancelled: not a test of cancellation"
     );
 }
+
+/// A producer killed while a tokio task awaits `recv_async`: the descriptor's pidfd makes
+/// the future resolve with `PeerDead`. Detection time from the kill, 50 rounds.
+#[test]
+fn a_killed_producer_ends_an_awaited_receive() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut times = Vec::new();
+    for _ in 0..50 {
+        let name = ShmName::new("ready-tokio-kill");
+        let ring = spsc::Ring::create(name.as_str(), &futex().capacity(4096)).unwrap();
+        let mut rx = ring.consumer().unwrap();
+        let (child, lines) = spawn_piped("child_entry", "send", name.as_str());
+        let mut child = KillOnDrop(child);
+        expect_line(&lines, "attached", CALL);
+        let pid = child.0.id() as i32;
+        let killer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(5));
+            let at = Instant::now();
+            // SAFETY: kill(2) on our own child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            at
+        });
+        let found = runtime.block_on(async {
+            let mut buf = [0u8; 8];
+            loop {
+                match tokio::time::timeout(CALL, rx.recv_async(&mut buf)).await {
+                    Ok(Ok(_)) => continue,
+                    Ok(Err(Error::PeerDead { .. })) => break Instant::now(),
+                    Ok(Err(e)) => panic!("{e}"),
+                    Err(_) => panic!("no PeerDead within {CALL:?}"),
+                }
+            }
+        });
+        let killed = killer.join().unwrap();
+        let _ = child.0.wait();
+        times.push(found.saturating_duration_since(killed));
+    }
+    times.sort();
+    let p50 = times[times.len() / 2];
+    let p99 = times[(times.len() * 99).div_ceil(100) - 1];
+    println!("tokio: PeerDead in recv_async after kill -9, 50 rounds: p50 {p50:?}, p99 {p99:?}");
+    assert!(p99 < Duration::from_millis(100), "p99 {p99:?}");
+}
