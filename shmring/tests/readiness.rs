@@ -34,6 +34,18 @@ fn readable(fd: RawFd, timeout: Duration) -> bool {
     n == 1
 }
 
+/// SIGKILLs process `pid` from another thread 5 ms from now (once the caller is waiting);
+/// the thread returns when it sent the signal.
+fn kill_soon(pid: i32) -> std::thread::JoinHandle<Instant> {
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(5));
+        let at = Instant::now();
+        // SAFETY: kill(2) on a child of this process.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        at
+    })
+}
+
 /// CPU time this thread has used (user + system).
 fn thread_cpu() -> Duration {
     // SAFETY: a zeroed rusage is valid to fill.
@@ -513,14 +525,7 @@ fn a_killed_producer_ends_a_blocked_receive_within_milliseconds() {
             let mut buf = [0u8; 8];
             while rx.try_recv(&mut buf).is_ok() {}
             // Kill it from another thread once this one is blocked in recv.
-            let pid = child.0.id() as i32;
-            let killer = std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(5));
-                let at = Instant::now();
-                // SAFETY: kill(2) on our own child.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-                at
-            });
+            let killer = kill_soon(child.0.id() as i32);
             let found = loop {
                 match rx.recv_timeout(&mut buf, CALL) {
                     Ok(_) => continue,
@@ -628,14 +633,7 @@ fn a_killed_producer_ends_an_awaited_receive() {
         let (child, lines) = spawn_piped("child_entry", "send", name.as_str());
         let mut child = KillOnDrop(child);
         expect_line(&lines, "attached", CALL);
-        let pid = child.0.id() as i32;
-        let killer = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(5));
-            let at = Instant::now();
-            // SAFETY: kill(2) on our own child.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            at
-        });
+        let killer = kill_soon(child.0.id() as i32);
         let found = runtime.block_on(async {
             let mut buf = [0u8; 8];
             loop {
