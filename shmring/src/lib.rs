@@ -58,6 +58,8 @@ pub mod mpmc;
 pub mod spsc;
 mod sync;
 
+#[cfg(feature = "tokio")]
+pub use channel::Messages;
 pub use channel::{
     Consumer, Kind, Producer, ReadGrant, Readiness, RecvIter, Ring, TryRecvIter, WriteGrant,
 };

@@ -655,3 +655,58 @@ fn a_killed_producer_ends_an_awaited_receive() {
     println!("tokio: PeerDead in recv_async after kill -9, 50 rounds: p50 {p50:?}, p99 {p99:?}");
     assert!(p99 < Duration::from_millis(100), "p99 {p99:?}");
 }
+
+/// `Consumer::messages` (a `futures::Stream`): a million checksummed messages from another
+/// process, then the end of the stream; and a killed producer's end as one `PeerDead` item.
+#[test]
+fn the_messages_stream_yields_everything_then_ends() {
+    use futures_core::Stream;
+    use std::pin::Pin;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let name = ShmName::new("ready-stream");
+    let ring = spsc::Ring::create(name.as_str(), &futex().capacity(1 << 16)).unwrap();
+    let mut rx = ring.consumer().unwrap();
+    let (child, lines) = spawn_piped("child_entry", "burst", name.as_str());
+    let mut child = KillOnDrop(child);
+    expect_line(&lines, "attached", CALL);
+    let count = runtime.block_on(async {
+        let mut messages = rx.messages().unwrap();
+        let (mut seq, mut want) = (0u64, Vec::new());
+        while let Some(item) =
+            std::future::poll_fn(|cx| Pin::new(&mut messages).poll_next(cx)).await
+        {
+            let got = item.unwrap();
+            message(seq, length(seq, 48), &mut want);
+            assert_eq!(got, want, "message {seq}");
+            seq += 1;
+        }
+        seq
+    });
+    assert_eq!(count, MILLION);
+    assert!(common::wait_bounded(&mut child.0, CALL).success());
+
+    let name = ShmName::new("ready-stream-dead");
+    let ring = spsc::Ring::create(name.as_str(), &futex().capacity(4096)).unwrap();
+    let mut rx = ring.consumer().unwrap();
+    let (child, lines) = spawn_piped("child_entry", "send", name.as_str());
+    let child = KillOnDrop(child);
+    expect_line(&lines, "attached", CALL);
+    let killer = kill_soon(child.0.id() as i32);
+    let items = runtime.block_on(async {
+        let mut messages = rx.messages().unwrap();
+        let mut items = Vec::new();
+        while let Some(item) =
+            std::future::poll_fn(|cx| Pin::new(&mut messages).poll_next(cx)).await
+        {
+            items.push(item.map(|_| ()));
+        }
+        items
+    });
+    killer.join().unwrap();
+    let last = items.last().expect("at least the end");
+    assert!(matches!(last, Err(Error::PeerDead { .. })), "{last:?}");
+    assert!(items[..items.len() - 1].iter().all(|i| i.is_ok()));
+}

@@ -604,6 +604,98 @@ impl<K: Kind> Consumer<K> {
     pub async fn recv_vec_async(&mut self, out: &mut Vec<u8>) -> Result<usize> {
         self.ready_for(|c| c.try_recv_vec(out)).await
     }
+
+    /// The messages as a `futures::Stream` (feature `tokio`): each item one message, the
+    /// stream ending when the producers closed (`Closed`); a dead producer's end comes as
+    /// one `Err(PeerDead)` item before it ends. Dropping it between items loses nothing.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> shmring::Result<()> {
+    /// use shmring::{Config, WaitStrategy, spsc::Ring};
+    /// use std::future::poll_fn;
+    /// use std::pin::Pin;
+    /// use futures_core::Stream;
+    /// let name = format!("/doc-stream-{}", std::process::id());
+    /// let ring = Ring::create(&name, &Config::new().wait_strategy(WaitStrategy::Futex))?;
+    /// let (mut tx, mut rx) = (ring.producer()?, ring.consumer()?);
+    /// std::thread::spawn(move || (0..3u8).for_each(|i| tx.send(&[i]).unwrap()));
+    /// let mut messages = rx.messages()?;
+    /// let mut got = Vec::new();
+    /// while let Some(m) = poll_fn(|cx| Pin::new(&mut messages).poll_next(cx)).await {
+    ///     got.push(m?);
+    /// }
+    /// assert_eq!(got, [[0], [1], [2]]);
+    /// ring.unlink()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn messages(&mut self) -> Result<Messages<'_, K>> {
+        let slot = self.core.slot();
+        let memory = self.core.memory().clone();
+        let reactor = self
+            .ready
+            .reactor(|ready| ready.descriptor(&memory, Role::Consumer, slot))?;
+        Ok(Messages {
+            consumer: self,
+            reactor,
+            ended: false,
+        })
+    }
+}
+
+/// A consumer's messages as a `futures::Stream` ([`Consumer::messages`], feature `tokio`).
+#[cfg(feature = "tokio")]
+pub struct Messages<'a, K: Kind> {
+    consumer: &'a mut Consumer<K>,
+    reactor: std::sync::Arc<tokio::io::unix::AsyncFd<Readiness>>,
+    ended: bool,
+}
+
+#[cfg(feature = "tokio")]
+impl<K: Kind> futures_core::Stream for Messages<'_, K> {
+    type Item = Result<Vec<u8>>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        loop {
+            let mut out = Vec::new();
+            match this.consumer.try_recv_vec(&mut out) {
+                Ok(_) => return Poll::Ready(Some(Ok(out))),
+                Err(Error::Closed) => {
+                    this.ended = true;
+                    return Poll::Ready(None);
+                }
+                Err(Error::WouldBlock) => {}
+                Err(e) => {
+                    // The end of the stream (PeerDead) or damage: told once, then the end.
+                    this.ended = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+            }
+            match this.consumer.arm() {
+                Ok(false) => continue,
+                Ok(true) => {}
+                Err(e) => return Poll::Ready(Some(Err(e))),
+            }
+            match this.reactor.poll_read_ready(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(mut guard)) => guard.clear_ready(),
+                Poll::Ready(Err(source)) => {
+                    return Poll::Ready(Some(Err(Error::Io {
+                        op: "wait for readiness",
+                        source,
+                    })));
+                }
+            }
+        }
+    }
 }
 
 impl<K: Kind, M: Memory> Drop for Consumer<K, M> {

@@ -55,6 +55,8 @@ use std::marker::PhantomData;
 use std::path::Path;
 use std::time::Duration;
 
+#[cfg(feature = "tokio")]
+pub use consumer::Messages;
 pub use consumer::{Consumer, ReadGrant, RecvIter, TryRecvIter};
 pub use producer::{Producer, WriteGrant};
 pub use ready::Readiness;
