@@ -385,6 +385,13 @@ fn measure(plan: &Plan) -> Res<Sample> {
                 None,
             )
         }
+        "tokio-uds" => {
+            let ((pfd, _), (cfd, _)) = transport::fd_pairs("uds-stream")?;
+            close_after_spawn.push(cfd);
+            // SAFETY: a fresh socket owned by this process from now on.
+            let ep = unsafe { transport::TokioStream::from_fd(pfd, size)? };
+            (Box::new(ep), cfd.to_string(), None)
+        }
         "uds-seqpacket" => {
             let ((pfd, _), (cfd, _)) = transport::fd_pairs("uds-seqpacket")?;
             close_after_spawn.push(cfd);
@@ -601,6 +608,8 @@ fn run_child(spec: &str) -> Res<()> {
             Box::new(transport::Stream::new(rd, wr, size))
         }
         "uds-seqpacket" => Box::new(transport::Packet::new(extra.parse()?)),
+        // SAFETY: the inherited socket, owned by this process from now on.
+        "tokio-uds" => Box::new(unsafe { transport::TokioStream::from_fd(extra.parse()?, size)? }),
         "fifo" => {
             let (a, b) = extra.split_once(',').ok_or("fifo paths")?;
             let rd = std::fs::File::open(a)?;

@@ -26,10 +26,12 @@ pub(crate) const ALL: &[&str] = &[
     "shmring-spsc-telemetry",
     "shmring-spsc-telemetry64",
     "shmring-spsc-fd",
+    "shmring-spsc-tokio",
     "pipe",
     "fifo",
     "uds-stream",
     "uds-seqpacket",
+    "tokio-uds",
     "posix-mq",
     "sysv-mq",
     "tcp-loopback",
@@ -108,6 +110,9 @@ pub(crate) struct Shmring<K: BenchKind> {
     api: Api,
     /// `-fd` transports: the receiver waits in `poll` on its readiness descriptor.
     readiness: Option<shmring::Readiness>,
+    /// `-tokio` transports: both ends wait through tokio (`send_async`, `recv_async`) on a
+    /// current-thread runtime.
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 /// How the benchmark sizes a ring of each kind for messages of `size` bytes.
@@ -138,7 +143,8 @@ impl BenchKind for mpmc::Mpmc {
 
 /// The wait strategy a shmring transport name selects (`shmring-<kind>-<strategy>`).
 pub(crate) fn strategy(transport: &str) -> WaitStrategy {
-    if transport.ends_with("-futex") || transport.ends_with("-fd") {
+    if transport.ends_with("-futex") || transport.ends_with("-fd") || transport.ends_with("-tokio")
+    {
         WaitStrategy::Futex
     } else {
         WaitStrategy::Spin
@@ -182,6 +188,7 @@ impl<K: BenchKind> Shmring<K> {
             rx: back.consumer()?,
             api,
             readiness: None,
+            runtime: None,
         })
     }
 
@@ -189,6 +196,14 @@ impl<K: BenchKind> Shmring<K> {
     pub(crate) fn waiting_as(mut self, transport: &str) -> shmring::Result<Shmring<K>> {
         if transport.ends_with("-fd") {
             self.readiness = Some(self.rx.readiness()?);
+        }
+        if transport.ends_with("-tokio") {
+            self.runtime = Some(
+                current_thread_runtime().map_err(|source| shmring::Error::Io {
+                    op: "start a tokio runtime",
+                    source,
+                })?,
+            );
         }
         Ok(self)
     }
@@ -231,6 +246,7 @@ impl<K: BenchKind> Shmring<K> {
             rx: inbound.consumer()?,
             api,
             readiness: None,
+            runtime: None,
         })
     }
 }
@@ -256,6 +272,9 @@ fn touch(bytes: &[u8]) -> u64 {
 
 impl<K: BenchKind> Endpoint for Shmring<K> {
     fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        if let Some(runtime) = &self.runtime {
+            return runtime.block_on(self.tx.send_async(msg)).map_err(to_io);
+        }
         match self.api {
             Api::Copy | Api::Batch32 => self.tx.send_timeout(msg, CALL_TIMEOUT).map_err(to_io),
             Api::ZeroCopy => {
@@ -272,6 +291,9 @@ impl<K: BenchKind> Endpoint for Shmring<K> {
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.readiness.is_some() {
             return self.recv_polling(buf);
+        }
+        if let Some(runtime) = &self.runtime {
+            return runtime.block_on(self.rx.recv_async(buf)).map_err(to_io);
         }
         match self.api {
             Api::Copy => self.rx.recv_timeout(buf, CALL_TIMEOUT).map_err(to_io),
@@ -376,6 +398,59 @@ impl<R: Read, W: Write> Endpoint for Stream<R, W> {
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.rd.read_exact(&mut buf[..self.size])?;
         Ok(self.size)
+    }
+}
+
+/// A tokio runtime on the calling thread only, with its reactor.
+fn current_thread_runtime() -> io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+}
+
+/// A stream socket driven through tokio (`tokio-uds`): each call runs the socket's async
+/// read or write to completion on a current-thread runtime; messages are `size` bytes.
+pub(crate) struct TokioStream {
+    runtime: tokio::runtime::Runtime,
+    stream: tokio::net::UnixStream,
+    size: usize,
+}
+
+impl TokioStream {
+    /// Takes over the stream socket `fd` (inherited or fresh, owned by this process).
+    ///
+    /// # Safety
+    /// `fd` is an open Unix stream socket this process owns and nothing else closes.
+    pub(crate) unsafe fn from_fd(fd: RawFd, size: usize) -> io::Result<TokioStream> {
+        use std::os::fd::FromRawFd;
+        let runtime = current_thread_runtime()?;
+        // SAFETY: per the caller's contract.
+        let std_stream = unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) };
+        std_stream.set_nonblocking(true)?;
+        let stream = {
+            let _context = runtime.enter();
+            tokio::net::UnixStream::from_std(std_stream)?
+        };
+        Ok(TokioStream {
+            runtime,
+            stream,
+            size,
+        })
+    }
+}
+
+impl Endpoint for TokioStream {
+    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        self.runtime.block_on(self.stream.write_all(msg))
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use tokio::io::AsyncReadExt;
+        let size = self.size;
+        self.runtime
+            .block_on(self.stream.read_exact(&mut buf[..size]))?;
+        Ok(size)
     }
 }
 
