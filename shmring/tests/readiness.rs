@@ -93,6 +93,7 @@ fn child_entry() {
                     std::thread::sleep(Duration::from_millis(5));
                 }
             }
+            println!("wake syscalls {}", tx.wake_syscalls());
         }
         "send" => {
             let mut tx = ring.producer().unwrap();
@@ -227,6 +228,11 @@ fn a_million_messages_across_processes_with_the_receiver_in_poll() {
             any::Consumer::Spsc(mut rx) => drain!(rx),
             any::Consumer::Mpmc(mut rx) => drain!(rx),
         };
+        let producer_calls: u64 = expect_line(&lines, "wake syscalls", CALL)
+            .rsplit(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("the producer's count");
         assert!(common::wait_bounded(&mut child.0, CALL).success());
         assert_eq!(stats.messages_received, MILLION);
         assert!(
@@ -235,9 +241,12 @@ fn a_million_messages_across_processes_with_the_receiver_in_poll() {
         );
         println!(
             "{kind}: {MILLION} messages in {:?}; receiver armed and polled {polls} times \
-             ({:.4} polls per message), {spurious} spurious wake-ups",
+             ({:.4} polls per message), {spurious} spurious wake-ups; the producer made \
+             {producer_calls} wake and sleep system calls ({:.4} per message; it sleeps \
+             when the ring is full)",
             started.elapsed(),
-            polls as f64 / MILLION as f64
+            polls as f64 / MILLION as f64,
+            producer_calls as f64 / MILLION as f64
         );
     }
 }
