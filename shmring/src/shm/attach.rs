@@ -183,8 +183,12 @@ pub(crate) fn open_ready(
         }
         let pid = h.creator_pid.load(Relaxed);
         // The creator holds its lock until READY: free means it died (in whatever PID
-        // namespace it ran).
+        // namespace it ran) — or that it finished since we looked, for it gives the lock
+        // back right after storing READY: look again before calling it dead.
         let alive = Segment::creator_busy(segment.fd());
+        if !alive && h.init_state.load(Acquire) == init_state::READY {
+            break;
+        }
         if !alive || Instant::now() >= deadline {
             return Err(Error::Uninitialized {
                 creator_pid: (pid != 0).then_some(pid),
