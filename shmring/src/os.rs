@@ -743,13 +743,9 @@ fn watcher() -> Option<&'static Watcher> {
 /// The watcher thread: waits for pidfds to become readable and runs their wakes.
 fn watch_exits() {
     use std::os::fd::AsRawFd;
-    // The OnceLock above finishes before anything is registered; wait for it.
-    let watcher = loop {
-        if let Some(w) = watcher() {
-            break w;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    };
+    // Started from inside the OnceLock's initialisation: this call blocks until that
+    // finishes, and it finishes with a watcher (it spawned us).
+    let Some(watcher) = watcher() else { return };
     let mut events = [libc::epoll_event { events: 0, u64: 0 }; 16];
     loop {
         // SAFETY: a valid epoll descriptor and a buffer of 16 events.
