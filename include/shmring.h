@@ -35,6 +35,18 @@
 // Buckets of `shmring_telemetry_t::latency_buckets`.
 #define SHMRING_LATENCY_BUCKETS 40
 
+// Broadcast overflow policy: the producer waits for the slowest live reader.
+#define SHMRING_LOSSLESS 1
+
+// Broadcast overflow policy: the producer overwrites; lapped readers get `SHMRING_LAGGED`.
+#define SHMRING_OVERWRITE 2
+
+// A new broadcast reader starts with the next message published.
+#define SHMRING_JOIN_LIVE 0
+
+// A new broadcast reader starts with the oldest message still in the ring.
+#define SHMRING_JOIN_OLDEST 1
+
 // Result of every fallible call. Numbers are stable and never reused.
 typedef enum shmring_status {
   // Success.
@@ -79,6 +91,10 @@ typedef enum shmring_status {
   // The handle no longer holds its place in the ring (recovered by another process);
   // free it and create a new one.
   SHMRING_REVOKED = 19,
+  // A broadcast reader fell behind and lost messages to overwrites (how many:
+  // `shmring_last_lagged_missed`); it goes on with the oldest message left. From `shmring_release`: the bytes read in place were
+  // overwritten while held and must be dropped.
+  SHMRING_LAGGED = 20,
   // A required pointer argument was NULL.
   SHMRING_NULL_ARGUMENT = 100,
   // shmring panicked (a bug); the handle should not be used further.
@@ -93,6 +109,8 @@ typedef enum shmring_kind {
   SHMRING_KIND_SPSC = 1,
   // Many producers, many consumers.
   SHMRING_KIND_MPMC = 2,
+  // One producer, many readers each at its own position.
+  SHMRING_KIND_BROADCAST = 3,
 } shmring_kind;
 
 // A peer record's state, from `shmring_ring_peers`.
@@ -208,6 +226,14 @@ typedef struct shmring_stats_t {
   uint64_t claims_skipped;
   // MPMC: messages dead consumers had taken and not released (0 for SPSC).
   uint64_t messages_dropped;
+  // Broadcast: `SHMRING_LOSSLESS` or `SHMRING_OVERWRITE` (0 for the other kinds).
+  uint32_t policy;
+  // Broadcast: most readers at once (0 for the other kinds).
+  uint32_t max_readers;
+  // Broadcast: bytes of the records still in the ring (0 for the other kinds).
+  uint64_t retained_bytes;
+  // Broadcast: messages readers lost to overwrites, summed (0 for the other kinds).
+  uint64_t messages_missed;
 } shmring_stats_t;
 
 // One peer record, from `shmring_ring_peers`.
@@ -244,9 +270,37 @@ typedef struct shmring_mpmc_config_t {
   uint64_t spin_ns;
 } shmring_mpmc_config_t;
 
+// Broadcast creation parameters. Start from `shmring_broadcast_config_init`, then change
+// fields.
+typedef struct shmring_broadcast_config_t {
+  // Bytes of the byte ring: a power of two in 256..=2^32. Default 1 MiB.
+  uint64_t capacity;
+  // Largest message; 0 (default) = the most the capacity allows (a quarter, less 16).
+  uint64_t max_message;
+  // Readers attached at once (named ones keep their record), 1..=1023. Default 16.
+  uint32_t max_readers;
+  // `SHMRING_LOSSLESS` (default) or `SHMRING_OVERWRITE`.
+  uint32_t policy;
+  // Lossless: bytes a reader may fall behind before it stops holding the producer back;
+  // 0 (default) = no limit.
+  uint64_t lag_limit;
+  // How blocked calls wait: `SHMRING_WAIT_*`. Default `SHMRING_WAIT_SPIN_YIELD`.
+  uint32_t wait_strategy;
+  // `SHMRING_FLAG_*` bits.
+  uint32_t flags;
+  // Telemetry: stamp one message in this many (1 = every message); 0 (default) = off.
+  uint32_t telemetry;
+  // Futex: nanoseconds to poll before sleeping. Default 20000.
+  uint64_t spin_ns;
+} shmring_broadcast_config_t;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+// How many messages the last `SHMRING_LAGGED` status on this thread said were lost (0
+// before any). Thread-safe (each thread has its own).
+uint64_t shmring_last_lagged_missed(void);
 
 // The version of this library's ABI: `major << 16 | minor << 8 | patch`. A program compares
 // it with `SHMRING_ABI_VERSION` from the header it was built with. Thread-safe.
@@ -561,6 +615,61 @@ enum shmring_status shmring_mpmc_open(const char *name, struct shmring_ring_t **
 enum shmring_status shmring_mpmc_create_or_open(const char *name,
                                                 const struct shmring_mpmc_config_t *config,
                                                 struct shmring_ring_t **out);
+
+// Fills `*config` with the broadcast defaults. NULL is a no-op.
+//
+// # Safety
+// `config` is NULL or writable.
+void shmring_broadcast_config_init(struct shmring_broadcast_config_t *config);
+
+// Creates the broadcast ring `name`: one producer, many readers, each reading every
+// message at its own position. Attach the producer with `shmring_producer_create`,
+// readers with `shmring_consumer_create` (anonymous, from the live end) or
+// `shmring_broadcast_reader_create`; they use the same calls as any end. `config` NULL
+// means defaults.
+//
+// # Safety
+// `name` is a NUL-terminated string; `config` is NULL or valid; `out` is writable.
+enum shmring_status shmring_broadcast_create(const char *name,
+                                             const struct shmring_broadcast_config_t *config,
+                                             struct shmring_ring_t **out);
+
+// Opens the existing broadcast ring `name` (`SHMRING_INCOMPATIBLE` for another kind).
+//
+// # Safety
+// `name` is a NUL-terminated string; `out` is writable.
+enum shmring_status shmring_broadcast_open(const char *name, struct shmring_ring_t **out);
+
+// Creates the broadcast ring, or opens it if it exists (parameters must match `config`).
+//
+// # Safety
+// As `shmring_broadcast_create`.
+enum shmring_status shmring_broadcast_create_or_open(const char *name,
+                                                     const struct shmring_broadcast_config_t *config,
+                                                     struct shmring_ring_t **out);
+
+// Attaches a reader to a broadcast ring: the durable reader `name` (1 to 32 of
+// `[A-Za-z0-9._-]`; it resumes after the last message its previous holder released,
+// `SHMRING_ALREADY_ATTACHED` while a live reader holds it), or an anonymous one if `name`
+// is NULL. A new reader starts at `join` (`SHMRING_JOIN_LIVE` or `SHMRING_JOIN_OLDEST`).
+// `SHMRING_INCOMPATIBLE` for a ring of another kind. Free it with `shmring_consumer_free`.
+//
+// # Safety
+// `ring` is live; `name` is NULL or a NUL-terminated string; `out` is writable.
+enum shmring_status shmring_broadcast_reader_create(const struct shmring_ring_t *ring,
+                                                    const char *name,
+                                                    uint32_t join,
+                                                    struct shmring_consumer_t **out);
+
+// Forgets the durable reader `name` of a broadcast ring (frees its record and cursor):
+// `*out_found` says whether a record had the name. `SHMRING_ALREADY_ATTACHED` while a live
+// reader holds it.
+//
+// # Safety
+// `ring` is live; `name` is a NUL-terminated string; `out_found` is writable.
+enum shmring_status shmring_broadcast_forget_reader(const struct shmring_ring_t *ring,
+                                                    const char *name,
+                                                    uint32_t *out_found);
 
 #ifdef __cplusplus
 }  // extern "C"

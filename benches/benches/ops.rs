@@ -44,7 +44,7 @@ fn ops(c: &mut Criterion) {
                 grant.commit().unwrap();
                 let got = rx.try_read().unwrap();
                 let first = got[0];
-                got.release();
+                got.release().unwrap();
                 first
             })
         });

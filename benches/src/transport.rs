@@ -302,7 +302,7 @@ impl<K: BenchKind> Endpoint for Shmring<K> {
                 let n = grant.len();
                 buf[..n.min(8)].copy_from_slice(&grant[..n.min(8)]);
                 std::hint::black_box(touch(&grant));
-                grant.release();
+                grant.release().map_err(to_io)?;
                 Ok(n)
             }
         }
@@ -363,7 +363,7 @@ impl<K: BenchKind> Endpoint for Shmring<K> {
                     } else {
                         count += 1;
                     }
-                    grant.release();
+                    grant.release().map_err(to_io)?;
                 }
                 Err(e) => return Err(to_io(e)),
             }

@@ -14,6 +14,7 @@ use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
+use shmring::broadcast::{JoinAt, Policy};
 use shmring::raw::{RawConsumer, RawProducer};
 use shmring::{Config, Error, KindStats, OpenOptions, PeerStatus, Role, WaitStrategy, any};
 
@@ -74,6 +75,10 @@ pub enum shmring_status {
     /// The handle no longer holds its place in the ring (recovered by another process);
     /// free it and create a new one.
     SHMRING_REVOKED = 19,
+    /// A broadcast reader fell behind and lost messages to overwrites (how many:
+    /// `shmring_last_lagged_missed`); it goes on with the oldest message left. From `shmring_release`: the bytes read in place were
+    /// overwritten while held and must be dropped.
+    SHMRING_LAGGED = 20,
     /// A required pointer argument was NULL.
     SHMRING_NULL_ARGUMENT = 100,
     /// shmring panicked (a bug); the handle should not be used further.
@@ -111,12 +116,21 @@ fn status_of_code(code: i32) -> shmring_status {
         17 => SHMRING_REGISTRY_FULL,
         18 => SHMRING_NO_SPACE,
         19 => SHMRING_REVOKED,
+        20 => SHMRING_LAGGED,
         _ => SHMRING_UNKNOWN,
     }
 }
 
 thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+    static LAST_MISSED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many messages the last `SHMRING_LAGGED` status on this thread said were lost (0
+/// before any). Thread-safe (each thread has its own).
+#[unsafe(no_mangle)]
+pub extern "C" fn shmring_last_lagged_missed() -> u64 {
+    LAST_MISSED.with(|last| last.get())
 }
 
 fn set_last_error(message: &str) {
@@ -147,6 +161,9 @@ fn boundary(body: impl FnOnce() -> Result<(), Fail>) -> shmring_status {
         }
         Ok(Err(Fail::Rust(err))) => {
             set_last_error(&err.to_string());
+            if let Error::Lagged { missed } = err {
+                LAST_MISSED.with(|last| last.set(missed));
+            }
             status_of(&err)
         }
         Err(panic) => {
@@ -371,6 +388,7 @@ pub extern "C" fn shmring_status_str(status: i32) -> *const c_char {
         17 => c"SHMRING_REGISTRY_FULL",
         18 => c"SHMRING_NO_SPACE",
         19 => c"SHMRING_REVOKED",
+        20 => c"SHMRING_LAGGED",
         100 => c"SHMRING_NULL_ARGUMENT",
         101 => c"SHMRING_PANIC",
         _ => c"SHMRING_UNKNOWN",
@@ -476,12 +494,10 @@ pub unsafe extern "C" fn shmring_spsc_create(
     config: *const shmring_config_t,
     out: *mut *mut shmring_ring_t,
 ) -> shmring_status {
-    // SAFETY: the caller's contract is this function's.
+    // SAFETY: the caller's contract is this function's; `config` is NULL or valid.
     unsafe {
-        ring_out(name, out, |name| {
-            // SAFETY: `config` is NULL or valid (contract).
-            let config = config_arg(config).map_err(fail_error)?;
-            any::Ring::create(any::KindName::Spsc, name, &config)
+        make_ring(name, out, any::KindName::Spsc, Make::Create, || {
+            config_arg(config)
         })
     }
 }
@@ -497,12 +513,10 @@ pub unsafe extern "C" fn shmring_spsc_create_or_open(
     config: *const shmring_config_t,
     out: *mut *mut shmring_ring_t,
 ) -> shmring_status {
-    // SAFETY: the caller's contract is this function's.
+    // SAFETY: the caller's contract is this function's; `config` is NULL or valid.
     unsafe {
-        ring_out(name, out, |name| {
-            // SAFETY: `config` is NULL or valid (contract).
-            let config = config_arg(config).map_err(fail_error)?;
-            any::Ring::create_or_open(any::KindName::Spsc, name, &config)
+        make_ring(name, out, any::KindName::Spsc, Make::CreateOrOpen, || {
+            config_arg(config)
         })
     }
 }
@@ -535,6 +549,37 @@ pub unsafe extern "C" fn shmring_ring_open(
     unsafe { ring_out(name, out, |name| any::Ring::open(name, &OpenOptions::new())) }
 }
 
+/// Whether `make_ring` creates, or creates or opens.
+#[derive(Clone, Copy)]
+enum Make {
+    Create,
+    CreateOrOpen,
+}
+
+/// Creates (or creates or opens) a ring of `kind` `name` with the config `config` reads
+/// (NULL: defaults), and writes its handle to `*out`.
+///
+/// # Safety
+/// `name` is a NUL-terminated string; `out` is writable; `config` is safe to call.
+unsafe fn make_ring(
+    name: *const c_char,
+    out: *mut *mut shmring_ring_t,
+    kind: any::KindName,
+    how: Make,
+    config: impl FnOnce() -> Result<Config, Fail>,
+) -> shmring_status {
+    // SAFETY: the caller's contract is this function's.
+    unsafe {
+        ring_out(name, out, |name| {
+            let config = config().map_err(fail_error)?;
+            match how {
+                Make::Create => any::Ring::create(kind, name, &config),
+                Make::CreateOrOpen => any::Ring::create_or_open(kind, name, &config),
+            }
+        })
+    }
+}
+
 /// Opens `name` and insists on `kind`.
 fn open_kind(name: &str, kind: any::KindName) -> Result<any::Ring, Error> {
     let ring = any::Ring::open(name, &OpenOptions::new())?;
@@ -564,6 +609,8 @@ pub enum shmring_kind {
     SHMRING_KIND_SPSC = 1,
     /// Many producers, many consumers.
     SHMRING_KIND_MPMC = 2,
+    /// One producer, many readers each at its own position.
+    SHMRING_KIND_BROADCAST = 3,
 }
 
 /// Writes the kind of `ring` to `*out`. Thread-safe.
@@ -582,6 +629,7 @@ pub unsafe extern "C" fn shmring_ring_kind(
         unsafe { nonnull_mut(out, "out") }?;
         let kind = match ring.0.kind() {
             any::KindName::Spsc => shmring_kind::SHMRING_KIND_SPSC,
+            any::KindName::Broadcast => shmring_kind::SHMRING_KIND_BROADCAST,
             _ => shmring_kind::SHMRING_KIND_MPMC,
         };
         // SAFETY: checked non-NULL above.
@@ -1162,6 +1210,14 @@ pub struct shmring_stats_t {
     pub claims_skipped: u64,
     /// MPMC: messages dead consumers had taken and not released (0 for SPSC).
     pub messages_dropped: u64,
+    /// Broadcast: `SHMRING_LOSSLESS` or `SHMRING_OVERWRITE` (0 for the other kinds).
+    pub policy: u32,
+    /// Broadcast: most readers at once (0 for the other kinds).
+    pub max_readers: u32,
+    /// Broadcast: bytes of the records still in the ring (0 for the other kinds).
+    pub retained_bytes: u64,
+    /// Broadcast: messages readers lost to overwrites, summed (0 for the other kinds).
+    pub messages_missed: u64,
 }
 
 /// Buckets of `shmring_telemetry_t::latency_buckets`.
@@ -1265,6 +1321,10 @@ pub unsafe extern "C" fn shmring_ring_stats(
             consumers_died: s.consumers_died,
             claims_skipped: 0,
             messages_dropped: 0,
+            policy: 0,
+            max_readers: 0,
+            retained_bytes: 0,
+            messages_missed: 0,
         };
         match s.kind {
             KindStats::Spsc {
@@ -1285,6 +1345,22 @@ pub unsafe extern "C" fn shmring_ring_stats(
                 stats.capacity = slots * (s.max_message + 16).div_ceil(64) * 64;
                 stats.claims_skipped = claims_skipped;
                 stats.messages_dropped = messages_dropped;
+            }
+            KindStats::Broadcast {
+                capacity,
+                policy,
+                max_readers,
+                retained_bytes,
+                messages_missed,
+                ..
+            } => {
+                stats.kind = shmring_kind::SHMRING_KIND_BROADCAST;
+                stats.capacity = capacity;
+                stats.used_bytes = retained_bytes;
+                stats.policy = policy_code(policy);
+                stats.max_readers = max_readers;
+                stats.retained_bytes = retained_bytes;
+                stats.messages_missed = messages_missed;
             }
             _ => {}
         }
@@ -1434,12 +1510,10 @@ pub unsafe extern "C" fn shmring_mpmc_create(
     config: *const shmring_mpmc_config_t,
     out: *mut *mut shmring_ring_t,
 ) -> shmring_status {
-    // SAFETY: the caller's contract is this function's.
+    // SAFETY: the caller's contract is this function's; `config` is NULL or valid.
     unsafe {
-        ring_out(name, out, |name| {
-            // SAFETY: `config` is NULL or valid (contract).
-            let config = mpmc_config_arg(config).map_err(fail_error)?;
-            any::Ring::create(any::KindName::Mpmc, name, &config)
+        make_ring(name, out, any::KindName::Mpmc, Make::Create, || {
+            mpmc_config_arg(config)
         })
     }
 }
@@ -1467,14 +1541,253 @@ pub unsafe extern "C" fn shmring_mpmc_create_or_open(
     config: *const shmring_mpmc_config_t,
     out: *mut *mut shmring_ring_t,
 ) -> shmring_status {
-    // SAFETY: the caller's contract is this function's.
+    // SAFETY: the caller's contract is this function's; `config` is NULL or valid.
     unsafe {
-        ring_out(name, out, |name| {
-            // SAFETY: `config` is NULL or valid (contract).
-            let config = mpmc_config_arg(config).map_err(fail_error)?;
-            any::Ring::create_or_open(any::KindName::Mpmc, name, &config)
+        make_ring(name, out, any::KindName::Mpmc, Make::CreateOrOpen, || {
+            mpmc_config_arg(config)
         })
     }
+}
+
+/// Broadcast overflow policy: the producer waits for the slowest live reader.
+pub const SHMRING_LOSSLESS: u32 = 1;
+/// Broadcast overflow policy: the producer overwrites; lapped readers get `SHMRING_LAGGED`.
+pub const SHMRING_OVERWRITE: u32 = 2;
+/// A new broadcast reader starts with the next message published.
+pub const SHMRING_JOIN_LIVE: u32 = 0;
+/// A new broadcast reader starts with the oldest message still in the ring.
+pub const SHMRING_JOIN_OLDEST: u32 = 1;
+
+fn policy_code(policy: Policy) -> u32 {
+    match policy {
+        Policy::Overwrite => SHMRING_OVERWRITE,
+        _ => SHMRING_LOSSLESS,
+    }
+}
+
+/// Broadcast creation parameters. Start from `shmring_broadcast_config_init`, then change
+/// fields.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct shmring_broadcast_config_t {
+    /// Bytes of the byte ring: a power of two in 256..=2^32. Default 1 MiB.
+    pub capacity: u64,
+    /// Largest message; 0 (default) = the most the capacity allows (a quarter, less 16).
+    pub max_message: u64,
+    /// Readers attached at once (named ones keep their record), 1..=1023. Default 16.
+    pub max_readers: u32,
+    /// `SHMRING_LOSSLESS` (default) or `SHMRING_OVERWRITE`.
+    pub policy: u32,
+    /// Lossless: bytes a reader may fall behind before it stops holding the producer back;
+    /// 0 (default) = no limit.
+    pub lag_limit: u64,
+    /// How blocked calls wait: `SHMRING_WAIT_*`. Default `SHMRING_WAIT_SPIN_YIELD`.
+    pub wait_strategy: u32,
+    /// `SHMRING_FLAG_*` bits.
+    pub flags: u32,
+    /// Telemetry: stamp one message in this many (1 = every message); 0 (default) = off.
+    pub telemetry: u32,
+    /// Futex: nanoseconds to poll before sleeping. Default 20000.
+    pub spin_ns: u64,
+}
+
+/// Fills `*config` with the broadcast defaults. NULL is a no-op.
+///
+/// # Safety
+/// `config` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_broadcast_config_init(config: *mut shmring_broadcast_config_t) {
+    if config.is_null() {
+        return;
+    }
+    let defaults = shmring_broadcast_config_t {
+        capacity: 1 << 20,
+        max_message: 0,
+        max_readers: 16,
+        policy: SHMRING_LOSSLESS,
+        lag_limit: 0,
+        wait_strategy: SHMRING_WAIT_SPIN_YIELD,
+        flags: 0,
+        telemetry: 0,
+        spin_ns: 20_000,
+    };
+    // SAFETY: non-NULL and writable (contract).
+    unsafe { write_out(config, defaults) };
+}
+
+/// The broadcast configuration at `config` (NULL: the defaults).
+///
+/// # Safety
+/// `config` is NULL or points at a readable `shmring_broadcast_config_t`.
+unsafe fn broadcast_config_arg(config: *const shmring_broadcast_config_t) -> Result<Config, Fail> {
+    if config.is_null() {
+        return Ok(Config::new());
+    }
+    // SAFETY: per the contract.
+    let cfg = unsafe { nonnull(config, "config") }?;
+    let policy = match cfg.policy {
+        SHMRING_LOSSLESS => Policy::Lossless,
+        SHMRING_OVERWRITE => Policy::Overwrite,
+        other => {
+            return Err(Fail::Rust(Error::InvalidArgument {
+                detail: format!(
+                    "policy {other}: use SHMRING_LOSSLESS (1) or SHMRING_OVERWRITE (2)"
+                ),
+            }));
+        }
+    };
+    let mut config = common_config(cfg.wait_strategy, cfg.flags, cfg.spin_ns, cfg.telemetry)?
+        .capacity(size_field(cfg.capacity, "capacity")?)
+        .max_readers(cfg.max_readers)
+        .overflow(policy);
+    if cfg.max_message != 0 {
+        config = config.max_message(size_field(cfg.max_message, "max_message")?);
+    }
+    if cfg.lag_limit != 0 {
+        config = config.lag_limit(cfg.lag_limit);
+    }
+    Ok(config)
+}
+
+/// Creates the broadcast ring `name`: one producer, many readers, each reading every
+/// message at its own position. Attach the producer with `shmring_producer_create`,
+/// readers with `shmring_consumer_create` (anonymous, from the live end) or
+/// `shmring_broadcast_reader_create`; they use the same calls as any end. `config` NULL
+/// means defaults.
+///
+/// # Safety
+/// `name` is a NUL-terminated string; `config` is NULL or valid; `out` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_broadcast_create(
+    name: *const c_char,
+    config: *const shmring_broadcast_config_t,
+    out: *mut *mut shmring_ring_t,
+) -> shmring_status {
+    // SAFETY: the caller's contract is this function's; `config` is NULL or valid.
+    unsafe {
+        make_ring(name, out, any::KindName::Broadcast, Make::Create, || {
+            broadcast_config_arg(config)
+        })
+    }
+}
+
+/// Opens the existing broadcast ring `name` (`SHMRING_INCOMPATIBLE` for another kind).
+///
+/// # Safety
+/// `name` is a NUL-terminated string; `out` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_broadcast_open(
+    name: *const c_char,
+    out: *mut *mut shmring_ring_t,
+) -> shmring_status {
+    // SAFETY: the caller's contract is this function's.
+    unsafe { ring_out(name, out, |name| open_kind(name, any::KindName::Broadcast)) }
+}
+
+/// Creates the broadcast ring, or opens it if it exists (parameters must match `config`).
+///
+/// # Safety
+/// As `shmring_broadcast_create`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_broadcast_create_or_open(
+    name: *const c_char,
+    config: *const shmring_broadcast_config_t,
+    out: *mut *mut shmring_ring_t,
+) -> shmring_status {
+    // SAFETY: the caller's contract is this function's; `config` is NULL or valid.
+    unsafe {
+        make_ring(
+            name,
+            out,
+            any::KindName::Broadcast,
+            Make::CreateOrOpen,
+            || broadcast_config_arg(config),
+        )
+    }
+}
+
+/// Attaches a reader to a broadcast ring: the durable reader `name` (1 to 32 of
+/// `[A-Za-z0-9._-]`; it resumes after the last message its previous holder released,
+/// `SHMRING_ALREADY_ATTACHED` while a live reader holds it), or an anonymous one if `name`
+/// is NULL. A new reader starts at `join` (`SHMRING_JOIN_LIVE` or `SHMRING_JOIN_OLDEST`).
+/// `SHMRING_INCOMPATIBLE` for a ring of another kind. Free it with `shmring_consumer_free`.
+///
+/// # Safety
+/// `ring` is live; `name` is NULL or a NUL-terminated string; `out` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_broadcast_reader_create(
+    ring: *const shmring_ring_t,
+    name: *const c_char,
+    join: u32,
+    out: *mut *mut shmring_consumer_t,
+) -> shmring_status {
+    boundary(|| {
+        // SAFETY: per the contract.
+        let ring = unsafe { nonnull(ring, "ring") }?;
+        // SAFETY: per the contract.
+        unsafe { nonnull_mut(out, "out") }?;
+        let any::Ring::Broadcast(ring) = &ring.0 else {
+            return Err(Fail::Rust(Error::Incompatible {
+                detail: format!("a {} ring has no broadcast readers", ring.0.kind()),
+            }));
+        };
+        let join = match join {
+            SHMRING_JOIN_LIVE => JoinAt::Live,
+            SHMRING_JOIN_OLDEST => JoinAt::Oldest,
+            other => {
+                return Err(Fail::Rust(Error::InvalidArgument {
+                    detail: format!(
+                        "join {other}: use SHMRING_JOIN_LIVE (0) or SHMRING_JOIN_OLDEST (1)"
+                    ),
+                }));
+            }
+        };
+        let reader = if name.is_null() {
+            ring.reader(join)?
+        } else {
+            // SAFETY: non-NULL and NUL-terminated (contract).
+            let name = unsafe { CStr::from_ptr(name) }.to_str().map_err(|_| {
+                Fail::Rust(Error::InvalidArgument {
+                    detail: "reader name is not UTF-8".into(),
+                })
+            })?;
+            ring.reader_named(name, join)?
+        };
+        // SAFETY: checked non-NULL above.
+        unsafe { handle_out(out, shmring_consumer_t(any::Consumer::Broadcast(reader))) };
+        Ok(())
+    })
+}
+
+/// Forgets the durable reader `name` of a broadcast ring (frees its record and cursor):
+/// `*out_found` says whether a record had the name. `SHMRING_ALREADY_ATTACHED` while a live
+/// reader holds it.
+///
+/// # Safety
+/// `ring` is live; `name` is a NUL-terminated string; `out_found` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_broadcast_forget_reader(
+    ring: *const shmring_ring_t,
+    name: *const c_char,
+    out_found: *mut u32,
+) -> shmring_status {
+    boundary(|| {
+        // SAFETY: per the contract.
+        let ring = unsafe { nonnull(ring, "ring") }?;
+        // SAFETY: per the contract.
+        unsafe { nonnull_mut(out_found, "out_found") }?;
+        // SAFETY: per the contract.
+        let name = unsafe { name_arg(name) }?;
+        let any::Ring::Broadcast(ring) = &ring.0 else {
+            return Err(Fail::Rust(Error::Incompatible {
+                detail: format!("a {} ring has no broadcast readers", ring.0.kind()),
+            }));
+        };
+        let found = ring.forget_reader(name)?;
+        // SAFETY: checked non-NULL above.
+        unsafe { write_out(out_found, u32::from(found)) };
+        Ok(())
+    })
 }
 
 #[cfg(test)]

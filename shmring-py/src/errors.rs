@@ -54,6 +54,7 @@ kinds! {
     RegistryFull: "Every peer record is held.",
     NoSpace: "The filesystem cannot hold the ring.",
     Revoked: "The ring was taken over.",
+    Lagged: "A broadcast reader was overwritten: `.missed` messages lost.",
 }
 
 /// A shmring error as a Python exception of its kind's class.
@@ -61,8 +62,12 @@ pub(crate) fn to_py(e: shmring::Error) -> PyErr {
     let kind = e.kind();
     Python::attach(|py| {
         let err = PyErr::from_type(class_of(py, kind), e.to_string());
+        let e = &e;
         // The stable number, for programs that switch on it (= the C status).
         let _ = err.value(py).setattr("code", kind as i32);
+        if let shmring::Error::Lagged { missed } = e {
+            let _ = err.value(py).setattr("missed", missed);
+        }
         err
     })
 }

@@ -161,6 +161,7 @@ macro_rules! kinds {
 kinds! {
     Spsc => crate::spsc::Spsc, RingKind::Spsc, "spsc", "One producer, one consumer (`shmring::spsc`).";
     Mpmc => crate::mpmc::Mpmc, RingKind::Mpmc, "mpmc", "Many producers and consumers (`shmring::mpmc`).";
+    Broadcast => crate::broadcast::Broadcast, RingKind::Broadcast, "broadcast", "One producer, many readers each at its own position (`shmring::broadcast`).";
 }
 
 impl std::fmt::Display for KindName {

@@ -21,6 +21,9 @@ pub struct Config {
     pub(crate) max_message: Option<usize>,
     pub(crate) slots: Option<usize>,
     pub(crate) max_peers: Option<u32>,
+    pub(crate) max_readers: Option<u32>,
+    pub(crate) overflow: Option<crate::layout::geometry::Policy>,
+    pub(crate) lag_limit: Option<u64>,
     pub(crate) wait: WaitStrategy,
     pub(crate) group_access: bool,
     pub(crate) populate: bool,
@@ -39,6 +42,9 @@ impl Default for Config {
             max_message: None,
             slots: None,
             max_peers: None,
+            max_readers: None,
+            overflow: None,
+            lag_limit: None,
             wait: WaitStrategy::default(),
             group_access: false,
             populate: true,
@@ -90,6 +96,32 @@ impl Config {
     /// each) refuses it (`InvalidArgument`).
     pub fn max_peers(mut self, peers: u32) -> Self {
         self.max_peers = Some(peers);
+        self
+    }
+
+    /// Broadcast rings: most readers attached at once, 1 to 1023 (default 16). Each costs a
+    /// 128-byte record in the segment; a durable reader's name keeps its record while it
+    /// is away. Other kinds refuse it (`InvalidArgument`).
+    pub fn max_readers(mut self, readers: u32) -> Self {
+        self.max_readers = Some(readers);
+        self
+    }
+
+    /// Broadcast rings: what the producer does when the slowest reader is a whole ring
+    /// behind ([`Policy::Lossless`](crate::broadcast::Policy::Lossless), the default:
+    /// wait; [`Policy::Overwrite`](crate::broadcast::Policy::Overwrite): overwrite, and
+    /// the reader learns what it missed). Other kinds refuse it.
+    pub fn overflow(mut self, policy: crate::layout::geometry::Policy) -> Self {
+        self.overflow = Some(policy);
+        self
+    }
+
+    /// Broadcast rings, `Lossless`: a reader more than `bytes` behind the producer stops
+    /// holding it back (it is overwritten like an `Overwrite` reader and learns it through
+    /// `Lagged`), so one stalled reader cannot stop the feed. At least one largest record,
+    /// less than the capacity. Default: no limit. Other kinds refuse it.
+    pub fn lag_limit(mut self, bytes: u64) -> Self {
+        self.lag_limit = Some(bytes);
         self
     }
 

@@ -140,6 +140,16 @@ pub enum Error {
         /// Where the space was wanted, in words (e.g. `/dev/shm (tmpfs)`).
         filesystem: String,
     },
+    /// A broadcast reader fell behind and the producer overwrote messages before it read
+    /// them (an `Overwrite` ring, or a reader demoted by the ring's lag limit). Told once
+    /// per gap, by the receive that reaches the first message after it (or by `release`
+    /// of a message overwritten while it was held); the reader then continues with the
+    /// oldest message still in the ring. Across a reader's life, messages delivered plus
+    /// every `missed` equal the messages sent after it joined.
+    Lagged {
+        /// Messages this reader lost in the gap.
+        missed: u64,
+    },
     /// An operating-system call failed in a way not covered above.
     Io {
         /// The operation that failed.
@@ -203,11 +213,13 @@ pub enum ErrorKind {
     NoSpace = 18,
     /// [`Error::Revoked`].
     Revoked = 19,
+    /// [`Error::Lagged`].
+    Lagged = 20,
 }
 
 impl ErrorKind {
     /// Every kind, in number order.
-    pub const ALL: [ErrorKind; 19] = [
+    pub const ALL: [ErrorKind; 20] = [
         ErrorKind::NotFound,
         ErrorKind::AlreadyExists,
         ErrorKind::PermissionDenied,
@@ -227,6 +239,7 @@ impl ErrorKind {
         ErrorKind::RegistryFull,
         ErrorKind::NoSpace,
         ErrorKind::Revoked,
+        ErrorKind::Lagged,
     ];
 
     /// The stable number of this kind (the C ABI's status code for it).
@@ -268,6 +281,7 @@ impl Error {
             Error::PeerDead { .. } => ErrorKind::PeerDead,
             Error::Revoked { .. } => ErrorKind::Revoked,
             Error::NoSpace { .. } => ErrorKind::NoSpace,
+            Error::Lagged { .. } => ErrorKind::Lagged,
             Error::Io { .. } => ErrorKind::Io,
         }
     }
@@ -406,6 +420,10 @@ impl fmt::Display for Error {
                      mount -o remount,size=... /dev/shm)",
                 )
             }
+            Error::Lagged { missed } => write!(
+                f,
+                "this reader fell behind: the producer overwrote {missed} message(s) before it read them; it continues with the oldest message still in the ring"
+            ),
             Error::Io { op, source } => write!(f, "{op} failed: {source}"),
         }
     }

@@ -5,6 +5,8 @@
 //!
 //! - [`spsc::Ring`]: a named segment holding a single-producer single-consumer ring;
 //!   [`spsc::Producer`] and [`spsc::Consumer`] are its two ends.
+//! - [`broadcast::Ring`]: one producer, many readers each at its own position (fan-out),
+//!   lossless or overwriting the oldest.
 //! - [`mpmc::Ring`]: many producers and consumers over sequence-numbered slots, with a
 //!   peer registry; a producer that dies mid-send is skipped once proven dead.
 //! - Copy (`try_send` / `recv`), zero-copy (`try_reserve` → commit, `try_read` → release)
@@ -36,6 +38,7 @@
 
 mod algo;
 pub mod any;
+pub mod broadcast;
 mod channel;
 mod config;
 mod crash;
@@ -65,7 +68,7 @@ pub use channel::{
 };
 pub use config::{Config, OpenOptions};
 pub use error::{Error, ErrorKind, Result, Role};
-pub use stats::{KindStats, PeerInfo, PeerStatus, Stats};
+pub use stats::{KindStats, PeerInfo, PeerName, PeerStatus, Stats};
 pub use telemetry::Telemetry;
 pub use wait::WaitStrategy;
 

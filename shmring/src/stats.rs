@@ -76,6 +76,22 @@ pub enum KindStats {
         /// Messages that dead consumers had taken and not released.
         messages_dropped: u64,
     },
+    /// A broadcast ring: one byte ring, each reader at its own position.
+    Broadcast {
+        /// Bytes of the byte ring.
+        capacity: u64,
+        /// What the producer does when the slowest reader is a ring behind.
+        policy: crate::layout::geometry::Policy,
+        /// Most readers at once.
+        max_readers: u32,
+        /// `Lossless`: bytes a reader may fall behind and still hold the producer back
+        /// (`capacity` when there is no limit).
+        lag_limit: u64,
+        /// Bytes of the records still in the ring (from the oldest retained to the newest).
+        retained_bytes: u64,
+        /// Messages lost to overwrites, summed over every reader record.
+        messages_missed: u64,
+    },
 }
 
 /// The role lines' part of the statistics (the rest zero), for a ring whose slot bits
@@ -130,6 +146,80 @@ pub struct PeerInfo {
     pub messages: u64,
     /// Payload bytes likewise.
     pub bytes: u64,
+    /// A broadcast reader's durable name (`None`: anonymous, or another kind of ring).
+    pub name: Option<PeerName>,
+}
+
+/// A durable broadcast reader's name: 1 to 32 of `[A-Za-z0-9._-]`, kept in the segment.
+///
+/// ```
+/// use shmring::PeerName;
+/// let name = PeerName::new("risk-engine")?;
+/// assert_eq!(name.as_str(), "risk-engine");
+/// assert!(PeerName::new("no spaces").is_err());
+/// # Ok::<(), shmring::Error>(())
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PeerName {
+    bytes: [u8; crate::layout::broadcast::NAME_LEN],
+}
+
+impl PeerName {
+    /// Checks `name`: `InvalidArgument` unless it is 1 to 32 of `[A-Za-z0-9._-]`.
+    pub fn new(name: &str) -> crate::Result<PeerName> {
+        let ok = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-');
+        if name.is_empty()
+            || name.len() > crate::layout::broadcast::NAME_LEN
+            || !name.bytes().all(ok)
+        {
+            return Err(crate::Error::InvalidArgument {
+                detail: format!(
+                    "reader name {name:?} must be 1 to {} of [A-Za-z0-9._-]",
+                    crate::layout::broadcast::NAME_LEN
+                ),
+            });
+        }
+        let mut bytes = [0u8; crate::layout::broadcast::NAME_LEN];
+        bytes[..name.len()].copy_from_slice(name.as_bytes());
+        Ok(PeerName { bytes })
+    }
+
+    /// A name as stored (zero-padded); `None` for all zeros or bytes `new` would refuse.
+    pub(crate) fn from_bytes(bytes: [u8; crate::layout::broadcast::NAME_LEN]) -> Option<PeerName> {
+        let len = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+        if bytes[len..].iter().any(|&b| b != 0) {
+            return None;
+        }
+        let text = std::str::from_utf8(&bytes[..len]).ok()?;
+        PeerName::new(text).ok()
+    }
+
+    pub(crate) fn as_bytes_padded(&self) -> &[u8; crate::layout::broadcast::NAME_LEN] {
+        &self.bytes
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        let len = self
+            .bytes
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(self.bytes.len());
+        // `new` admits ASCII only.
+        std::str::from_utf8(&self.bytes[..len]).unwrap_or("")
+    }
+}
+
+impl std::fmt::Display for PeerName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for PeerName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
 }
 
 /// A peer record's state, as `peers()` of either ring kind reports it.

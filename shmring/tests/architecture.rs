@@ -26,7 +26,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "wait",
         &["crash", "error", "layout", "memory", "os", "peers", "sync"],
     ),
-    ("config", &["error", "telemetry", "wait"]),
+    ("config", &["error", "layout", "telemetry", "wait"]),
     (
         "shm",
         &[
@@ -67,11 +67,28 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "algo", "channel", "config", "error", "layout", "memory", "shm", "stats", "wait",
         ],
     ),
+    (
+        "broadcast",
+        &[
+            "algo", "channel", "config", "error", "layout", "memory", "peers", "shm", "stats",
+            "sync",
+        ],
+    ),
     ("raw", &["channel", "error"]),
     (
         "any",
         &[
-            "channel", "config", "error", "layout", "mpmc", "os", "raw", "shm", "spsc", "stats",
+            "broadcast",
+            "channel",
+            "config",
+            "error",
+            "layout",
+            "mpmc",
+            "os",
+            "raw",
+            "shm",
+            "spsc",
+            "stats",
             "wait",
         ],
     ),

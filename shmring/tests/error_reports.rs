@@ -245,6 +245,7 @@ fn every_error_has_a_kind_with_a_stable_number() {
         (ErrorKind::RegistryFull, 17),
         (ErrorKind::NoSpace, 18),
         (ErrorKind::Revoked, 19),
+        (ErrorKind::Lagged, 20),
     ];
     for (kind, code) in numbered {
         assert_eq!(kind.code(), code, "{kind:?}");
@@ -252,7 +253,7 @@ fn every_error_has_a_kind_with_a_stable_number() {
     }
     let mut codes: Vec<i32> = ErrorKind::ALL.iter().map(|k| k.code()).collect();
     codes.dedup();
-    assert_eq!(codes, (1..=19).collect::<Vec<_>>());
+    assert_eq!(codes, (1..=20).collect::<Vec<_>>());
     // `?` into io::Result keeps the kind's meaning and the message.
     let io: std::io::Error = Error::Timeout.into();
     assert_eq!(io.kind(), std::io::ErrorKind::TimedOut);

@@ -81,7 +81,7 @@ fn exercise_mpmc(
     tally(
         rx.try_read().map(|m| {
             assert!(m.len() <= 48);
-            m.release();
+            m.release().unwrap();
         }),
         "read",
     )?;

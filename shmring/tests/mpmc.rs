@@ -160,7 +160,7 @@ fn consume(ring: &Ring, plan: Plan) {
                 .map(|n| record(&buf[..n], &mut got)),
             1 => rx.read_timeout(CALL_TIMEOUT).map(|m| {
                 record(&m, &mut got);
-                m.release();
+                m.release().unwrap();
             }),
             _ => match rx.try_recv_batch(16, |m| record(m, &mut got)) {
                 Err(Error::WouldBlock) => Ok(()),

@@ -130,7 +130,7 @@ fn consume(ring: &Ring, plan: Plan) {
             }),
             2 => rx.read_timeout(CALL_TIMEOUT).map(|grant| {
                 check(seq, &grant);
-                grant.release();
+                grant.release().unwrap();
                 seq += 1;
             }),
             _ => match rx.try_recv_batch(16, |m| {

@@ -227,6 +227,7 @@ fn a_million_messages_across_processes_with_the_receiver_in_poll() {
         let stats = match ring.consumer().unwrap() {
             any::Consumer::Spsc(mut rx) => drain!(rx),
             any::Consumer::Mpmc(mut rx) => drain!(rx),
+            any::Consumer::Broadcast(mut rx) => drain!(rx),
         };
         let producer_calls: u64 = expect_line(&lines, "wake syscalls", CALL)
             .rsplit(' ')

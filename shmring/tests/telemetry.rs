@@ -83,7 +83,7 @@ fn every_message_received_across_processes_is_timed_once() {
                     1 => {
                         let grant = rx.read_timeout(CALL).unwrap();
                         let v = u64::from_le_bytes(grant[..].try_into().unwrap());
-                        grant.release();
+                        grant.release().unwrap();
                         v
                     }
                     _ => loop {

@@ -6,11 +6,12 @@
 //! once: `WouldBlock` when it cannot proceed (the handle layer decides how to wait), a
 //! typed error when the ring ended or is damaged.
 
+pub(crate) mod broadcast;
 pub(crate) mod mpmc;
 pub(crate) mod registry;
 pub(crate) mod spsc;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::memory::RingMemory;
 
 /// Who is attaching: the owner word written in the peer record (pid and start time in
@@ -79,8 +80,9 @@ pub trait ConsumerCore {
     fn msg_len(msg: &Self::Msg) -> usize;
     /// Where `msg`'s bytes are: valid until it is released.
     fn payload(&self, msg: &Self::Msg) -> *const u8;
-    /// Frees `msg`'s space for producers.
-    fn release(&mut self, msg: Self::Msg);
+    /// Frees `msg`'s space for producers. `Lagged` (broadcast) if the producer overwrote
+    /// its bytes while they were in use: whatever was read from them must be dropped.
+    fn release(&mut self, msg: Self::Msg) -> Result<()>;
     /// Hands up to `max` messages to `f` in place and releases them together; how many
     /// (`WouldBlock` / end of stream if none).
     fn try_read_batch(&mut self, max: usize, f: &mut dyn FnMut(&[u8])) -> Result<usize>;
@@ -89,4 +91,32 @@ pub trait ConsumerCore {
     /// Gives the role back. `held`: a message this end found but never released — it is
     /// released if it cannot be left for another consumer (MPMC: it was taken).
     fn close(&mut self, held: Option<Self::Msg>);
+}
+
+/// Refuses a batch holding a message longer than `max` (before anything is sent).
+pub(crate) fn check_batch<B: AsRef<[u8]>>(msgs: &[B], max: usize) -> Result<()> {
+    match msgs.iter().find(|m| m.as_ref().len() > max) {
+        Some(big) => Err(Error::MessageTooLarge {
+            len: big.as_ref().len(),
+            max,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Writes `msgs` one by one with `write` until one does not fit: how many were written
+/// (the first one's error if none was).
+pub(crate) fn write_each<B: AsRef<[u8]>>(
+    msgs: &[B],
+    mut write: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<usize> {
+    let mut sent = 0;
+    for msg in msgs {
+        match write(msg.as_ref()) {
+            Ok(()) => sent += 1,
+            Err(e) if sent == 0 => return Err(e),
+            Err(_) => break,
+        }
+    }
+    Ok(sent)
 }

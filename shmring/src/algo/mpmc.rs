@@ -348,13 +348,7 @@ impl<M: RingMemory> ProducerCore<M> {
     /// Copies as many of `msgs` as there are free slots (one compare-and-swap for all) and
     /// publishes them. `WouldBlock` if none fit; `MessageTooLarge` before taking anything.
     pub(crate) fn try_write_batch<B: AsRef<[u8]>>(&mut self, msgs: &[B]) -> Result<usize> {
-        let max = self.shared.geo.max_message as usize;
-        if let Some(big) = msgs.iter().find(|m| m.as_ref().len() > max) {
-            return Err(Error::MessageTooLarge {
-                len: big.as_ref().len(),
-                max,
-            });
-        }
+        super::check_batch(msgs, self.shared.geo.max_message as usize)?;
         if msgs.is_empty() {
             return Ok(0);
         }
@@ -739,8 +733,9 @@ impl<M: RingMemory> super::ConsumerCore for ConsumerCore<M> {
         ConsumerCore::payload(self, msg)
     }
     #[inline]
-    fn release(&mut self, msg: SlotMessage) {
-        self.consume(msg)
+    fn release(&mut self, msg: SlotMessage) -> Result<()> {
+        self.consume(msg);
+        Ok(())
     }
     fn try_read_batch(&mut self, max: usize, f: &mut dyn FnMut(&[u8])) -> Result<usize> {
         ConsumerCore::try_read_batch(self, max, f)

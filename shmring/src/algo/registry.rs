@@ -17,6 +17,19 @@ use crate::memory::RingMemory;
 use crate::sync::Ordering::{AcqRel, Acquire, Relaxed, Release};
 
 use crate::layout::geometry::MpmcGeometry;
+
+/// A registry's size: how many records it has (its first `records()` records of the data
+/// region). MPMC: `max_peers`; broadcast: the producer's record and one per reader.
+pub(crate) trait Table {
+    /// Records in the registry.
+    fn records(&self) -> u32;
+}
+
+impl Table for MpmcGeometry {
+    fn records(&self) -> u32 {
+        self.max_peers
+    }
+}
 use crate::stats::{PeerInfo, PeerStatus};
 
 /// Passes over the registry before attach gives up on records that keep changing.
@@ -48,8 +61,8 @@ pub(crate) struct Record<'a> {
     pub bytes: &'a crate::sync::AtomicU64,
 }
 
-pub(crate) fn record<'a, M: RingMemory>(mem: &'a M, geo: &MpmcGeometry, index: u32) -> Record<'a> {
-    debug_assert!(index < geo.max_peers);
+pub(crate) fn record<'a, M: RingMemory>(mem: &'a M, geo: &impl Table, index: u32) -> Record<'a> {
+    debug_assert!(index < geo.records());
     let base = u64::from(index) * RECORD_SIZE;
     Record {
         gen_state: mem.word(base + GEN_STATE),
@@ -74,16 +87,28 @@ fn role_of(role: u64) -> Option<Role> {
 /// records are tried before attached ones (whose holders are likely alive).
 pub(crate) fn attach<M: RingMemory>(
     mem: &M,
-    geo: &MpmcGeometry,
+    geo: &impl Table,
     role: u64,
     holder: &M::Holder,
     owner: u64,
+) -> Result<Membership> {
+    attach_where(mem, geo, role, holder, owner, |_| true)
+}
+
+/// [`attach`] limited to the records `usable` accepts (by index).
+pub(crate) fn attach_where<M: RingMemory>(
+    mem: &M,
+    geo: &impl Table,
+    role: u64,
+    holder: &M::Holder,
+    owner: u64,
+    usable: impl Fn(u32) -> bool,
 ) -> Result<Membership> {
     let mut damaged = 0;
     for _ in 0..ATTACH_ROUNDS {
         damaged = 0;
         for attached_first in [false, true] {
-            for index in 0..geo.max_peers {
+            for index in (0..geo.records()).filter(|&index| usable(index)) {
                 let rec = record(mem, geo, index);
                 let (_, _, st) = split(rec.gen_state.load(Acquire));
                 if !matches!(
@@ -112,26 +137,47 @@ pub(crate) fn attach<M: RingMemory>(
         return Err(Error::corrupted(format!(
             "{damaged} of the {} peer registry records hold states shmring never writes, \
              and no other record is free",
-            geo.max_peers
+            geo.records()
         )));
     }
     Err(Error::RegistryFull {
-        max_peers: geo.max_peers,
+        max_peers: geo.records(),
     })
+}
+
+/// Takes record `index` for `role` if no live holder has it: `Ok(None)` while one does
+/// (or the record holds a state shmring never writes).
+pub(crate) fn attach_at<M: RingMemory>(
+    mem: &M,
+    geo: &impl Table,
+    index: u32,
+    role: u64,
+    holder: &M::Holder,
+    owner: u64,
+) -> Result<Option<Membership>> {
+    if index >= geo.records() || !mem.lock_slot(holder, index)? {
+        return Ok(None);
+    }
+    let rec = record(mem, geo, index);
+    let taken = take_record(mem, geo, &rec, index, role, owner);
+    if !matches!(taken, Ok(Some(_))) {
+        mem.unlock_slot(holder, index);
+    }
+    taken
 }
 
 /// Second half of attach: we hold the record's lock; move `gen_state` to a new
 /// generation of `role`. `None` if the record turned out unusable (damaged meanwhile).
 fn take_record<M: RingMemory>(
     mem: &M,
-    geo: &MpmcGeometry,
+    geo: &impl Table,
     rec: &Record<'_>,
     index: u32,
     role: u64,
     owner: u64,
 ) -> Result<Option<Membership>> {
     let ctl = mem.control();
-    let words = crate::peers::slot_words(geo.max_peers);
+    let words = crate::peers::slot_words(geo.records());
     let Some(new_role) = role_of(role) else {
         return Err(Error::invalid_argument(format!("role byte {role}")));
     };
@@ -202,12 +248,12 @@ fn retire_counters<M: RingMemory>(mem: &M, rec: &Record<'_>, old_role: u64) {
 }
 
 /// Total messages and bytes counted by every record of `role`, past and present.
-pub(crate) fn totals<M: RingMemory>(mem: &M, geo: &MpmcGeometry, role: u64) -> (u64, u64) {
+pub(crate) fn totals<M: RingMemory>(mem: &M, geo: &impl Table, role: u64) -> (u64, u64) {
     let peers = &mem.control().peers;
     let idx = role_index(role);
     let mut messages = peers.retired_messages[idx].load(Relaxed);
     let mut bytes = peers.retired_bytes[idx].load(Relaxed);
-    for index in 0..geo.max_peers {
+    for index in 0..geo.records() {
         let rec = record(mem, geo, index);
         let (_, r, _) = split(rec.gen_state.load(Acquire));
         if r == role {
@@ -220,12 +266,7 @@ pub(crate) fn totals<M: RingMemory>(mem: &M, geo: &MpmcGeometry, role: u64) -> (
 
 /// Gives the record back: CLOSED, no longer present, owner cleared, lock released. A
 /// record that was reaped meanwhile (we were declared dead) is left alone.
-pub(crate) fn close<M: RingMemory>(
-    mem: &M,
-    geo: &MpmcGeometry,
-    me: &Membership,
-    holder: &M::Holder,
-) {
+pub(crate) fn close<M: RingMemory>(mem: &M, geo: &impl Table, me: &Membership, holder: &M::Holder) {
     let rec = record(mem, geo, me.index);
     rec.claim.store(claim::NONE, Release);
     let closed = gen_state(me.generation, me.role, state::CLOSED);
@@ -253,7 +294,7 @@ pub(crate) fn close<M: RingMemory>(
 /// record. Returns how many deaths this call recorded.
 pub(crate) fn reap<M: RingMemory>(
     mem: &M,
-    geo: &MpmcGeometry,
+    geo: &impl Table,
     role: u64,
     holder: &M::Holder,
     mine: u32,
@@ -264,7 +305,7 @@ pub(crate) fn reap<M: RingMemory>(
     let ctl = mem.control();
     let line = crate::peers::line(ctl, role_name);
     let mut reaped = 0;
-    for index in 0..geo.max_peers {
+    for index in 0..geo.records() {
         if index == mine {
             continue;
         }
@@ -311,13 +352,8 @@ pub(crate) fn reap<M: RingMemory>(
 /// holder stores its claim before the compare-and-swap that takes a position and clears it
 /// after publishing or releasing, so for a position already taken: no live claimer means
 /// its taker has finished with it or died.
-pub(crate) fn live_claimer<M: RingMemory>(
-    mem: &M,
-    geo: &MpmcGeometry,
-    role: u64,
-    pos: u64,
-) -> bool {
-    (0..geo.max_peers).any(|index| {
+pub(crate) fn live_claimer<M: RingMemory>(mem: &M, geo: &impl Table, role: u64, pos: u64) -> bool {
+    (0..geo.records()).any(|index| {
         let rec = record(mem, geo, index);
         let (_, r, _) = split(rec.gen_state.load(Acquire));
         // ORDERING K3 (pairs with K1): Acquire, so a claim cleared after publishing means
@@ -331,8 +367,8 @@ pub(crate) fn live_claimer<M: RingMemory>(
 }
 
 /// Every record that has ever been held.
-pub(crate) fn list<M: RingMemory>(mem: &M, geo: &MpmcGeometry) -> Vec<PeerInfo> {
-    (0..geo.max_peers)
+pub(crate) fn list<M: RingMemory>(mem: &M, geo: &impl Table) -> Vec<PeerInfo> {
+    (0..geo.records())
         .filter_map(|index| {
             let rec = record(mem, geo, index);
             let (generation, role, st) = split(rec.gen_state.load(Acquire));
@@ -360,6 +396,7 @@ pub(crate) fn list<M: RingMemory>(mem: &M, geo: &MpmcGeometry) -> Vec<PeerInfo> 
                 generation,
                 messages: rec.messages.load(Relaxed),
                 bytes: rec.bytes.load(Relaxed),
+                name: None,
             })
         })
         .collect()

@@ -577,33 +577,14 @@ impl<M: RingMemory> super::ProducerCore for ProducerEnd<M> {
         self.core.try_write(msg)
     }
     fn try_write_batch<B: AsRef<[u8]>>(&mut self, msgs: &[B]) -> Result<usize> {
-        let max = self.core.geometry().max_message as usize;
-        if let Some(big) = msgs.iter().find(|m| m.as_ref().len() > max) {
-            return Err(Error::MessageTooLarge {
-                len: big.as_ref().len(),
-                max,
-            });
-        }
+        super::check_batch(msgs, self.core.geometry().max_message as usize)?;
         let was_batching = self.core.is_batching();
         self.core.begin_batch();
-        let mut sent = 0;
-        let mut outcome = Ok(());
-        for msg in msgs {
-            match self.core.try_write(msg.as_ref()) {
-                Ok(()) => sent += 1,
-                Err(e) => {
-                    outcome = Err(e);
-                    break;
-                }
-            }
-        }
+        let sent = super::write_each(msgs, |msg| self.core.try_write(msg));
         if !was_batching {
             self.core.flush();
         }
-        match outcome {
-            Err(e) if sent == 0 => Err(e),
-            _ => Ok(sent),
-        }
+        sent
     }
     fn batching(&self) -> bool {
         self.core.is_batching()
@@ -670,8 +651,9 @@ impl<M: RingMemory> super::ConsumerCore for ConsumerEnd<M> {
         self.core.payload(msg)
     }
     #[inline]
-    fn release(&mut self, msg: Message) {
+    fn release(&mut self, msg: Message) -> Result<()> {
         self.core.consume(msg);
+        Ok(())
     }
     fn try_read_batch(&mut self, max: usize, f: &mut dyn FnMut(&[u8])) -> Result<usize> {
         if max == 0 {
@@ -753,6 +735,7 @@ pub(crate) fn peers(ctl: &ControlBlock, alive: impl Fn(u32) -> bool) -> Vec<Peer
                 generation,
                 messages: messages.load(Relaxed),
                 bytes: bytes.load(Relaxed),
+                name: None,
             })
         })
         .collect()

@@ -200,11 +200,13 @@ impl<K: Kind, M: Memory> Consumer<K, M> {
         Ok(msg)
     }
 
-    /// Frees `msg`'s space and tells sleeping producers.
+    /// Frees `msg`'s space and tells sleeping producers; `Lagged` (broadcast) if its bytes
+    /// were overwritten while in use.
     #[inline]
-    fn release(&mut self, msg: Msg<K, M>) {
-        self.core.release(msg);
+    fn release(&mut self, msg: Msg<K, M>) -> Result<()> {
+        let released = self.core.release(msg);
         self.waiter.notify(Event::SpaceAvailable);
+        released
     }
 
     /// The whole message as the ring holds it (stamp included).
@@ -233,18 +235,22 @@ impl<K: Kind, M: Memory> Consumer<K, M> {
             return Err(Error::BufferTooSmall { needed: len });
         }
         buf[..len].copy_from_slice(src);
-        self.release(msg);
+        // Broadcast: the copy counts only if the producer left the bytes alone meanwhile.
+        self.release(msg)?;
         Ok(len)
     }
 
     #[inline]
-    fn copy_out_vec(&mut self, msg: Msg<K, M>, out: &mut Vec<u8>) -> usize {
+    fn copy_out_vec(&mut self, msg: Msg<K, M>, out: &mut Vec<u8>) -> Result<usize> {
         let src = self.payload(&msg);
         out.clear();
         out.extend_from_slice(src);
         let len = src.len();
-        self.release(msg);
-        len
+        if let Err(e) = self.release(msg) {
+            out.clear();
+            return Err(e);
+        }
+        Ok(len)
     }
 
     /// Copies the next message into `buf` and returns its length; `WouldBlock` if none is
@@ -280,21 +286,21 @@ impl<K: Kind, M: Memory> Consumer<K, M> {
     #[inline]
     pub fn try_recv_vec(&mut self, out: &mut Vec<u8>) -> Result<usize> {
         let msg = self.try_next()?;
-        Ok(self.copy_out_vec(msg, out))
+        self.copy_out_vec(msg, out)
     }
 
     /// Like [`try_recv_vec`](Consumer::try_recv_vec), waiting while the ring is empty.
     #[inline]
     pub fn recv_vec(&mut self, out: &mut Vec<u8>) -> Result<usize> {
         let msg = self.next_within(None)?;
-        Ok(self.copy_out_vec(msg, out))
+        self.copy_out_vec(msg, out)
     }
 
     /// Like [`recv_vec`](Consumer::recv_vec), giving up with `Timeout` after `timeout`.
     #[inline]
     pub fn recv_vec_timeout(&mut self, out: &mut Vec<u8>, timeout: Duration) -> Result<usize> {
         let msg = self.next_within(Some(timeout))?;
-        Ok(self.copy_out_vec(msg, out))
+        self.copy_out_vec(msg, out)
     }
 
     /// Borrows the next message in place. [`ReadGrant::release`] frees its space; dropping
@@ -309,7 +315,7 @@ impl<K: Kind, M: Memory> Consumer<K, M> {
     /// tx.try_send(b"in place")?;
     /// let msg = rx.try_read()?;
     /// assert_eq!(&*msg, b"in place");
-    /// msg.release();
+    /// msg.release()?;
     /// # ring.unlink()?;
     /// # Ok::<(), shmring::Error>(())
     /// ```
@@ -359,8 +365,11 @@ impl<K: Kind, M: Memory> Consumer<K, M> {
         }
         let mut delivered = 0;
         if let Some(msg) = self.held.take() {
-            f(self.payload(&msg));
-            self.core.release(msg);
+            // Copied and checked first: a broadcast reader's held message may have been
+            // overwritten since it was found.
+            let copy = self.payload(&msg).to_vec();
+            self.core.release(msg)?;
+            f(&copy);
             delivered = 1;
         }
         let got = match self.read_batch(max - delivered, &mut f) {
@@ -496,8 +505,7 @@ impl<K: Kind, M: Memory> Consumer<K, M> {
             .detached
             .take()
             .ok_or_else(|| Error::invalid_argument("release without a pending detached read"))?;
-        self.release(msg);
-        Ok(())
+        self.release(msg)
     }
 
     super::end_accessors!();
@@ -738,11 +746,16 @@ impl<'a, K: Kind, M: Memory> ReadGrant<'a, K, M> {
         }
     }
 
-    /// Frees the message's space for the producers.
+    /// Frees the message's space for the producers. On SPSC and MPMC rings it always
+    /// succeeds. On a broadcast ring whose producer may overwrite unread messages
+    /// (`Overwrite`, or a lag limit), `Lagged` means the bytes were overwritten while the
+    /// grant was held: whatever was read through it must be dropped (the reader has moved
+    /// on to the oldest message left).
     #[inline]
-    pub fn release(mut self) {
-        if let Some(msg) = self.msg.take() {
-            self.consumer.release(msg);
+    pub fn release(mut self) -> Result<()> {
+        match self.msg.take() {
+            Some(msg) => self.consumer.release(msg),
+            None => Ok(()),
         }
     }
 }

@@ -170,7 +170,7 @@ pub(crate) fn live_pids<K: Kind, M: Memory>(
 }
 
 /// This process, as peer records show it.
-fn identity() -> Identity {
+pub(crate) fn identity() -> Identity {
     let me = os::current_process();
     Identity {
         owner: me.owner_word(),
@@ -368,6 +368,21 @@ impl<K: Kind> Ring<K> {
             self.geometry,
             self.telemetry,
         ))
+    }
+
+    /// A consumer around a core the kind attached itself (a broadcast reader's name and
+    /// join position).
+    pub(crate) fn consumer_from(&self, core: K::Consumer<ShmMemory>) -> Consumer<K> {
+        Consumer::new(
+            self.waiter(core.slot()),
+            core,
+            self.geometry,
+            self.telemetry,
+        )
+    }
+
+    pub(crate) fn memory(&self) -> &ShmMemory {
+        &self.memory
     }
 
     /// Largest message payload in bytes.

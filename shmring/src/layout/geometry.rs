@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 
-use super::{RECORD_HEADER, RingKind, registry, slot};
+use super::{RECORD_HEADER, RingKind, broadcast, registry, slot};
 
 /// Geometry shared by both ends, validated at attach.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,8 +109,12 @@ pub struct HeaderParams {
     pub max_message: u64,
     /// MPMC: slots (0 otherwise).
     pub slot_count: u64,
-    /// MPMC: registry records (0 otherwise).
+    /// MPMC: registry records; broadcast: readers + 1 (0 otherwise).
     pub max_peers: u32,
+    /// Broadcast: overflow policy (0 otherwise).
+    pub policy: u32,
+    /// Broadcast: lag limit in bytes, 0 for none (0 otherwise).
+    pub lag_limit: u64,
 }
 
 /// A ring kind's geometry: what its header records, how big its data region is, how many
@@ -143,6 +147,8 @@ impl Shape for SpscGeometry {
             max_message: self.max_message,
             slot_count: 0,
             max_peers: 0,
+            policy: 0,
+            lag_limit: 0,
         }
     }
     fn data_len(&self) -> u64 {
@@ -167,6 +173,8 @@ impl Shape for MpmcGeometry {
             max_message: self.max_message,
             slot_count: self.slot_count,
             max_peers: self.max_peers,
+            policy: 0,
+            lag_limit: 0,
         }
     }
     fn data_len(&self) -> u64 {
@@ -199,5 +207,192 @@ impl core::fmt::Display for MpmcGeometry {
             "{} slots, max_message {} and max_peers {}",
             self.slot_count, self.max_message, self.max_peers
         )
+    }
+}
+
+/// What a broadcast producer does when the slowest reader has not released the space it
+/// needs. Chosen at creation, recorded in the segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Policy {
+    /// The producer waits (or `WouldBlock` / `Timeout`) for the slowest live reader; a
+    /// dead reader stops counting as soon as it is found dead. With a lag limit, a reader
+    /// further behind than the limit stops counting too and learns it (`Lagged`).
+    #[default]
+    Lossless,
+    /// The producer never waits: it overwrites the oldest messages, and a reader that was
+    /// lapped gets `Lagged { missed }` once, then continues with the oldest message left.
+    Overwrite,
+}
+
+impl Policy {
+    fn code(self) -> u32 {
+        match self {
+            Policy::Lossless => broadcast::policy::LOSSLESS,
+            Policy::Overwrite => broadcast::policy::OVERWRITE,
+        }
+    }
+}
+
+impl core::fmt::Display for Policy {
+    /// `lossless` or `overwrite`.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Policy::Lossless => "lossless",
+            Policy::Overwrite => "overwrite",
+        })
+    }
+}
+
+/// A broadcast ring's checked parameters: its registry (producer + readers), then a byte
+/// ring of `ring` bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BroadcastGeometry {
+    /// Bytes of the byte ring (a power of two).
+    pub ring: u64,
+    /// Largest payload.
+    pub max_message: u64,
+    /// Most readers attached at once.
+    pub max_readers: u32,
+    /// Overflow policy.
+    pub policy: Policy,
+    /// `Lossless`: bytes a reader may fall behind and still hold the producer back
+    /// (`ring` when there is no limit).
+    pub lag_limit: u64,
+}
+
+impl BroadcastGeometry {
+    /// Checks creation parameters (or what a header claims). `lag_limit` 0: none.
+    pub(crate) fn new(
+        ring: u64,
+        max_message: u64,
+        max_readers: u32,
+        policy: Policy,
+        lag_limit: u64,
+    ) -> Result<Self> {
+        use super::MIN_CAPACITY;
+        if !ring.is_power_of_two() || !(MIN_CAPACITY..=broadcast::MAX_RING).contains(&ring) {
+            return Err(Error::invalid_argument(format!(
+                "capacity {ring} must be a power of two in {MIN_CAPACITY}..={} for a broadcast ring",
+                broadcast::MAX_RING
+            )));
+        }
+        // A record is at most a quarter of the ring, so one is always retained when the
+        // producer reclaims room (a lapped reader always finds a record to resume at).
+        let limit = broadcast_max_message_limit(ring);
+        if max_message == 0 || max_message > limit {
+            return Err(Error::invalid_argument(format!(
+                "max_message {max_message} must be in 1..={limit} for a broadcast ring of {ring} bytes"
+            )));
+        }
+        if !(1..=broadcast::MAX_READERS).contains(&max_readers) {
+            return Err(Error::invalid_argument(format!(
+                "max_readers {max_readers} must be in 1..={}",
+                broadcast::MAX_READERS
+            )));
+        }
+        let lag_limit = match lag_limit {
+            0 => ring,
+            limit if policy == Policy::Overwrite => {
+                return Err(Error::invalid_argument(format!(
+                    "lag_limit {limit} applies to Lossless rings only (an Overwrite producer never waits)"
+                )));
+            }
+            limit if limit < broadcast::size(max_message) || limit >= ring => {
+                return Err(Error::invalid_argument(format!(
+                    "lag_limit {limit} must be in {}..{ring} (at least one largest record, less than the ring)",
+                    broadcast::size(max_message)
+                )));
+            }
+            limit => limit,
+        };
+        Ok(BroadcastGeometry {
+            ring,
+            max_message,
+            max_readers,
+            policy,
+            lag_limit,
+        })
+    }
+
+    pub(crate) fn mask(&self) -> u64 {
+        self.ring - 1
+    }
+
+    /// Registry records: the producer's and one per reader.
+    pub(crate) fn records(&self) -> u32 {
+        self.max_readers + 1
+    }
+
+    /// Offset of the byte ring in the data region.
+    pub(crate) fn ring_base(&self) -> u64 {
+        u64::from(self.records()) * registry::RECORD_SIZE
+    }
+}
+
+/// The largest `max_message` a broadcast ring of `ring` bytes supports.
+pub(crate) fn broadcast_max_message_limit(ring: u64) -> u64 {
+    (ring / 4)
+        .saturating_sub(broadcast::PAYLOAD)
+        .min(super::MAX_MESSAGE_LIMIT)
+}
+
+impl Shape for BroadcastGeometry {
+    const KIND: RingKind = RingKind::Broadcast;
+    fn from_header(p: &HeaderParams) -> Result<Self> {
+        let policy = match p.policy {
+            broadcast::policy::LOSSLESS => Policy::Lossless,
+            broadcast::policy::OVERWRITE => Policy::Overwrite,
+            other => {
+                return Err(Error::invalid_argument(format!(
+                    "overflow policy {other} is not one this build knows"
+                )));
+            }
+        };
+        let records = u64::from(p.max_peers);
+        let ring = p
+            .capacity
+            .checked_sub(records * registry::RECORD_SIZE)
+            .ok_or_else(|| Error::invalid_argument("a data region smaller than its registry"))?;
+        BroadcastGeometry::new(
+            ring,
+            p.max_message,
+            p.max_peers.saturating_sub(1),
+            policy,
+            if p.lag_limit == ring { 0 } else { p.lag_limit },
+        )
+    }
+    fn header(&self) -> HeaderParams {
+        HeaderParams {
+            capacity: self.data_len(),
+            max_message: self.max_message,
+            slot_count: 0,
+            max_peers: self.records(),
+            policy: self.policy.code(),
+            lag_limit: self.lag_limit,
+        }
+    }
+    fn data_len(&self) -> u64 {
+        self.ring_base() + self.ring
+    }
+    fn peer_slots(&self) -> u32 {
+        self.records()
+    }
+    fn max_message(&self) -> u64 {
+        self.max_message
+    }
+}
+
+impl core::fmt::Display for BroadcastGeometry {
+    /// The parameters in words, e.g. "capacity 65536 bytes, max_message 16368, 8 readers, lossless".
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "capacity {} bytes, max_message {}, {} readers, {}",
+            self.ring, self.max_message, self.max_readers, self.policy
+        )?;
+        if self.lag_limit < self.ring {
+            write!(f, ", lag limit {} bytes", self.lag_limit)?;
+        }
+        Ok(())
     }
 }

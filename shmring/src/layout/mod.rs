@@ -49,6 +49,8 @@ pub enum RingKind {
     Spsc = 1,
     /// Many producers, many consumers, sequence-numbered slots.
     Mpmc = 2,
+    /// One producer, many readers each at its own position, variable-length records.
+    Broadcast = 3,
 }
 
 impl RingKind {
@@ -57,6 +59,7 @@ impl RingKind {
         match raw {
             1 => Some(RingKind::Spsc),
             2 => Some(RingKind::Mpmc),
+            3 => Some(RingKind::Broadcast),
             _ => None,
         }
     }
@@ -154,10 +157,13 @@ pub struct SegmentHeader {
     pub initial_position: AtomicU64,
     /// MPMC: number of slots (a power of two); 0 in SPSC rings.
     pub slot_count: AtomicU64,
-    /// MPMC: number of peer registry records; 0 in SPSC rings.
+    /// MPMC: number of peer registry records; broadcast: readers + 1; 0 in SPSC rings.
     pub max_peers: AtomicU32,
-    /// Zero.
-    pub reserved: AtomicU32,
+    /// Broadcast: [`broadcast::policy`]; 0 in the other kinds.
+    pub policy: AtomicU32,
+    /// Broadcast, `Lossless`: bytes a reader may fall behind before it stops holding the
+    /// producer back (0: no limit); 0 in the other kinds.
+    pub lag_limit: AtomicU64,
 }
 
 /// One role's attach record.
@@ -373,7 +379,8 @@ impl ControlBlock {
                 initial_position: AtomicU64::new(0),
                 slot_count: AtomicU64::new(0),
                 max_peers: AtomicU32::new(0),
-                reserved: AtomicU32::new(0),
+                policy: AtomicU32::new(0),
+                lag_limit: AtomicU64::new(0),
             },
             peers: PeerLine {
                 producer: peer(),
@@ -574,6 +581,61 @@ pub mod registry {
     }
 }
 
+/// Broadcast rings: a registry of `max_readers + 1` records (the [`registry`] format;
+/// record 0 is the producer's, the others readers'), then a byte ring of records in the
+/// SPSC format (see [`record`]) whose payload starts with the message's sequence number.
+///
+/// ```text
+/// reader record (beyond the registry words):
+/// +16   name       32 bytes: a durable reader's name, zero-padded; all zero: anonymous
+/// +88   cursor     stream position of the next record to read (stored on release)
+/// +96   next_seq   sequence number expected there (stored before `cursor`)
+/// +104  missed     messages this record's readers lost to overwrites (`Lagged`)
+/// record in the byte ring:
+/// +0    header     the SPSC record word; its length counts the payload only
+/// +8    seq        the message's sequence number (0, 1, 2 ... in publish order)
+/// +16   payload
+/// ```
+///
+/// The producer keeps `ConsumerLine::head` as the *oldest* retained position: every
+/// record from there to `ProducerLine::tail` is intact; before it reuses bytes below it,
+/// it moves `oldest` up and zeroes the header of every record it is about to overwrite.
+pub mod broadcast {
+    /// Offset of a reader record's name.
+    pub const NAME: u64 = 16;
+    /// Bytes of a name.
+    pub const NAME_LEN: usize = 32;
+    /// Offset of a reader record's cursor.
+    pub const CURSOR: u64 = 88;
+    /// Offset of a reader record's expected sequence number.
+    pub const NEXT_SEQ: u64 = 96;
+    /// Offset of a reader record's missed-message count.
+    pub const MISSED: u64 = 104;
+    /// Offset of a record's sequence number.
+    pub const SEQ: u64 = 8;
+    /// Offset of a record's payload.
+    pub const PAYLOAD: u64 = 16;
+    /// Largest reader count.
+    pub const MAX_READERS: u32 = 1023;
+    /// Largest byte ring (keeps record tags, bits 3..35 of a position, distinct for
+    /// eight laps).
+    pub const MAX_RING: u64 = 1 << 32;
+
+    /// `SegmentHeader::policy` values.
+    pub mod policy {
+        /// The producer waits for the slowest live reader.
+        pub const LOSSLESS: u32 = 1;
+        /// The producer never waits; a lapped reader learns how much it missed.
+        pub const OVERWRITE: u32 = 2;
+    }
+
+    /// Bytes a record of `len` payload bytes occupies (header, sequence, payload).
+    #[inline]
+    pub fn size(len: u64) -> u64 {
+        super::record::size(len + 8)
+    }
+}
+
 /// MPMC slots: `slot_count` slots of `slot::stride(max_message)` bytes after the registry.
 ///
 /// ```text
@@ -609,7 +671,7 @@ pub mod slot {
 #[cfg(not(shmring_loom))]
 pub const FINGERPRINT: u64 = {
     use core::mem::{offset_of, size_of};
-    let facts: [u64; 45] = [
+    let facts: [u64; 47] = [
         LAYOUT_VERSION as u64,
         size_of::<ControlBlock>() as u64,
         size_of::<SegmentHeader>() as u64,
@@ -621,6 +683,9 @@ pub const FINGERPRINT: u64 = {
         offset_of!(SegmentHeader, initial_position) as u64,
         offset_of!(SegmentHeader, slot_count) as u64,
         offset_of!(SegmentHeader, max_peers) as u64,
+        offset_of!(SegmentHeader, policy) as u64
+            | (offset_of!(SegmentHeader, lag_limit) as u64) << 16,
+        broadcast::SEQ | broadcast::NAME << 16 | broadcast::CURSOR << 32 | broadcast::MISSED << 48,
         offset_of!(PeerLine, ever_attached) as u64,
         offset_of!(PeerLine, claims_skipped) as u64,
         offset_of!(PeerLine, retired_bytes) as u64,
@@ -701,6 +766,8 @@ const _: () = {
     assert!(offset_of!(SegmentHeader, initial_position) == 88);
     assert!(offset_of!(SegmentHeader, slot_count) == 96);
     assert!(offset_of!(SegmentHeader, max_peers) == 104);
+    assert!(offset_of!(SegmentHeader, policy) == 108);
+    assert!(offset_of!(SegmentHeader, lag_limit) == 112);
     assert!(offset_of!(PeerLine, consumer) == 24);
     assert!(offset_of!(PeerLine, ever_attached) == 48);
     assert!(offset_of!(PeerLine, claims_skipped) == 56);
@@ -763,7 +830,7 @@ mod tests {
         assert_eq!(MAGIC.to_le_bytes(), *b"SHMRING1");
         // Recomputed by hand from the same inputs would be circular; instead pin the value
         // so any layout change is a conscious, visible edit.
-        assert_eq!(FINGERPRINT, 0x6290_02b4_940f_3ec0_u64, "{FINGERPRINT:#x}");
+        assert_eq!(FINGERPRINT, 0xcbbd_64b8_095e_3da4_u64, "{FINGERPRINT:#x}");
     }
 
     #[test]

@@ -60,7 +60,12 @@ impl KindImpl for Mpmc {
     fn requested(config: &Config) -> Result<MpmcGeometry> {
         config.refuse(
             "MPMC",
-            &[("capacity", config.capacity.is_some())],
+            &[
+                ("capacity", config.capacity.is_some()),
+                ("max_readers", config.max_readers.is_some()),
+                ("overflow", config.overflow.is_some()),
+                ("lag_limit", config.lag_limit.is_some()),
+            ],
             "Config::slots and Config::max_message",
         )?;
         MpmcGeometry::new(

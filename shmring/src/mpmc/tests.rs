@@ -327,7 +327,7 @@ fn segments_deliver_with_every_api_and_keep_short_buffer_messages() {
         .unwrap();
     let grant = rx.try_read().unwrap();
     assert_eq!(&*grant, b"abc");
-    grant.release();
+    grant.release().unwrap();
     let mut v = Vec::new();
     rx.recv_vec_timeout(&mut v, std::time::Duration::from_millis(10))
         .unwrap();

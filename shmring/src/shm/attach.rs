@@ -72,6 +72,8 @@ pub(crate) fn create<G: Shape>(
     h.max_message.store(params.max_message, Relaxed);
     h.slot_count.store(params.slot_count, Relaxed);
     h.max_peers.store(params.max_peers, Relaxed);
+    h.policy.store(params.policy, Relaxed);
+    h.lag_limit.store(params.lag_limit, Relaxed);
     h.segment_size.store(size, Relaxed);
     h.data_offset.store(CONTROL_SIZE, Relaxed);
     let mut flags = if config.group_access {
@@ -291,6 +293,8 @@ fn validate<G: Shape>(segment: &Segment, options: &OpenOptions) -> Result<(G, Wa
         max_message: h.max_message.load(Relaxed),
         slot_count: h.slot_count.load(Relaxed),
         max_peers: h.max_peers.load(Relaxed),
+        policy: h.policy.load(Relaxed),
+        lag_limit: h.lag_limit.load(Relaxed),
     };
     let capacity = params.capacity;
     let geometry =

@@ -55,6 +55,9 @@ impl KindImpl for Spsc {
             &[
                 ("slots", config.slots.is_some()),
                 ("max_peers", config.max_peers.is_some()),
+                ("max_readers", config.max_readers.is_some()),
+                ("overflow", config.overflow.is_some()),
+                ("lag_limit", config.lag_limit.is_some()),
             ],
             "Config::capacity",
         )?;
