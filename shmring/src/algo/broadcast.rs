@@ -169,7 +169,7 @@ pub struct ProducerCore<M: RingMemory> {
     /// Sequence number of the next record.
     seq: u64,
     bytes: u64,
-    deferred: Option<(u64, u64)>,
+    unpublished: super::Unpublished,
     batching: bool,
 }
 
@@ -204,7 +204,7 @@ impl<M: RingMemory> ProducerCore<M> {
             reclaimed_to: 0,
             seq: 0,
             bytes: 0,
-            deferred: None,
+            unpublished: super::Unpublished::default(),
             batching: false,
             sh,
         };
@@ -390,24 +390,17 @@ impl<M: RingMemory> ProducerCore<M> {
         sh.header(end).store(record::EMPTY, Relaxed);
         if claim.start != claim.record_pos {
             let offset = self.sh.offset(claim.start);
-            self.write_header(offset, record::padding(claim.start, 0));
+            self.unpublished
+                .header(&self.sh.mem, offset, record::padding(claim.start, 0));
         }
         let offset = self.sh.offset(claim.record_pos);
-        self.write_header(offset, record::message(claim.record_pos, len));
+        self.unpublished
+            .header(&self.sh.mem, offset, record::message(claim.record_pos, len));
         self.tail = end;
         self.seq = self.seq.wrapping_add(1);
         self.bytes = self.bytes.wrapping_add(len);
         if !self.batching {
             self.flush();
-        }
-    }
-
-    #[inline]
-    fn write_header(&mut self, offset: u64, word: u64) {
-        if self.deferred.is_none() {
-            self.deferred = Some((offset, word));
-        } else {
-            self.sh.mem.word(offset).store(word, Relaxed);
         }
     }
 
@@ -431,7 +424,7 @@ impl<M: RingMemory> ProducerCore<M> {
 
     #[inline]
     fn flush_keeping_batch(&mut self) {
-        if let Some((offset, word)) = self.deferred.take() {
+        if let Some((offset, word)) = self.unpublished.take() {
             // ORDERING P1 (pairs with C1): payloads, sequence words, later headers and the
             // terminator before the first header.
             self.sh.mem.word(offset).store(word, PUBLISH);

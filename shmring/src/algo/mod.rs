@@ -120,3 +120,29 @@ pub(crate) fn write_each<B: AsRef<[u8]>>(
     }
     Ok(sent)
 }
+
+/// Header words of records committed and not yet published, in stream order: the first
+/// is kept back, the others are stored at once with Relaxed; storing the first last, with
+/// Release, publishes them all (P1).
+#[derive(Debug, Default)]
+pub(crate) struct Unpublished {
+    first: Option<(u64, u64)>,
+}
+
+impl Unpublished {
+    /// The header `word` of the next record, at data-region `offset`.
+    #[inline]
+    pub(crate) fn header<M: RingMemory>(&mut self, mem: &M, offset: u64, word: u64) {
+        if self.first.is_none() {
+            self.first = Some((offset, word));
+        } else {
+            mem.word(offset).store(word, crate::sync::Ordering::Relaxed);
+        }
+    }
+
+    /// The header that publishes everything: (offset, word), if any is pending.
+    #[inline]
+    pub(crate) fn take(&mut self) -> Option<(u64, u64)> {
+        self.first.take()
+    }
+}

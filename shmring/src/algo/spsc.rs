@@ -68,7 +68,7 @@ pub struct ProducerCore<M: RingMemory> {
     /// Last consumer head seen: free space is `[tail, cached_head + capacity)`.
     cached_head: u64,
     /// Header word (offset, value) of the first unpublished record, stored last.
-    deferred: Option<(u64, u64)>,
+    unpublished: super::Unpublished,
     /// True while a batch is open: `commit` leaves publication to `flush`.
     batching: bool,
     messages: u64,
@@ -103,7 +103,7 @@ impl<M: RingMemory> ProducerCore<M> {
             geo,
             tail,
             cached_head: head,
-            deferred: None,
+            unpublished: super::Unpublished::default(),
             batching: false,
             messages,
             bytes,
@@ -257,9 +257,14 @@ impl<M: RingMemory> ProducerCore<M> {
                 .add((end.wrapping_add(64) & mask) as usize)
         });
         if claim.start != claim.record_pos {
-            self.write_header(claim.start & mask, record::padding(claim.start, 0));
+            self.unpublished.header(
+                &self.mem,
+                claim.start & mask,
+                record::padding(claim.start, 0),
+            );
         }
-        self.write_header(
+        self.unpublished.header(
+            &self.mem,
             claim.record_pos & mask,
             record::message(claim.record_pos, len),
         );
@@ -268,17 +273,6 @@ impl<M: RingMemory> ProducerCore<M> {
         self.bytes = self.bytes.wrapping_add(len);
         if !self.batching {
             self.flush();
-        }
-    }
-
-    /// Headers in stream order: the first unpublished one is deferred, the others stored
-    /// Relaxed (they become visible with the first, see P1).
-    #[inline]
-    fn write_header(&mut self, offset: u64, word: u64) {
-        if self.deferred.is_none() {
-            self.deferred = Some((offset, word));
-        } else {
-            self.mem.word(offset).store(word, Relaxed);
         }
     }
 
@@ -308,7 +302,7 @@ impl<M: RingMemory> ProducerCore<M> {
     #[inline]
     pub(crate) fn flush(&mut self) {
         self.batching = false;
-        if let Some((offset, word)) = self.deferred.take() {
+        if let Some((offset, word)) = self.unpublished.take() {
             // ORDERING P1 (pairs with C1): Release makes the payloads, the later headers and
             // the terminator written before it visible to the consumer that Acquires it.
             self.mem.word(offset).store(word, PUBLISH);
