@@ -1,5 +1,5 @@
 //! A peer killed at each moment of the peer and wait protocols — while attaching, asleep,
-//! just woken, notifying, closing — for both ring kinds and both roles (crash hooks: the
+//! just woken, notifying, closing — for every ring kind and both roles (crash hooks: the
 //! process sends itself SIGKILL at the step). In every cell the survivor's blocking calls
 //! keep returning within their bound, a new process takes the dead one's role at once,
 //! messages flow again, and the dead one's sleeper bit no longer costs the survivor a wake
@@ -30,11 +30,7 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 fn child_entry() {
     let Some((role, name)) = role() else { return };
     let (kind, role) = role.split_once(':').unwrap();
-    let kind = if kind == "spsc" {
-        Kind::Spsc
-    } else {
-        Kind::Mpmc
-    };
+    let kind: Kind = kind.parse().unwrap();
     let role = if role == "producer" {
         Role::Producer
     } else {
@@ -46,7 +42,10 @@ fn child_entry() {
     } else {
         // A slow start (a sanitizer build) lets the survivor fill the ring first; with a
         // backlog no blocking call would ever sleep. Once it is gone, the survivor's pace
-        // makes the second call at the latest wait.
+        // makes the second call at the latest wait. The pause first lets the producer fill
+        // the ring and fall asleep (a broadcast producer only waits once a reader is
+        // attached), so draining notifies a sleeper.
+        std::thread::sleep(Duration::from_millis(20));
         end.drain();
     }
     for _ in 0..3 {
@@ -103,7 +102,7 @@ fn killed_at(kind: Kind, victim: Role, step: &str) {
     };
     let survivor = survivor_loop(ring.attach(the_other(victim)), stop.clone(), pace);
 
-    let kind_name = if kind == Kind::Spsc { "spsc" } else { "mpmc" };
+    let kind_name = kind.as_str();
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
         .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
@@ -180,4 +179,14 @@ fn mpmc_consumer_killed_at_every_moment() {
 #[test]
 fn mpmc_producer_killed_at_every_moment() {
     every_moment(Kind::Mpmc, Role::Producer);
+}
+
+#[test]
+fn broadcast_reader_killed_at_every_moment() {
+    every_moment(Kind::Broadcast, Role::Consumer);
+}
+
+#[test]
+fn broadcast_producer_killed_at_every_moment() {
+    every_moment(Kind::Broadcast, Role::Producer);
 }

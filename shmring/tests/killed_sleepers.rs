@@ -1,5 +1,5 @@
 //! A process killed while asleep in a blocking call never hangs its peers: for every wait
-//! strategy, both ring kinds and both roles, a sleeper is SIGKILLed, a second process goes
+//! strategy, every ring kind and both roles, a sleeper is SIGKILLed, a second process goes
 //! to sleep in the same role, and every call of the surviving peer returns within its
 //! bound (`try_*` at once, timed calls on time); the second sleeper is woken by the
 //! survivor's progress; and once the dead sleeper has been found out, the survivor's fast
@@ -39,10 +39,7 @@ const WAKES: usize = 3;
 fn child_entry() {
     let Some((role, name)) = role() else { return };
     let (what, kind) = role.split_once(':').unwrap();
-    let kind = match kind {
-        "spsc" => Kind::Spsc,
-        _ => Kind::Mpmc,
-    };
+    let kind: Kind = kind.parse().unwrap();
     let role = match what {
         "sleep-producer" => Role::Producer,
         _ => Role::Consumer,
@@ -71,20 +68,18 @@ fn start_sleeper(
         Role::Consumer => "sleep-consumer",
         Role::Producer => "sleep-producer",
     };
-    let kind_name = match kind {
-        Kind::Spsc => "spsc",
-        Kind::Mpmc => "mpmc",
-    };
+    let kind_name = kind.as_str();
     let before = ring.sleeping(role);
     let (child, lines) = spawn_piped("child_entry", &format!("{what}:{kind_name}"), name);
     let child = KillOnDrop(child);
     expect_line(&lines, "attached", Duration::from_secs(20));
     if strategy == WaitStrategy::Futex {
-        // Sleeper bits are per slot: an SPSC sleeper that took over a dead one's role
-        // cleared that one's bit when it attached; an MPMC sleeper has its own record.
-        let target = match kind {
-            Kind::Spsc => 1,
-            Kind::Mpmc => before + 1,
+        // Sleeper bits are per slot: an SPSC sleeper (or a broadcast producer) that took
+        // over a dead one's role cleared that one's bit when it attached; an MPMC sleeper
+        // (or a broadcast reader) has its own record.
+        let target = match (kind, role) {
+            (Kind::Spsc, _) | (Kind::Broadcast, Role::Producer) => 1,
+            _ => before + 1,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         while ring.sleeping(role) < target {
@@ -218,4 +213,14 @@ fn mpmc_consumer_killed_asleep() {
 #[test]
 fn mpmc_producer_killed_asleep() {
     every_strategy(Kind::Mpmc, Role::Producer);
+}
+
+#[test]
+fn broadcast_reader_killed_asleep() {
+    every_strategy(Kind::Broadcast, Role::Consumer);
+}
+
+#[test]
+fn broadcast_producer_killed_asleep() {
+    every_strategy(Kind::Broadcast, Role::Producer);
 }
