@@ -36,6 +36,7 @@ run_models mpmc a_dead_producers_claim_is_skipped a_slow_producer_is_never_skipp
 # close-on-drop is in the model since the heap rings run the shipped handles). Bound 2 is
 # for a long run by hand: LOOM_MAX_PREEMPTIONS=2 and the command in loom-tests/tests/mpmc.rs.
 LOOM_MAX_PREEMPTIONS=1 run_models mpmc two_producers_two_consumers
+run_models broadcast an_overwritten_record_is_never_delivered a_joining_reader_is_never_overrun
 
 # negative_control CFG TARGET_DIR TEST MODEL EXPECTED LABEL: with `--cfg CFG` (an ordering
 # deliberately weakened in the shipped code) loom must fail MODEL with a message containing
@@ -90,3 +91,11 @@ negative_control shmring_forget_unreported_deaths target/loom-forget spsc \
 negative_control shmring_weaken_report_fence target/loom-report spsc \
     a_producer_takes_over_from_a_dead_one "saw \[Message(0), PeerDead, Message(1), PeerDead\]" \
     "R1/R2 fences removed"
+# Broadcast: `oldest` announced after the record is written instead of before (B1 broken):
+# a lapped reader's check passes on bytes the producer was overwriting.
+negative_control shmring_weaken_reclaim target/loom-reclaim broadcast \
+    an_overwritten_record_is_never_delivered "torn message" "B1 reversed"
+# Broadcast: the producer's SeqCst fence between its reclaim intent and its look at the
+# cursors removed (B3 broken): it overwrites a record a joining reader is reading.
+negative_control shmring_weaken_join_fence target/loom-join broadcast \
+    a_joining_reader_is_never_overrun "Causality violation" "B3 fence removed"

@@ -179,6 +179,34 @@ impl<K: Kind> HeapRing<K> {
     }
 }
 
+impl HeapRing<crate::broadcast::Broadcast> {
+    /// Attaches a broadcast reader owned by `owner`, starting at `join`, durable under
+    /// `name` if given.
+    pub fn reader(
+        &self,
+        owner: u64,
+        join: crate::broadcast::JoinAt,
+        name: Option<&str>,
+    ) -> Result<HeapConsumer<crate::broadcast::Broadcast>> {
+        let options = crate::algo::broadcast::ReaderOptions {
+            name: name.map(crate::PeerName::new).transpose()?,
+            join,
+        };
+        let core = crate::algo::broadcast::ConsumerCore::attach(
+            self.memory.clone(),
+            self.geometry,
+            identity(owner),
+            &options,
+        )?;
+        Ok(Consumer::new(
+            self.waiter(core.slot()),
+            core,
+            self.geometry,
+            self.telemetry,
+        ))
+    }
+}
+
 fn identity(owner: u64) -> Identity {
     Identity {
         owner,

@@ -130,15 +130,15 @@ impl<M: RingMemory> Shared<M> {
         ))
     }
 
-    /// The published tail and `oldest`, checked against each other.
+    /// `oldest`, then the published tail: the tail is at or after `oldest` (B4: `oldest` is
+    /// stored with Release after the tail it does not pass). The producer may have moved
+    /// both on since: whatever is read at `oldest` is checked as any read is (B2).
     fn bounds(&self) -> Result<(u64, u64)> {
         let ctl = self.mem.control();
-        let tail = ctl.producer.tail.load(Acquire);
+        // ORDERING B4 (pairs with the Release store of `oldest`).
         let oldest = self.oldest().load(Acquire);
-        if tail % RECORD_HEADER != 0
-            || oldest % RECORD_HEADER != 0
-            || tail.wrapping_sub(oldest) > self.geo.ring
-        {
+        let tail = ctl.producer.tail.load(Acquire);
+        if tail % RECORD_HEADER != 0 || oldest % RECORD_HEADER != 0 || is_before(tail, oldest) {
             return Err(Error::corrupted(format!(
                 "broadcast tail {tail} and oldest {oldest} are not a valid ring state"
             )));
@@ -148,6 +148,28 @@ impl<M: RingMemory> Shared<M> {
 
     fn close(&self) {
         reg::close(&self.mem, &self.geo, &self.me, &self.holder);
+    }
+
+    /// Under loom: the payload of the record at `pos` goes into the data region's atomic
+    /// words as well (loom keeps them apart from the bytes), so a model sees a reader's
+    /// payload reads race the producer's writes as the hardware would (B1/B2).
+    #[cfg(shmring_loom)]
+    fn mirror_out(&self, pos: u64, len: u64) {
+        let offset = self.offset(pos) + bc::PAYLOAD;
+        let words = len.div_ceil(8);
+        // SAFETY: the record lies in the ring and records are 8-aligned, so its payload
+        // rounded up to whole words does too.
+        let bytes = unsafe {
+            core::slice::from_raw_parts(
+                self.mem.data_ptr().add(offset as usize),
+                (words * 8) as usize,
+            )
+        }
+        .to_vec();
+        for (k, chunk) in bytes.chunks_exact(8).enumerate() {
+            let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+            self.mem.word(offset + 8 * k as u64).store(word, Relaxed);
+        }
     }
 }
 
@@ -221,6 +243,12 @@ impl<M: RingMemory> ProducerCore<M> {
         let sh = &self.sh;
         let ctl = sh.mem.control();
         let (mut tail, oldest) = sh.bounds()?;
+        if tail.wrapping_sub(oldest) > sh.geo.ring {
+            // Nobody else writes them while we hold the role: damage.
+            return Err(Error::corrupted(format!(
+                "broadcast tail {tail} is more than a ring past oldest {oldest}"
+            )));
+        }
         let mut seq = ctl.producer.messages.load(Acquire);
         let mut bytes = ctl.producer.bytes.load(Relaxed);
         while tail.wrapping_sub(oldest) < sh.geo.ring - RECORD_HEADER {
@@ -309,7 +337,10 @@ impl<M: RingMemory> ProducerCore<M> {
             // ORDERING B3 (Dekker with a joining reader's cursor store, fence, look at the
             // intent): either it sees the intent and starts beyond it, or we see its
             // cursor here and leave its records alone.
-            self.sh.intent().store(target, Relaxed);
+            // Release: B4, the tail published before comes with it.
+            self.sh.intent().store(target, Release);
+            // (Only the loom negative control, `--cfg shmring_weaken_join_fence`, drops it.)
+            #[cfg(not(shmring_weaken_join_fence))]
             fence(SeqCst);
             if let Some(slowest) = self.slowest_reader() {
                 if is_before(slowest, target) {
@@ -317,9 +348,13 @@ impl<M: RingMemory> ProducerCore<M> {
                 }
             }
         }
-        self.sh.oldest().store(target, Relaxed);
         // ORDERING B1 (pairs with B2): `oldest` moves before any byte below it is written:
-        // a reader whose reads saw one of those bytes sees `oldest` past its record.
+        // a reader whose reads saw one of those bytes sees `oldest` past its record. (Only
+        // the loom negative control, `--cfg shmring_weaken_reclaim`, announces it after the
+        // record is written instead.)
+        // Release: B4, the tail published before comes with it.
+        #[cfg(not(shmring_weaken_reclaim))]
+        self.sh.oldest().store(target, Release);
         fence(Release);
         crate::crash::point("reclaiming");
         self.reclaimed_to = target;
@@ -384,6 +419,8 @@ impl<M: RingMemory> ProducerCore<M> {
         crate::crash::point("producer-written");
         let len = (len as u64).min(claim.len);
         let end = claim.record_pos.wrapping_add(bc::size(len));
+        #[cfg(shmring_loom)]
+        self.sh.mirror_out(claim.record_pos, len);
         let sh = &self.sh;
         sh.seq(claim.record_pos).store(self.seq, Relaxed);
         // The terminator (ordered before readers' view by the publishing store, P1).
@@ -399,6 +436,8 @@ impl<M: RingMemory> ProducerCore<M> {
         self.tail = end;
         self.seq = self.seq.wrapping_add(1);
         self.bytes = self.bytes.wrapping_add(len);
+        #[cfg(shmring_weaken_reclaim)]
+        self.sh.oldest().store(self.reclaimed_to, Release);
         if !self.batching {
             self.flush();
         }
@@ -547,6 +586,9 @@ pub struct ConsumerCore<M: RingMemory> {
     bytes: u64,
     missed: u64,
     scratch: Vec<u8>,
+    /// Under loom: where payloads read through atomic words go (`mirror_in`).
+    #[cfg(shmring_loom)]
+    mirror: crate::sync::RawCell<Box<[u8]>>,
 }
 
 impl<M: RingMemory> ConsumerCore<M> {
@@ -586,6 +628,10 @@ impl<M: RingMemory> ConsumerCore<M> {
             bytes: 0,
             missed: 0,
             scratch: Vec::new(),
+            #[cfg(shmring_loom)]
+            mirror: crate::sync::RawCell::new(
+                vec![0; (geo.max_message.div_ceil(8) * 8) as usize].into_boxed_slice(),
+            ),
         };
         // The record's counters go on from where its last holder left them.
         let rec = reg::record(&core.sh.mem, &core.sh.geo, core.sh.me.index);
@@ -625,31 +671,39 @@ impl<M: RingMemory> ConsumerCore<M> {
     fn join(&mut self, at: JoinAt) -> Result<()> {
         for _ in 0..64 {
             let count = self.sh.mem.control().producer.messages.load(Acquire);
-            let (tail, oldest) = self.sh.bounds()?;
+            let (tail, front) = self.front()?;
             self.cursor = match at {
                 JoinAt::Live => tail,
-                JoinAt::Oldest => oldest,
+                JoinAt::Oldest => front,
             };
             self.next_seq = match at {
                 JoinAt::Live => count,
-                JoinAt::Oldest => self.first_seq(oldest)?.unwrap_or(count),
+                JoinAt::Oldest => self.first_seq(front)?.unwrap_or(count),
             };
             self.publish_cursor();
             // ORDERING B3 (Dekker with the producer's intent store, fence, look at the
             // cursors): if it did not see our cursor, we see how far it is going.
             fence(SeqCst);
-            let intent = self.sh.intent().load(Relaxed);
-            let oldest = self.sh.oldest().load(Acquire);
-            let beyond = |bound: u64| {
-                is_before(self.cursor, bound) && tail.wrapping_sub(bound) <= self.sh.geo.ring
-            };
-            if !beyond(intent) && !beyond(oldest) {
+            let (_, front) = self.front()?;
+            if !is_before(self.cursor, front) {
                 return Ok(());
             }
         }
         Err(Error::corrupted(
             "the oldest position kept moving past a joining reader for 64 attempts",
         ))
+    }
+
+    /// The published tail, and where the retained records begin as far as a joining
+    /// reader may count on: `oldest`, or the producer's reclaim intent when it lies between
+    /// `oldest` and the tail (the producer may be about to move `oldest` there).
+    fn front(&self) -> Result<(u64, u64)> {
+        // ORDERING B4: the intent (stored with Release after the tail it does not pass)
+        // before the tail.
+        let intent = self.sh.intent().load(Acquire);
+        let (tail, oldest) = self.sh.bounds()?;
+        let planned = !is_before(intent, oldest) && !is_before(tail, intent);
+        Ok((tail, if planned { intent } else { oldest }))
     }
 
     /// The sequence number of the first message at `pos` (past one padding record), if
@@ -717,12 +771,13 @@ impl<M: RingMemory> ConsumerCore<M> {
             let missed = core::mem::take(&mut self.pending_lag);
             return Err(Error::Lagged { missed });
         }
-        // Each turn moves the cursor forward (padding, a message counted as missed) or
-        // returns; a ring's worth of turns without either is damage.
+        // Each turn moves past padding or a message already counted as missed (a ring
+        // holds at most ring / 8 of those), or resynchronises after being lapped (which
+        // an honest producer cannot make happen a thousand times in a row): more is damage.
         let mut turns = 0u64;
         loop {
             turns += 1;
-            if turns > self.sh.geo.ring {
+            if turns > self.sh.geo.ring / 8 + 1024 {
                 return Err(Error::corrupted(
                     "a reader went round the ring without finding its place",
                 ));
@@ -801,9 +856,35 @@ impl<M: RingMemory> ConsumerCore<M> {
     #[inline]
     pub(crate) fn payload(&self, msg: &Message) -> *const u8 {
         let offset = self.sh.offset(msg.pos) + bc::PAYLOAD;
-        self.sh.mem.track_read(offset, msg.len);
+        if !self.may_be_overwritten {
+            // Where the producer may overwrite unread records, reading bytes it is writing
+            // is expected (and the reader drops them, B2): not a race to report.
+            self.sh.mem.track_read(offset, msg.len);
+        }
+        #[cfg(shmring_loom)]
+        if self.may_be_overwritten {
+            return self.mirror_in(msg.pos, msg.len);
+        }
         // SAFETY: `decode` checked the record lies inside the byte ring.
         unsafe { self.sh.mem.data_ptr().add(offset as usize) }
+    }
+
+    /// Under loom: the payload of the record at `pos` read from the data region's atomic
+    /// words (see `Shared::mirror_out`) into this reader's own buffer, whose address is
+    /// returned: the model sees every byte the reader uses come from a load that may race
+    /// the producer's stores, as on the hardware, and none from bytes loom does not order.
+    #[cfg(shmring_loom)]
+    fn mirror_in(&self, pos: u64, len: u64) -> *const u8 {
+        let offset = self.sh.offset(pos) + bc::PAYLOAD;
+        // SAFETY: this reader is the buffer's only user, and a slice handed out of it is
+        // used before the next call.
+        let buffer = unsafe { &mut *crate::sync::RawCell::raw_get(&self.mirror) };
+        for k in 0..len.div_ceil(8) as usize {
+            let word = self.sh.mem.word(offset + 8 * k as u64).load(Relaxed);
+            // The buffer holds max_message rounded up to whole words.
+            buffer[8 * k..8 * k + 8].copy_from_slice(&word.to_le_bytes());
+        }
+        buffer.as_ptr()
     }
 
     /// Moves past `msg` if its bytes were intact while used; `Lagged` (and the reader
