@@ -11,8 +11,12 @@ use shmring::testing::{HeapRing, Maintain};
 
 fuzz_target!(|data: &[u8]| {
     let config = Config::new().slots(8).max_message(48).max_peers(4);
-    let Ok(ring) = HeapRing::<Mpmc>::new(&config) else { return };
-    let (Ok(mut tx), Ok(mut rx)) = (ring.producer(1), ring.consumer(2)) else { return };
+    let Ok(ring) = HeapRing::<Mpmc>::new(&config) else {
+        return;
+    };
+    let (Ok(mut tx), Ok(mut rx)) = (ring.producer(1), ring.consumer(2)) else {
+        return;
+    };
     // Honest traffic first, so slots hold sequence words and lengths of every kind.
     for i in 0..6u8 {
         let _ = tx.try_send(&[i; 20]);

@@ -12,7 +12,9 @@ fuzz_target!(|data: &[u8]| {
     let Ok(ring) = HeapRing::<Spsc>::new(&Config::new().capacity(1024).max_message(504)) else {
         return;
     };
-    let (Ok(mut tx), Ok(mut rx)) = (ring.producer(1), ring.consumer(2)) else { return };
+    let (Ok(mut tx), Ok(mut rx)) = (ring.producer(1), ring.consumer(2)) else {
+        return;
+    };
     // A few honest messages first, so headers and terminators exist.
     for i in 0..6u8 {
         let _ = tx.try_send(&[i; 33]);

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::ShmName;
 use proptest::prelude::*;
+use shmring::broadcast::{self, JoinAt, Policy};
 use shmring::layout::CONTROL_SIZE;
 use shmring::{Config, Error, OpenOptions, WaitStrategy, mpmc, spsc::Ring};
 
@@ -35,6 +36,8 @@ fn acceptable(err: &Error) -> bool {
             | Error::RegistryFull { .. }
             | Error::PeerDead { .. }
             | Error::Revoked { .. }
+            // Broadcast: a reader whose place looks overwritten.
+            | Error::Lagged { .. }
             // Sleeping strategies: timed calls on a ring whose words are garbage.
             | Error::Timeout
     )
@@ -46,10 +49,22 @@ fn mpmc_config() -> Config {
 }
 const MPMC_DATA: u64 = 4 * 128 + 16 * 64;
 
-/// Every MPMC operation once, each answering with success or a typed error.
-fn exercise_mpmc(
-    tx: &mut mpmc::Producer,
-    rx: &mut mpmc::Consumer,
+/// A broadcast ring of 1,024 bytes (messages up to 48 bytes) and 3 readers: 4 × 128 +
+/// 1,024 data bytes.
+fn broadcast_config(policy: Policy) -> Config {
+    Config::new()
+        .capacity(1024)
+        .max_message(48)
+        .max_readers(3)
+        .overflow(policy)
+}
+const BROADCAST_DATA: u64 = 4 * 128 + 1024;
+
+/// Every operation once (on a ring whose messages are at most 48 bytes), each answering
+/// with success or a typed error.
+fn exercise<K: shmring::Kind>(
+    tx: &mut shmring::Producer<K>,
+    rx: &mut shmring::Consumer<K>,
     round: u64,
     buf: &mut [u8],
 ) -> Result<(u64, u64), String> {
@@ -172,7 +187,54 @@ proptest! {
                 if let (Ok(mut tx), Ok(mut rx)) = (ring.producer(), ring.consumer()) {
                     let mut buf = vec![0u8; 48];
                     for round in 0..10 {
-                        let outcome = exercise_mpmc(&mut tx, &mut rx, round, &mut buf);
+                        let outcome = exercise(&mut tx, &mut rx, round, &mut buf);
+                        prop_assert!(outcome.is_ok(), "{outcome:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The same for a broadcast segment (either policy): header, registry records (the
+    /// producer's and the readers', with their cursors and names), `oldest`, records.
+    #[test]
+    fn damaged_broadcast_segments_give_typed_errors(
+        writes in prop::collection::vec((0..CONTROL_SIZE + BROADCAST_DATA, any::<u64>()), 1..12),
+        truncate in prop::option::of(0..CONTROL_SIZE + BROADCAST_DATA),
+        overwrite in any::<bool>(),
+    ) {
+        let name = ShmName::new("fuzz-broadcast");
+        let policy = if overwrite { Policy::Overwrite } else { Policy::Lossless };
+        let ring = broadcast::Ring::create(name.as_str(), &broadcast_config(policy)).unwrap();
+        let named = ring.reader_named("durable", JoinAt::Oldest).unwrap();
+        drop(named);
+        let mut tx = ring.producer().unwrap();
+        for i in 0..30u8 {
+            let _ = tx.try_send(&vec![i; usize::from(i) * 3 % 48]);
+        }
+        // One producer at a time: the damaged ring's producer takes the role over.
+        drop(tx);
+        let file = FileOptions::new().write(true).open(name.path()).unwrap();
+        for (offset, value) in &writes {
+            file.write_all_at(&value.to_le_bytes(), offset & !7).unwrap();
+        }
+        if let Some(len) = truncate {
+            file.set_len(len).unwrap();
+        }
+        let _restore = RestoreThenClose { file: &file, len: CONTROL_SIZE + BROADCAST_DATA, tx: None };
+        let quick = OpenOptions::new().init_timeout(Duration::from_millis(5));
+        match broadcast::Ring::open_with(name.as_str(), &quick) {
+            Err(e) => prop_assert!(acceptable(&e), "open: {e:?}"),
+            Ok(ring) => {
+                let _ = ring.stats();
+                let _ = ring.peers();
+                let _ = ring.readers();
+                for join in [JoinAt::Oldest, JoinAt::Live] {
+                    let reader = ring.reader_named("durable", join).or_else(|_| ring.reader(join));
+                    let (Ok(mut rx), Ok(mut tx)) = (reader, ring.producer()) else { continue };
+                    let mut buf = vec![0u8; 48];
+                    for round in 0..10 {
+                        let outcome = exercise(&mut tx, &mut rx, round, &mut buf);
                         prop_assert!(outcome.is_ok(), "{outcome:?}");
                     }
                 }
@@ -365,8 +427,34 @@ fn counters_at_their_maximum_wrap_instead_of_panicking() {
 fn a_scribbling_peer_cannot_crash_or_hang_mpmc_ends() {
     let name = ShmName::new("scribble-mpmc");
     let ring = mpmc::Ring::create(name.as_str(), &mpmc_config()).unwrap();
-    let mut tx = ring.producer().unwrap();
-    let mut rx = ring.consumer().unwrap();
+    let (tx, rx) = (ring.producer().unwrap(), ring.consumer().unwrap());
+    scribbled_while_running("MPMC", &name, CONTROL_SIZE + MPMC_DATA, tx, rx);
+}
+
+/// The same for broadcast rings of both policies.
+#[test]
+fn a_scribbling_peer_cannot_crash_or_hang_broadcast_ends() {
+    for policy in [Policy::Lossless, Policy::Overwrite] {
+        let name = ShmName::new("scribble-broadcast");
+        let ring = broadcast::Ring::create(name.as_str(), &broadcast_config(policy)).unwrap();
+        let (tx, rx) = (
+            ring.producer().unwrap(),
+            ring.reader(JoinAt::Oldest).unwrap(),
+        );
+        let what = format!("broadcast {policy}");
+        scribbled_while_running(&what, &name, CONTROL_SIZE + BROADCAST_DATA, tx, rx);
+    }
+}
+
+/// Runs [`exercise`] while another thread writes random words over the segment's `len`
+/// bytes, until it has written 5,000: every call returns, with a value or a typed error.
+fn scribbled_while_running<K: shmring::Kind>(
+    what: &str,
+    name: &ShmName,
+    len: u64,
+    mut tx: shmring::Producer<K>,
+    mut rx: shmring::Consumer<K>,
+) {
     const WRITES: u64 = 5_000;
     let stop = Arc::new(AtomicBool::new(false));
     let written = Arc::new(AtomicU64::new(0));
@@ -379,7 +467,7 @@ fn a_scribbling_peer_cannot_crash_or_hang_mpmc_ends() {
                 state ^= state << 13;
                 state ^= state >> 7;
                 state ^= state << 17;
-                let offset = (state % (CONTROL_SIZE + MPMC_DATA)) & !7;
+                let offset = (state % len) & !7;
                 // Small values too, so positions and lengths look plausible sometimes.
                 let value = if state & 1 == 0 {
                     state >> 40
@@ -396,7 +484,7 @@ fn a_scribbling_peer_cannot_crash_or_hang_mpmc_ends() {
     let deadline = Instant::now() + Duration::from_secs(60);
     while written.load(Ordering::Relaxed) < WRITES && Instant::now() < deadline {
         rounds += 1;
-        let (o, t) = exercise_mpmc(&mut tx, &mut rx, rounds, &mut buf).unwrap();
+        let (o, t) = exercise(&mut tx, &mut rx, rounds, &mut buf).unwrap();
         ok += o;
         typed += t;
     }
@@ -406,6 +494,6 @@ fn a_scribbling_peer_cannot_crash_or_hang_mpmc_ends() {
     assert!(writes >= WRITES, "only {writes} hostile writes within 60 s");
     assert_eq!(ok + typed, 6 * rounds);
     println!(
-        "MPMC: {writes} hostile writes over {rounds} rounds: {ok} operations succeeded, {typed} typed errors"
+        "{what}: {writes} hostile writes over {rounds} rounds: {ok} operations succeeded, {typed} typed errors"
     );
 }
