@@ -7,6 +7,7 @@
 //! shmring create /feed --kind spsc --capacity 1MiB
 //! producer | shmring write /feed  stdin → messages (end of input closes the stream)
 //! shmring cat /feed | consumer    messages → stdout (ends when the stream closes)
+//! shmring tail /ticks -n 10        a broadcast ring's history, then new messages
 //! shmring rm --dead               remove what crashed programs left behind
 //! ```
 //!
@@ -24,6 +25,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use shmring::any::{self, KindName, Removal};
+use shmring::broadcast::Policy;
 use shmring::{Config, WaitStrategy};
 
 use framing::Framing;
@@ -97,7 +99,8 @@ enum Command {
         /// The ring's kind.
         #[arg(long, value_enum, default_value_t = KindArg::Spsc)]
         kind: KindArg,
-        /// SPSC: bytes of the data region, a power of two (suffixes K, M, G; KiB, MiB, GiB).
+        /// SPSC: bytes of the data region; broadcast: of the byte ring. A power of two
+        /// (suffixes K, M, G; KiB, MiB, GiB).
         #[arg(long, value_parser = parse_size)]
         capacity: Option<usize>,
         /// MPMC: slots, a power of two.
@@ -109,6 +112,17 @@ enum Command {
         /// MPMC: most handles attached at once.
         #[arg(long)]
         max_peers: Option<u32>,
+        /// Broadcast: most readers attached at once (durable names keep theirs).
+        #[arg(long)]
+        max_readers: Option<u32>,
+        /// Broadcast: when the slowest reader is a ring behind, wait for it (lossless) or
+        /// overwrite (it learns how many messages it missed).
+        #[arg(long, value_enum)]
+        overflow: Option<OverflowArg>,
+        /// Broadcast, lossless: bytes a reader may fall behind before it stops holding the
+        /// producer back (suffixes as for --capacity).
+        #[arg(long, value_parser = parse_size)]
+        lag_limit: Option<usize>,
         /// How blocked ends wait.
         #[arg(long, value_enum, default_value_t = WaitArg::SpinYield)]
         wait: WaitArg,
@@ -144,23 +158,48 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
+    /// Follow a broadcast ring as one more reader, taking nothing from the others: the
+    /// messages still in the ring (or the last N), then new ones as they come, until the
+    /// stream closes. Messages lost to overwrites are reported on standard error.
+    Tail {
+        /// The ring.
+        name: String,
+        /// Start with the last N messages still in the ring instead of all of them.
+        #[arg(short = 'n', long = "lines", value_name = "N")]
+        last: Option<u64>,
+        /// Only new messages: start at the live end.
+        #[arg(long, conflicts_with = "last")]
+        live: bool,
+        /// Read as the durable reader NAME: resume where it stopped last time.
+        #[arg(long = "as", value_name = "NAME")]
+        reader: Option<String>,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
     /// Receive messages from a ring to standard output until the stream closes.
     Cat {
         /// The ring.
         name: String,
-        /// How messages are marked in the output.
-        #[arg(long, value_enum, default_value_t = Framing::Lines)]
-        framing: Framing,
-        /// Stop after N messages.
-        #[arg(long, value_name = "N")]
-        count: Option<u64>,
-        /// Stop (status 0) when no message arrives for SECS seconds.
-        #[arg(long, value_name = "SECS")]
-        idle_timeout: Option<f64>,
-        /// Open a ring owned by another user (or writable by others).
-        #[arg(long)]
-        trust_any_owner: bool,
+        #[command(flatten)]
+        output: OutputArgs,
     },
+}
+
+/// How `cat` and `tail` write and when they stop.
+#[derive(clap::Args, Debug)]
+struct OutputArgs {
+    /// How messages are marked in the output.
+    #[arg(long, value_enum, default_value_t = Framing::Lines)]
+    framing: Framing,
+    /// Stop after N messages.
+    #[arg(long, value_name = "N")]
+    count: Option<u64>,
+    /// Stop (status 0) when no message arrives for SECS seconds.
+    #[arg(long, value_name = "SECS")]
+    idle_timeout: Option<f64>,
+    /// Open a ring owned by another user (or writable by others).
+    #[arg(long)]
+    trust_any_owner: bool,
 }
 
 /// A ring kind on the command line.
@@ -168,6 +207,14 @@ enum Command {
 enum KindArg {
     Spsc,
     Mpmc,
+    Broadcast,
+}
+
+/// A broadcast overflow policy on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum OverflowArg {
+    Lossless,
+    Overwrite,
 }
 
 /// A wait strategy on the command line.
@@ -261,6 +308,9 @@ fn run(command: Command) -> Result<(), Failure> {
             slots,
             max_message,
             max_peers,
+            max_readers,
+            overflow,
+            lag_limit,
             wait,
             group_access,
             exist_ok,
@@ -286,9 +336,22 @@ fn run(command: Command) -> Result<(), Failure> {
             if let Some(n) = max_peers {
                 config = config.max_peers(n);
             }
+            if let Some(n) = max_readers {
+                config = config.max_readers(n);
+            }
+            if let Some(policy) = overflow {
+                config = config.overflow(match policy {
+                    OverflowArg::Lossless => Policy::Lossless,
+                    OverflowArg::Overwrite => Policy::Overwrite,
+                });
+            }
+            if let Some(bytes) = lag_limit {
+                config = config.lag_limit(bytes as u64);
+            }
             let kind = match kind {
                 KindArg::Spsc => KindName::Spsc,
                 KindArg::Mpmc => KindName::Mpmc,
+                KindArg::Broadcast => KindName::Broadcast,
             };
             let name = view::shm_name(&name);
             let ring = if exist_ok {
@@ -310,18 +373,30 @@ fn run(command: Command) -> Result<(), Failure> {
             trust_any_owner,
         } => stream::write(&view::shm_name(&name), framing, trust_any_owner),
         Command::Bench { .. } => unreachable!("handled in main"),
-        Command::Cat {
+        Command::Cat { name, output } => stream::cat(
+            &view::shm_name(&name),
+            stream::Reading::Take,
+            output.framing,
+            output.count,
+            output.idle_timeout,
+            output.trust_any_owner,
+        ),
+        Command::Tail {
             name,
-            framing,
-            count,
-            idle_timeout,
-            trust_any_owner,
+            last,
+            live,
+            reader,
+            output,
         } => stream::cat(
             &view::shm_name(&name),
-            framing,
-            count,
-            idle_timeout,
-            trust_any_owner,
+            stream::Reading::Follow {
+                last: if live { Some(0) } else { last },
+                reader,
+            },
+            output.framing,
+            output.count,
+            output.idle_timeout,
+            output.trust_any_owner,
         ),
     }
 }

@@ -42,11 +42,11 @@ pub struct RingView {
 /// The contents of a readable ring.
 #[derive(Clone, Debug, Serialize)]
 pub struct RingState {
-    /// `spsc` or `mpmc`.
+    /// `spsc`, `mpmc` or `broadcast`.
     pub kind: &'static str,
     /// `spin`, `spin-then-yield` or `futex`.
     pub wait_strategy: String,
-    /// SPSC: bytes of the data region.
+    /// SPSC: bytes of the data region; broadcast: of the byte ring.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capacity_bytes: Option<u64>,
     /// MPMC: slots.
@@ -80,11 +80,48 @@ pub struct RingState {
     /// MPMC: messages lost with dead consumers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub messages_dropped: Option<u64>,
+    /// Broadcast: `lossless` or `overwrite`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// Broadcast: most readers at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_readers: Option<u32>,
+    /// Broadcast: bytes of the records still in the ring.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retained_bytes: Option<u64>,
+    /// Broadcast: messages readers lost to overwrites, summed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub messages_missed: Option<u64>,
+    /// Broadcast: every reader record, with its position and lag.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub readers: Option<Vec<ReaderView>>,
     /// What the ring's telemetry recorded (absent when it keeps none).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub telemetry: Option<TelemetryView>,
     /// Every peer record that has been held.
     pub peers: Vec<PeerView>,
+}
+
+/// One broadcast reader record.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReaderView {
+    /// Registry record (its `peers` index).
+    pub index: u32,
+    /// A durable reader's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `attached`, `attached-dead`, `closed`, `dead`, `unknown`.
+    pub status: &'static str,
+    /// The (last) holder's process id.
+    pub pid: u32,
+    /// Bytes published that it has not released.
+    pub lag_bytes: u64,
+    /// Messages published that it has not released.
+    pub lag_messages: u64,
+    /// Messages released by this record's holders.
+    pub delivered: u64,
+    /// Messages this record's holders lost to overwrites.
+    pub missed: u64,
 }
 
 /// A telemetry ring's recordings.
@@ -272,6 +309,11 @@ fn state_of(ring: &any::Ring) -> RingState {
         consumers,
         claims_skipped: None,
         messages_dropped: None,
+        policy: None,
+        max_readers: None,
+        retained_bytes: None,
+        messages_missed: None,
+        readers: None,
         telemetry: stats.telemetry.map(|t| {
             let ns = |q: f64| t.latency_quantile(q).map(|d| d.as_nanos() as u64);
             TelemetryView {
@@ -307,10 +349,52 @@ fn state_of(ring: &any::Ring) -> RingState {
             state.claims_skipped = Some(claims_skipped);
             state.messages_dropped = Some(messages_dropped);
         }
+        KindStats::Broadcast {
+            capacity,
+            policy,
+            max_readers,
+            retained_bytes,
+            messages_missed,
+            ..
+        } => {
+            state.capacity_bytes = Some(capacity);
+            state.policy = Some(policy.to_string());
+            state.max_readers = Some(max_readers);
+            state.retained_bytes = Some(retained_bytes);
+            state.messages_missed = Some(messages_missed);
+        }
         _ => {}
+    }
+    if let any::Ring::Broadcast(ring) = ring {
+        state.readers = Some(
+            ring.readers()
+                .iter()
+                .map(|r| ReaderView {
+                    index: r.index,
+                    name: r.name.map(|n| n.to_string()),
+                    status: status_word(r.status),
+                    pid: r.pid,
+                    lag_bytes: r.lag_bytes,
+                    lag_messages: r.lag_messages,
+                    delivered: r.delivered,
+                    missed: r.missed,
+                })
+                .collect(),
+        );
     }
     debug_assert!(KindName::ALL.iter().any(|k| k.as_str() == state.kind));
     state
+}
+
+/// A peer record's state in one word.
+fn status_word(status: PeerStatus) -> &'static str {
+    match status {
+        PeerStatus::Attached => "attached",
+        PeerStatus::AttachedDead => "attached-dead",
+        PeerStatus::Closed => "closed",
+        PeerStatus::Dead => "dead",
+        _ => "unknown",
+    }
 }
 
 fn peer_view(peer: &PeerInfo) -> PeerView {
@@ -321,13 +405,7 @@ fn peer_view(peer: &PeerInfo) -> PeerView {
             Some(Role::Consumer) => "consumer",
             None => "unknown",
         },
-        status: match peer.status {
-            PeerStatus::Attached => "attached",
-            PeerStatus::AttachedDead => "attached-dead",
-            PeerStatus::Closed => "closed",
-            PeerStatus::Dead => "dead",
-            _ => "unknown",
-        },
+        status: status_word(peer.status),
         pid: peer.pid,
         generation: peer.generation,
         messages: peer.messages,

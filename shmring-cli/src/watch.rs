@@ -170,6 +170,39 @@ fn print_stat(
             "  recovered: {skipped} dead claims skipped, {dropped} messages lost with dead consumers"
         )?;
     }
+    if let (Some(policy), Some(max), Some(retained), Some(missed)) = (
+        &r.policy,
+        r.max_readers,
+        r.retained_bytes,
+        r.messages_missed,
+    ) {
+        writeln!(
+            out,
+            "  broadcast: {policy}, up to {max} readers, {} retained, {missed} messages missed by readers",
+            view::bytes(retained)
+        )?;
+    }
+    if let Some(readers) = r.readers.as_ref().filter(|r| !r.is_empty()) {
+        writeln!(
+            out,
+            "  {:>5} {:<14} {:<14} {:>8} {:>12} {:>10} {:>12} {:>10}",
+            "INDEX", "READER", "STATUS", "PID", "LAG", "LAG MSGS", "DELIVERED", "MISSED"
+        )?;
+        for rd in readers {
+            writeln!(
+                out,
+                "  {:>5} {:<14} {:<14} {:>8} {:>12} {:>10} {:>12} {:>10}",
+                rd.index,
+                rd.name.as_deref().unwrap_or("-"),
+                rd.status,
+                rd.pid,
+                view::bytes(rd.lag_bytes),
+                rd.lag_messages,
+                rd.delivered,
+                rd.missed
+            )?;
+        }
+    }
     if !r.peers.is_empty() {
         writeln!(
             out,

@@ -496,3 +496,56 @@ fn stat_shows_what_a_telemetry_ring_recorded() {
         "{text}"
     );
 }
+
+#[test]
+fn tail_follows_a_broadcast_ring_without_taking_from_other_readers() {
+    let name = Name::new("tail");
+    let n = name.0.as_str();
+    ok(shmring(&[
+        "create",
+        n,
+        "--kind",
+        "broadcast",
+        "--capacity",
+        "64K",
+        "--max-readers",
+        "4",
+        "--overflow",
+        "lossless",
+    ]));
+    ok(sh(&format!("seq 1 20 | \"$SHMRING\" write {n}")));
+    // The last three still in the ring; the stream has ended, so tail ends with status 0.
+    assert_eq!(ok(shmring(&["tail", n, "-n", "3"])), "18\n19\n20\n");
+    // Everything retained, again: tail takes nothing from other readers.
+    let all = ok(shmring(&["tail", n]));
+    assert_eq!(all.lines().count(), 20, "{all}");
+    // A durable reader stops after 5 and resumes after them next time.
+    assert_eq!(
+        ok(shmring(&["tail", n, "--as", "audit", "--count", "5"])),
+        "1\n2\n3\n4\n5\n"
+    );
+    assert_eq!(
+        ok(shmring(&["tail", n, "--as", "audit", "--count", "2"])),
+        "6\n7\n"
+    );
+    let stat: Value = serde_json::from_str(&ok(shmring(&["stat", n, "--json"]))).unwrap();
+    let readers = &stat["ring"]["readers"];
+    let audit = readers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "audit")
+        .unwrap_or_else(|| panic!("no audit reader in {readers}"));
+    assert_eq!(
+        (audit["delivered"].as_u64(), audit["lag_messages"].as_u64()),
+        (Some(7), Some(13))
+    );
+    assert_eq!(stat["ring"]["policy"], "lossless");
+    // tail is for broadcast rings; cat takes messages from the others.
+    let spsc_name = Name::new("tail-spsc");
+    ok(shmring(&["create", &spsc_name.0]));
+    let refused = shmring(&["tail", &spsc_name.0]);
+    assert_eq!(refused.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&refused.stderr);
+    assert!(text.contains("tail follows broadcast rings"), "{text}");
+}

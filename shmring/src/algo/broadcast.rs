@@ -633,11 +633,17 @@ impl<M: RingMemory> ConsumerCore<M> {
                 vec![0; (geo.max_message.div_ceil(8) * 8) as usize].into_boxed_slice(),
             ),
         };
-        // The record's counters go on from where its last holder left them.
-        let rec = reg::record(&core.sh.mem, &core.sh.geo, core.sh.me.index);
+        // A durable name's counters go on from where its last holder left them; a new
+        // reader's record starts from zero (what it held goes to the retired totals).
+        let index = core.sh.me.index;
+        if !resumed {
+            reg::retire(&core.sh.mem, &core.sh.geo, index, ROLE_CONSUMER);
+            core.sh.reader_word(index, MISSED).store(0, Relaxed);
+        }
+        let rec = reg::record(&core.sh.mem, &core.sh.geo, index);
         core.messages = rec.messages.load(Relaxed);
         core.bytes = rec.bytes.load(Relaxed);
-        core.missed = core.sh.reader_word(core.sh.me.index, MISSED).load(Relaxed);
+        core.missed = core.sh.reader_word(index, MISSED).load(Relaxed);
         let placed = if resumed {
             core.resume()
         } else {
@@ -1138,7 +1144,12 @@ pub(crate) fn readers<M: RingMemory>(mem: &M, geo: &BroadcastGeometry) -> Vec<Re
 pub(crate) fn peers<M: RingMemory>(mem: &M, geo: &BroadcastGeometry) -> Vec<PeerInfo> {
     let mut peers = reg::list(mem, geo);
     for peer in &mut peers {
-        if peer.index != PRODUCER_RECORD {
+        if peer.index == PRODUCER_RECORD {
+            // The producer counts in its line, not its record.
+            let line = &mem.control().producer;
+            peer.messages = line.messages.load(Relaxed);
+            peer.bytes = line.bytes.load(Relaxed);
+        } else {
             peer.name = read_name(mem, peer.index);
         }
     }

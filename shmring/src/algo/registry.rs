@@ -236,6 +236,13 @@ fn take_record<M: RingMemory>(
     )))
 }
 
+/// Moves record `index`'s counters into `role`'s retired totals: the record's next holder
+/// starts from zero (a broadcast reader that is not resuming a durable name). Its caller
+/// holds the record.
+pub(crate) fn retire<M: RingMemory>(mem: &M, geo: &impl Table, index: u32, role: u64) {
+    retire_counters(mem, &record(mem, geo, index), role);
+}
+
 /// Moves a record's counters into its old role's retired totals (we are its only writer
 /// now), so the record starts from zero in its new role.
 fn retire_counters<M: RingMemory>(mem: &M, rec: &Record<'_>, old_role: u64) {
