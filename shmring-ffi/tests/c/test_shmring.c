@@ -530,6 +530,92 @@ static void test_readiness(void) {
     shmring_ring_free(ring);
 }
 
+/* Broadcast rings: every reader gets every message; durable names; an overwritten
+ * zero-copy read fails its release with SHMRING_LAGGED and says how many were lost. */
+static void test_broadcast(void) {
+    char name[64];
+    name_for(name, sizeof name, "broadcast");
+    shmring_broadcast_config_t cfg;
+    shmring_broadcast_config_init(&cfg);
+    CHECK(cfg.capacity == 1u << 20 && cfg.max_readers == 16 && cfg.policy == SHMRING_LOSSLESS);
+    cfg.capacity = 1024;
+    cfg.max_message = 100;
+    cfg.max_readers = 3;
+    cfg.policy = SHMRING_OVERWRITE;
+    shmring_ring_t *ring = NULL, *other = NULL;
+    CHECK_STATUS(shmring_broadcast_create(name, &cfg, &ring), SHMRING_OK);
+    CHECK_STATUS(shmring_mpmc_open(name, &other), SHMRING_INCOMPATIBLE);
+    CHECK(other == NULL);
+    CHECK_STATUS(shmring_broadcast_open(name, &other), SHMRING_OK);
+    shmring_kind kind;
+    CHECK_STATUS(shmring_ring_kind(other, &kind), SHMRING_OK);
+    CHECK(kind == SHMRING_KIND_BROADCAST);
+    cfg.policy = 7;
+    shmring_ring_t *bad = NULL;
+    CHECK_STATUS(shmring_broadcast_create_or_open(name, &cfg, &bad), SHMRING_INVALID_ARGUMENT);
+    CHECK(bad == NULL && strstr(shmring_last_error_message(), "SHMRING_OVERWRITE") != NULL);
+
+    shmring_producer_t *tx = NULL, *second = NULL;
+    shmring_consumer_t *live = NULL, *risk = NULL, *again = NULL;
+    CHECK_STATUS(shmring_producer_create(ring, &tx), SHMRING_OK);
+    CHECK_STATUS(shmring_producer_create(other, &second), SHMRING_ALREADY_ATTACHED);
+    CHECK(second == NULL);
+    CHECK_STATUS(shmring_consumer_create(ring, &live), SHMRING_OK);
+    CHECK_STATUS(shmring_broadcast_reader_create(ring, "risk", SHMRING_JOIN_OLDEST, &risk),
+                 SHMRING_OK);
+    CHECK_STATUS(shmring_broadcast_reader_create(other, "risk", SHMRING_JOIN_LIVE, &again),
+                 SHMRING_ALREADY_ATTACHED);
+    CHECK_STATUS(shmring_broadcast_reader_create(ring, "no spaces", SHMRING_JOIN_LIVE, &again),
+                 SHMRING_INVALID_ARGUMENT);
+    CHECK_STATUS(shmring_broadcast_reader_create(ring, NULL, 9, &again), SHMRING_INVALID_ARGUMENT);
+    CHECK(again == NULL);
+
+    /* Both readers get the message. */
+    CHECK_STATUS(shmring_try_send(tx, "tick", 4), SHMRING_OK);
+    char buf[128];
+    size_t len = 0;
+    CHECK_STATUS(shmring_try_recv(live, buf, sizeof buf, &len), SHMRING_OK);
+    CHECK(len == 4 && memcmp(buf, "tick", 4) == 0);
+    CHECK_STATUS(shmring_try_recv(risk, buf, sizeof buf, &len), SHMRING_OK);
+    CHECK(len == 4 && memcmp(buf, "tick", 4) == 0);
+
+    /* A zero-copy read held while the producer laps the reader: release says LAGGED. */
+    CHECK_STATUS(shmring_try_send(tx, "held", 4), SHMRING_OK);
+    const void *ptr = NULL;
+    CHECK_STATUS(shmring_read(live, 0, &ptr, &len), SHMRING_OK);
+    CHECK(len == 4 && memcmp(ptr, "held", 4) == 0);
+    char big[100];
+    memset(big, 'x', sizeof big);
+    for (int i = 0; i < 30; i++) CHECK_STATUS(shmring_try_send(tx, big, sizeof big), SHMRING_OK);
+    CHECK_STATUS(shmring_release(live), SHMRING_LAGGED);
+    uint64_t missed = shmring_last_lagged_missed();
+    CHECK(missed > 0 && missed <= 31);
+    /* It goes on with the oldest message left: delivered + missed = sent. */
+    uint64_t delivered = 0;
+    while (shmring_try_recv(live, buf, sizeof buf, &len) == SHMRING_OK) delivered++;
+    CHECK(delivered + missed == 31);
+
+    shmring_stats_t stats;
+    CHECK_STATUS(shmring_ring_stats(ring, &stats), SHMRING_OK);
+    CHECK(stats.kind == SHMRING_KIND_BROADCAST && stats.policy == SHMRING_OVERWRITE);
+    CHECK(stats.max_readers == 3 && stats.capacity == 1024 && stats.messages_sent == 32);
+    CHECK(stats.messages_missed >= missed);
+
+    /* The durable name outlives its handle; forgetting it frees the record. */
+    shmring_consumer_free(risk);
+    uint32_t found = 0;
+    CHECK_STATUS(shmring_broadcast_forget_reader(ring, "risk", &found), SHMRING_OK);
+    CHECK(found == 1);
+    CHECK_STATUS(shmring_broadcast_forget_reader(ring, "risk", &found), SHMRING_OK);
+    CHECK(found == 0);
+
+    shmring_consumer_free(live);
+    shmring_producer_free(tx);
+    shmring_ring_free(other);
+    shmring_ring_free(ring);
+    CHECK_STATUS(shmring_unlink(name), SHMRING_OK);
+}
+
 int main(void) {
     test_version_and_strings();
     test_names_and_existence();
@@ -538,6 +624,7 @@ int main(void) {
     test_batches();
     test_messages();
     test_mpmc();
+    test_broadcast();
     test_telemetry();
     test_readiness();
     printf("%d passed, %d failed\n", checks - failures, failures);
