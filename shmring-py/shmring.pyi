@@ -8,7 +8,7 @@ from typing_extensions import Buffer, Self
 
 __version__: str
 
-Kind = Literal["spsc", "mpmc"]
+Kind = Literal["spsc", "mpmc", "broadcast"]
 Wait = Literal["spin", "spin-then-yield", "spin-yield", "futex"]
 
 class Ring:
@@ -23,6 +23,9 @@ class Ring:
         slots: int | None = None,
         max_message: int | None = None,
         max_peers: int | None = None,
+        max_readers: int | None = None,
+        overflow: Literal["lossless", "overwrite"] | None = None,
+        lag_limit: int | None = None,
         wait: Wait = "spin-then-yield",
         telemetry: int = 0,
         group_access: bool = False,
@@ -47,6 +50,13 @@ class Ring:
         """Attaches a producing end (`AlreadyAttached` / `RegistryFull` if none is free)."""
     def consumer(self) -> Consumer:
         """Attaches a consuming end."""
+    def reader(
+        self, name: str | None = None, *, join: Literal["live", "oldest"] = "live"
+    ) -> Consumer:
+        """Broadcast rings: a reader from the live end or the oldest message, durable
+        under `name` if given (it resumes where that name stopped)."""
+    def forget_reader(self, name: str) -> bool:
+        """Broadcast rings: forgets the durable reader `name`."""
     def stats(self) -> Stats: ...
     def peers(self) -> list[Peer]: ...
     def unlink(self) -> None:
@@ -150,6 +160,8 @@ class Stats:
     consumers_died: int
     capacity: int | None
     slots: int | None
+    policy: Literal["lossless", "overwrite"] | None
+    messages_missed: int | None
 
 class Peer:
     index: int
@@ -159,6 +171,7 @@ class Peer:
     generation: int
     messages: int
     bytes: int
+    name: str | None
 
 class Error(Exception):
     """Every shmring error; `code` is the stable number (= the C status)."""

@@ -16,6 +16,7 @@ use pyo3::exceptions::{PyBufferError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 use shmring::any::{self, KindName};
+use shmring::broadcast::{JoinAt, Policy};
 use shmring::raw::{RawConsumer, RawProducer};
 use shmring::{Config, ErrorKind, OpenOptions, PeerStatus, WaitStrategy};
 
@@ -97,6 +98,28 @@ fn options(any_owner: bool) -> OpenOptions {
     OpenOptions::new().any_owner(any_owner)
 }
 
+fn policy_of(name: &str) -> PyResult<Policy> {
+    match name {
+        "lossless" => Ok(Policy::Lossless),
+        "overwrite" => Ok(Policy::Overwrite),
+        other => Err(to_py(shmring::Error::InvalidArgument {
+            detail: format!("overflow {other:?}: use \"lossless\" or \"overwrite\""),
+        })),
+    }
+}
+
+impl Ring {
+    /// The broadcast ring this is, or `Incompatible`.
+    fn broadcast(&self) -> PyResult<&shmring::broadcast::Ring> {
+        match &self.ring {
+            any::Ring::Broadcast(ring) => Ok(ring),
+            other => Err(to_py(shmring::Error::Incompatible {
+                detail: format!("a {} ring has no broadcast readers", other.kind()),
+            })),
+        }
+    }
+}
+
 /// A mapped ring. Attach ends with [`producer`](Ring::producer) and
 /// [`consumer`](Ring::consumer); the ring outlives this object until `unlink`ed.
 #[pyclass(module = "shmring", frozen)]
@@ -109,8 +132,8 @@ impl Ring {
     /// Creates a ring named `name` ("/" then letters, digits, ".", "_", "-").
     #[staticmethod]
     #[pyo3(signature = (name, *, kind="spsc", capacity=None, slots=None, max_message=None,
-        max_peers=None, wait="spin-then-yield", telemetry=0, group_access=false,
-        exist_ok=false))]
+        max_peers=None, max_readers=None, overflow=None, lag_limit=None,
+        wait="spin-then-yield", telemetry=0, group_access=false, exist_ok=false))]
     #[allow(clippy::too_many_arguments)]
     fn create(
         name: &str,
@@ -119,6 +142,9 @@ impl Ring {
         slots: Option<usize>,
         max_message: Option<usize>,
         max_peers: Option<u32>,
+        max_readers: Option<u32>,
+        overflow: Option<&str>,
+        lag_limit: Option<u64>,
         wait: &str,
         telemetry: u32,
         group_access: bool,
@@ -139,6 +165,15 @@ impl Ring {
         }
         if let Some(p) = max_peers {
             config = config.max_peers(p);
+        }
+        if let Some(r) = max_readers {
+            config = config.max_readers(r);
+        }
+        if let Some(policy) = overflow {
+            config = config.overflow(policy_of(policy)?);
+        }
+        if let Some(bytes) = lag_limit {
+            config = config.lag_limit(bytes);
         }
         let kind = kind_of(kind)?;
         let ring = if exist_ok {
@@ -187,6 +222,35 @@ impl Ring {
     /// Attaches a consuming end.
     fn consumer(&self) -> PyResult<Consumer> {
         Ok(Consumer::new(self.ring.consumer().map_err(to_py)?))
+    }
+
+    /// Broadcast rings: attaches a reader starting at `join` ("live": the next message
+    /// published; "oldest": the oldest still in the ring), durable under `name` if given
+    /// (it then resumes where that name's last holder stopped).
+    #[pyo3(signature = (name=None, *, join="live"))]
+    fn reader(&self, name: Option<&str>, join: &str) -> PyResult<Consumer> {
+        let ring = self.broadcast()?;
+        let join = match join {
+            "live" => JoinAt::Live,
+            "oldest" => JoinAt::Oldest,
+            other => {
+                return Err(to_py(shmring::Error::InvalidArgument {
+                    detail: format!("join {other:?}: use \"live\" or \"oldest\""),
+                }));
+            }
+        };
+        let reader = match name {
+            Some(name) => ring.reader_named(name, join),
+            None => ring.reader(join),
+        };
+        Ok(Consumer::new(any::Consumer::Broadcast(
+            reader.map_err(to_py)?,
+        )))
+    }
+
+    /// Broadcast rings: forgets the durable reader `name`; whether a record had it.
+    fn forget_reader(&self, name: &str) -> PyResult<bool> {
+        self.broadcast()?.forget_reader(name).map_err(to_py)
     }
 
     /// Counters and occupancy.
@@ -604,6 +668,10 @@ pub struct Stats {
     capacity: Option<u64>,
     /// MPMC: slots; SPSC: `None`.
     slots: Option<u64>,
+    /// Broadcast: "lossless" or "overwrite"; `None` for the other kinds.
+    policy: Option<String>,
+    /// Broadcast: messages readers lost to overwrites; `None` for the other kinds.
+    messages_missed: Option<u64>,
 }
 
 impl From<shmring::Stats> for Stats {
@@ -611,7 +679,16 @@ impl From<shmring::Stats> for Stats {
         let (kind, capacity, slots) = match s.kind {
             shmring::KindStats::Spsc { capacity, .. } => ("spsc", Some(capacity), None),
             shmring::KindStats::Mpmc { slots, .. } => ("mpmc", None, Some(slots)),
+            shmring::KindStats::Broadcast { capacity, .. } => ("broadcast", Some(capacity), None),
             _ => ("unknown", None, None),
+        };
+        let (policy, messages_missed) = match s.kind {
+            shmring::KindStats::Broadcast {
+                policy,
+                messages_missed,
+                ..
+            } => (Some(policy.to_string()), Some(messages_missed)),
+            _ => (None, None),
         };
         Stats {
             kind,
@@ -629,6 +706,8 @@ impl From<shmring::Stats> for Stats {
             consumers_died: s.consumers_died,
             capacity,
             slots,
+            policy,
+            messages_missed,
         }
     }
 }
@@ -677,6 +756,8 @@ pub struct Peer {
     /// Messages and bytes this record moved.
     messages: u64,
     bytes: u64,
+    /// A durable broadcast reader's name.
+    name: Option<String>,
 }
 
 impl From<shmring::PeerInfo> for Peer {
@@ -698,6 +779,7 @@ impl From<shmring::PeerInfo> for Peer {
             generation: p.generation,
             messages: p.messages,
             bytes: p.bytes,
+            name: p.name.map(|n| n.to_string()),
         }
     }
 }

@@ -7,7 +7,7 @@ import pytest
 import shmring
 
 
-@pytest.mark.parametrize("kind", ["spsc", "mpmc"])
+@pytest.mark.parametrize("kind", ["spsc", "mpmc", "broadcast"])
 def test_every_kind_round_trips_and_counts(name, kind):
     ring = shmring.Ring.create(name, kind=kind, max_message=64, wait="futex")
     assert ring.kind == kind and ring.was_created and ring.max_message == 64
@@ -130,3 +130,32 @@ def test_a_full_ring_arms_the_producer_and_a_receive_makes_it_ready(name):
             break
     assert select.select([tx], [], [], 5)[0] == [tx]
     assert tx.try_send_or_arm(bytes(1000))
+
+
+def test_broadcast_readers_each_get_every_message_and_a_lapped_one_is_told(name):
+    ring = shmring.Ring.create(
+        name, kind="broadcast", capacity=4096, max_message=64, max_readers=3, overflow="overwrite"
+    )
+    tx = ring.producer()
+    live, audit = ring.reader(), ring.reader("audit", join="oldest")
+    for i in range(10):
+        tx.send(f"tick {i}".encode())
+    assert [live.recv(timeout=1.0) for _ in range(10)] == [f"tick {i}".encode() for i in range(10)]
+    assert audit.recv(timeout=1.0) == b"tick 0"
+    # Overwrite: the producer laps `audit`, which learns exactly how much it missed.
+    for i in range(10, 1000):
+        tx.send(f"tick {i}".encode())
+    with pytest.raises(shmring.Lagged) as lagged:
+        audit.recv(timeout=1.0)
+    first = int(audit.recv(timeout=1.0).split()[1])
+    assert lagged.value.missed == first - 1 and lagged.value.code == 20
+    stats = ring.stats()
+    assert (stats.kind, stats.policy, stats.capacity) == ("broadcast", "overwrite", 4096)
+    assert stats.messages_missed == lagged.value.missed
+    names = {p.name for p in ring.peers()}
+    assert "audit" in names
+    with pytest.raises(shmring.AlreadyAttached):
+        ring.reader("audit")
+    with pytest.raises(shmring.Incompatible):
+        shmring.Ring.create(name + "-spsc", kind="spsc").reader()
+    shmring.unlink(name + "-spsc")
