@@ -96,6 +96,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "testing",
         &[
             "algo",
+            "broadcast",
             "channel",
             "config",
             "error",
