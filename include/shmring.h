@@ -294,6 +294,26 @@ typedef struct shmring_broadcast_config_t {
   uint64_t spin_ns;
 } shmring_broadcast_config_t;
 
+// One broadcast reader record, from `shmring_broadcast_readers`.
+typedef struct shmring_reader_t {
+  // Registry record (its `shmring_ring_peers` index).
+  uint32_t index;
+  // The record's state.
+  enum shmring_peer_state state;
+  // Process id of the (last) holder.
+  uint32_t pid;
+  // A durable reader's name, NUL-terminated; empty for an anonymous reader.
+  char name[33];
+  // Bytes published that it has not released.
+  uint64_t lag_bytes;
+  // Messages published that it has not released.
+  uint64_t lag_messages;
+  // Messages released by this record's holders.
+  uint64_t delivered;
+  // Messages this record's holders lost to overwrites.
+  uint64_t missed;
+} shmring_reader_t;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -670,6 +690,18 @@ enum shmring_status shmring_broadcast_reader_create(const struct shmring_ring_t 
 enum shmring_status shmring_broadcast_forget_reader(const struct shmring_ring_t *ring,
                                                     const char *name,
                                                     uint32_t *out_found);
+
+// Writes up to `cap` reader records of a broadcast ring to `out` and their total number
+// to `*out_count` (which may exceed `cap`: call again with more room): name, state, pid,
+// lag, delivered and missed counts. `SHMRING_INCOMPATIBLE` for another kind. Thread-safe.
+//
+// # Safety
+// `ring` is live; `out` has room for `cap` records (NULL if `cap` is 0); `out_count` is
+// writable.
+enum shmring_status shmring_broadcast_readers(const struct shmring_ring_t *ring,
+                                              struct shmring_reader_t *out,
+                                              size_t cap,
+                                              size_t *out_count);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -57,6 +57,8 @@ class Ring:
         under `name` if given (it resumes where that name stopped)."""
     def forget_reader(self, name: str) -> bool:
         """Broadcast rings: forgets the durable reader `name`."""
+    def readers(self) -> list[ReaderInfo]:
+        """Broadcast rings: every reader record with its lag and counts."""
     def stats(self) -> Stats: ...
     def peers(self) -> list[Peer]: ...
     def unlink(self) -> None:
@@ -172,6 +174,16 @@ class Peer:
     messages: int
     bytes: int
     name: str | None
+
+class ReaderInfo:
+    index: int
+    name: str | None
+    status: Literal["attached", "attached-dead", "closed", "dead", "unknown"]
+    pid: int
+    lag_bytes: int
+    lag_messages: int
+    delivered: int
+    missed: int
 
 class Error(Exception):
     """Every shmring error; `code` is the stable number (= the C status)."""

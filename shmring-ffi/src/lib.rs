@@ -1169,6 +1169,16 @@ pub enum shmring_peer_state {
     SHMRING_PEER_ATTACHED_DEAD = 5,
 }
 
+fn peer_state(status: PeerStatus) -> shmring_peer_state {
+    match status {
+        PeerStatus::Attached => shmring_peer_state::SHMRING_PEER_ATTACHED,
+        PeerStatus::AttachedDead => shmring_peer_state::SHMRING_PEER_ATTACHED_DEAD,
+        PeerStatus::Closed => shmring_peer_state::SHMRING_PEER_CLOSED,
+        PeerStatus::Dead => shmring_peer_state::SHMRING_PEER_DIED,
+        _ => shmring_peer_state::SHMRING_PEER_UNKNOWN,
+    }
+}
+
 /// A snapshot of a ring of any kind (like `mq_getattr`). Values are read one by one while
 /// the ends run.
 #[repr(C)]
@@ -1418,13 +1428,7 @@ pub unsafe extern "C" fn shmring_ring_peers(
                     Some(Role::Consumer) => 2,
                     None => 0,
                 },
-                state: match p.status {
-                    PeerStatus::Attached => shmring_peer_state::SHMRING_PEER_ATTACHED,
-                    PeerStatus::AttachedDead => shmring_peer_state::SHMRING_PEER_ATTACHED_DEAD,
-                    PeerStatus::Closed => shmring_peer_state::SHMRING_PEER_CLOSED,
-                    PeerStatus::Dead => shmring_peer_state::SHMRING_PEER_DIED,
-                    PeerStatus::Unknown(_) => shmring_peer_state::SHMRING_PEER_UNKNOWN,
-                },
+                state: peer_state(p.status),
                 pid: p.pid,
                 generation: p.generation,
                 messages: p.messages,
@@ -1786,6 +1790,82 @@ pub unsafe extern "C" fn shmring_broadcast_forget_reader(
         let found = ring.forget_reader(name)?;
         // SAFETY: checked non-NULL above.
         unsafe { write_out(out_found, u32::from(found)) };
+        Ok(())
+    })
+}
+
+/// One broadcast reader record, from `shmring_broadcast_readers`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct shmring_reader_t {
+    /// Registry record (its `shmring_ring_peers` index).
+    pub index: u32,
+    /// The record's state.
+    pub state: shmring_peer_state,
+    /// Process id of the (last) holder.
+    pub pid: u32,
+    /// A durable reader's name, NUL-terminated; empty for an anonymous reader.
+    pub name: [c_char; 33],
+    /// Bytes published that it has not released.
+    pub lag_bytes: u64,
+    /// Messages published that it has not released.
+    pub lag_messages: u64,
+    /// Messages released by this record's holders.
+    pub delivered: u64,
+    /// Messages this record's holders lost to overwrites.
+    pub missed: u64,
+}
+
+/// Writes up to `cap` reader records of a broadcast ring to `out` and their total number
+/// to `*out_count` (which may exceed `cap`: call again with more room): name, state, pid,
+/// lag, delivered and missed counts. `SHMRING_INCOMPATIBLE` for another kind. Thread-safe.
+///
+/// # Safety
+/// `ring` is live; `out` has room for `cap` records (NULL if `cap` is 0); `out_count` is
+/// writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_broadcast_readers(
+    ring: *const shmring_ring_t,
+    out: *mut shmring_reader_t,
+    cap: usize,
+    out_count: *mut usize,
+) -> shmring_status {
+    boundary(|| {
+        // SAFETY: per the contract.
+        let ring = unsafe { nonnull(ring, "ring") }?;
+        // SAFETY: per the contract.
+        unsafe { nonnull_mut(out_count, "out_count") }?;
+        if cap > 0 && out.is_null() {
+            return Err(Fail::Null("out"));
+        }
+        let any::Ring::Broadcast(ring) = &ring.0 else {
+            return Err(Fail::Rust(Error::Incompatible {
+                detail: format!("a {} ring has no broadcast readers", ring.0.kind()),
+            }));
+        };
+        let readers = ring.readers();
+        for (i, r) in readers.iter().take(cap).enumerate() {
+            let mut name = [0 as c_char; 33];
+            if let Some(n) = &r.name {
+                for (dst, &b) in name.iter_mut().zip(n.as_str().as_bytes()) {
+                    *dst = b as c_char;
+                }
+            }
+            let record = shmring_reader_t {
+                index: r.index,
+                state: peer_state(r.status),
+                pid: r.pid,
+                name,
+                lag_bytes: r.lag_bytes,
+                lag_messages: r.lag_messages,
+                delivered: r.delivered,
+                missed: r.missed,
+            };
+            // SAFETY: `out` has room for `cap` records and `i < cap` (contract).
+            unsafe { out.add(i).write(record) };
+        }
+        // SAFETY: checked non-NULL above.
+        unsafe { write_out(out_count, readers.len()) };
         Ok(())
     })
 }

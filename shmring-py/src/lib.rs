@@ -253,6 +253,25 @@ impl Ring {
         self.broadcast()?.forget_reader(name).map_err(to_py)
     }
 
+    /// Broadcast rings: every reader record (name, status, pid, lag, counts).
+    fn readers(&self) -> PyResult<Vec<ReaderInfo>> {
+        Ok(self
+            .broadcast()?
+            .readers()
+            .into_iter()
+            .map(|r| ReaderInfo {
+                index: r.index,
+                name: r.name.map(|n| n.to_string()),
+                status: status_word(r.status),
+                pid: r.pid,
+                lag_bytes: r.lag_bytes,
+                lag_messages: r.lag_messages,
+                delivered: r.delivered,
+                missed: r.missed,
+            })
+            .collect())
+    }
+
     /// Counters and occupancy.
     fn stats(&self) -> Stats {
         Stats::from(self.ring.stats())
@@ -768,13 +787,7 @@ impl From<shmring::PeerInfo> for Peer {
                 shmring::Role::Producer => "producer",
                 _ => "consumer",
             }),
-            status: match p.status {
-                PeerStatus::Attached => "attached",
-                PeerStatus::AttachedDead => "attached-dead",
-                PeerStatus::Closed => "closed",
-                PeerStatus::Dead => "dead",
-                _ => "unknown",
-            },
+            status: status_word(p.status),
             pid: p.pid,
             generation: p.generation,
             messages: p.messages,
@@ -811,8 +824,57 @@ fn shmring_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ReadGrant>()?;
     m.add_class::<Stats>()?;
     m.add_class::<Peer>()?;
+    m.add_class::<ReaderInfo>()?;
     m.add_function(wrap_pyfunction!(unlink, m)?)?;
     errors::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
+}
+
+/// A peer record's state in one word.
+fn status_word(status: PeerStatus) -> &'static str {
+    match status {
+        PeerStatus::Attached => "attached",
+        PeerStatus::AttachedDead => "attached-dead",
+        PeerStatus::Closed => "closed",
+        PeerStatus::Dead => "dead",
+        _ => "unknown",
+    }
+}
+
+/// One broadcast reader record, from `Ring.readers()`.
+#[pyclass(module = "shmring", frozen, get_all)]
+pub struct ReaderInfo {
+    /// The record's index (as in `peers()`).
+    index: u32,
+    /// A durable reader's name.
+    name: Option<String>,
+    /// "attached", "attached-dead", "closed", "dead" or "unknown".
+    status: &'static str,
+    /// The (last) holder's pid.
+    pid: u32,
+    /// Bytes and messages published that it has not released.
+    lag_bytes: u64,
+    lag_messages: u64,
+    /// Messages released, and lost to overwrites, by this record's holders.
+    delivered: u64,
+    missed: u64,
+}
+
+#[pymethods]
+impl ReaderInfo {
+    fn __repr__(&self) -> String {
+        format!(
+            "ReaderInfo(index={}, name={}, status={:?}, pid={}, lag_messages={}, delivered={}, missed={})",
+            self.index,
+            self.name
+                .as_ref()
+                .map_or("None".to_string(), |n| format!("{n:?}")),
+            self.status,
+            self.pid,
+            self.lag_messages,
+            self.delivered,
+            self.missed
+        )
+    }
 }

@@ -154,6 +154,9 @@ def test_broadcast_readers_each_get_every_message_and_a_lapped_one_is_told(name)
     assert stats.messages_missed == lagged.value.missed
     names = {p.name for p in ring.peers()}
     assert "audit" in names
+    audit_info = next(r for r in ring.readers() if r.name == "audit")
+    assert (audit_info.status, audit_info.missed) == ("attached", lagged.value.missed)
+    assert "name='audit'" in repr(audit_info) or 'name="audit"' in repr(audit_info)
     with pytest.raises(shmring.AlreadyAttached):
         ring.reader("audit")
     with pytest.raises(shmring.Incompatible):

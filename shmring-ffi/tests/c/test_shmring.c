@@ -601,6 +601,23 @@ static void test_broadcast(void) {
     CHECK(stats.max_readers == 3 && stats.capacity == 1024 && stats.messages_sent == 32);
     CHECK(stats.messages_missed >= missed);
 
+    /* Reader records: names, lag and counts. */
+    shmring_reader_t readers[4];
+    size_t nreaders = 0;
+    CHECK_STATUS(shmring_broadcast_readers(ring, readers, 4, &nreaders), SHMRING_OK);
+    CHECK(nreaders == 2);
+    int named = -1;
+    for (size_t i = 0; i < nreaders && i < 4; i++)
+        if (strcmp(readers[i].name, "risk") == 0) named = (int)i;
+    CHECK(named >= 0);
+    if (named >= 0) {
+        CHECK(readers[named].state == SHMRING_PEER_ATTACHED && readers[named].delivered == 1);
+        CHECK(readers[named].pid == (uint32_t)getpid() && readers[named].lag_messages > 0);
+    }
+    size_t none = 99;
+    CHECK_STATUS(shmring_broadcast_readers(ring, NULL, 0, &none), SHMRING_OK);
+    CHECK(none == 2);
+
     /* The durable name outlives its handle; forgetting it frees the record. */
     shmring_consumer_free(risk);
     uint32_t found = 0;
