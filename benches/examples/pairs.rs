@@ -7,21 +7,22 @@
 //!     target/release/examples/pairs spsc 64 100000 0
 //! ```
 //!
-//! Arguments: kind (`spsc` or `mpmc`), message size in bytes, pairs, telemetry (stamp one
-//! message in this many; 0: off).
+//! Arguments: kind (`spsc`, `mpmc` or `broadcast`, one reader), message size in bytes,
+//! pairs, telemetry (stamp one message in this many; 0: off).
 
-use shmring::{Config, Kind, Ring, mpmc::Mpmc, spsc::Spsc};
+use shmring::{Config, Kind, Ring, broadcast::Broadcast, mpmc::Mpmc, spsc::Spsc};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [kind, size, pairs, telemetry] = args.as_slice() else {
-        return Err("usage: pairs spsc|mpmc SIZE PAIRS TELEMETRY".into());
+        return Err("usage: pairs spsc|mpmc|broadcast SIZE PAIRS TELEMETRY".into());
     };
     let (size, pairs, telemetry): (usize, u64, u32) =
         (size.parse()?, pairs.parse()?, telemetry.parse()?);
     match kind.as_str() {
         "spsc" => run::<Spsc>(Config::new().capacity(1 << 16), size, pairs, telemetry),
         "mpmc" => run::<Mpmc>(Config::new().slots(1024), size, pairs, telemetry),
+        "broadcast" => run::<Broadcast>(Config::new().capacity(1 << 16), size, pairs, telemetry),
         other => Err(format!("unknown kind {other:?}").into()),
     }
 }

@@ -327,39 +327,17 @@ fn measure(plan: &Plan) -> Res<Sample> {
         Option<std::net::TcpListener>,
     ) = match plan.transport.as_str() {
         t if t.starts_with("shmring-mpmc") => {
-            let (a, b) = names("mpmc");
-            let (ca, cb) = (a.clone(), b.clone());
-            cleanup.0.push(Box::new(move || {
-                let _ = shmring::mpmc::unlink(&ca);
-                let _ = shmring::mpmc::unlink(&cb);
-            }));
-            let ep = transport::Shmring::<shmring::mpmc::Mpmc>::create(
-                (&a, &b),
-                transport::strategy(t),
-                plan.spin,
-                transport::telemetry(t),
-                size,
-                plan.api,
-            )?;
-            (Box::new(ep), format!("{a},{b}"), None)
+            let (ep, extra) = shmring_parent::<shmring::mpmc::Mpmc>(t, plan, &mut cleanup)?;
+            (ep, extra, None)
+        }
+        t if t.starts_with("shmring-broadcast") => {
+            let (ep, extra) =
+                shmring_parent::<shmring::broadcast::Broadcast>(t, plan, &mut cleanup)?;
+            (ep, extra, None)
         }
         t if t.starts_with("shmring") => {
-            let (a, b) = names("ring");
-            let (ca, cb) = (a.clone(), b.clone());
-            cleanup.0.push(Box::new(move || {
-                let _ = shmring::spsc::unlink(&ca);
-                let _ = shmring::spsc::unlink(&cb);
-            }));
-            let ep = transport::Shmring::<shmring::spsc::Spsc>::create(
-                (&a, &b),
-                transport::strategy(t),
-                plan.spin,
-                transport::telemetry(t),
-                size,
-                plan.api,
-            )?
-            .waiting_as(t)?;
-            (Box::new(ep), format!("{a},{b}"), None)
+            let (ep, extra) = shmring_parent::<shmring::spsc::Spsc>(t, plan, &mut cleanup)?;
+            (ep, extra, None)
         }
         "pipe" | "uds-stream" => {
             let ((prd, pwr), (crd, cwr)) = transport::fd_pairs(&plan.transport)?;
@@ -571,6 +549,43 @@ fn drive(plan: &Plan, ep: &mut dyn Endpoint) -> Res<Sample> {
     }
 }
 
+/// Both rings of a shmring transport of kind `K`, created by the parent (and removed on
+/// every way out of the measurement); what the child needs to open them.
+fn shmring_parent<K: transport::BenchKind>(
+    transport_name: &str,
+    plan: &Plan,
+    cleanup: &mut Cleanup,
+) -> Res<(Box<dyn Endpoint>, String)> {
+    let (a, b) = names(transport_name);
+    let (ca, cb) = (a.clone(), b.clone());
+    cleanup.0.push(Box::new(move || {
+        let _ = shmring::any::unlink(&ca);
+        let _ = shmring::any::unlink(&cb);
+    }));
+    let ep = transport::Shmring::<K>::create(
+        (&a, &b),
+        transport::strategy(transport_name),
+        plan.spin,
+        transport::telemetry(transport_name),
+        plan.size,
+        plan.api,
+    )?
+    .waiting_as(transport_name)?;
+    Ok((Box::new(ep), format!("{a},{b}")))
+}
+
+/// The child's end of a shmring transport of kind `K` (`extra`: the two ring names).
+fn shmring_child<K: transport::BenchKind>(
+    transport_name: &str,
+    plan: &Plan,
+    extra: &str,
+) -> Res<Box<dyn Endpoint>> {
+    let (a, b) = extra.split_once(',').ok_or("ring names")?;
+    Ok(Box::new(
+        transport::Shmring::<K>::open((a, b), plan.spin, plan.api)?.waiting_as(transport_name)?,
+    ))
+}
+
 /// The child's side of a measurement.
 fn run_child(spec: &str) -> Res<()> {
     let (plan, extra) = Plan::decode(spec);
@@ -578,20 +593,12 @@ fn run_child(spec: &str) -> Res<()> {
     let size = plan.size;
     let mut ep: Box<dyn Endpoint> = match plan.transport.as_str() {
         t if t.starts_with("shmring-mpmc") => {
-            let (a, b) = extra.split_once(',').ok_or("ring names")?;
-            Box::new(transport::Shmring::<shmring::mpmc::Mpmc>::open(
-                (a, b),
-                plan.spin,
-                plan.api,
-            )?)
+            shmring_child::<shmring::mpmc::Mpmc>(t, &plan, &extra)?
         }
-        t if t.starts_with("shmring") => {
-            let (a, b) = extra.split_once(',').ok_or("ring names")?;
-            Box::new(
-                transport::Shmring::<shmring::spsc::Spsc>::open((a, b), plan.spin, plan.api)?
-                    .waiting_as(t)?,
-            )
+        t if t.starts_with("shmring-broadcast") => {
+            shmring_child::<shmring::broadcast::Broadcast>(t, &plan, &extra)?
         }
+        t if t.starts_with("shmring") => shmring_child::<shmring::spsc::Spsc>(t, &plan, &extra)?,
         "pipe" | "uds-stream" => {
             let (rd, wr) = extra.split_once(',').ok_or("fds")?;
             let (rd, wr): (RawFd, RawFd) = (rd.parse()?, wr.parse()?);

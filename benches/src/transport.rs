@@ -23,6 +23,8 @@ pub(crate) const ALL: &[&str] = &[
     "shmring-spsc-futex",
     "shmring-mpmc-spin",
     "shmring-mpmc-futex",
+    "shmring-broadcast-spin",
+    "shmring-broadcast-futex",
     "shmring-spsc-telemetry",
     "shmring-spsc-telemetry64",
     "shmring-spsc-fd",
@@ -119,6 +121,10 @@ pub(crate) struct Shmring<K: BenchKind> {
 pub(crate) trait BenchKind: Kind {
     /// The creation parameters.
     fn config(size: usize) -> Config;
+    /// Attaches the child's consumer (after the parent may have sent the handshake).
+    fn attach_consumer(ring: &shmring::Ring<Self>) -> shmring::Result<shmring::Consumer<Self>> {
+        ring.consumer()
+    }
 }
 
 impl BenchKind for spsc::Spsc {
@@ -138,6 +144,21 @@ impl BenchKind for mpmc::Mpmc {
             .slots(slots)
             .max_message(size.max(1))
             .max_peers(2)
+    }
+}
+
+impl BenchKind for shmring::broadcast::Broadcast {
+    /// The SPSC ring's byte ring, one reader, Lossless (the producer waits for it, as an
+    /// SPSC producer waits for its consumer).
+    fn config(size: usize) -> Config {
+        Config::new()
+            .capacity(ring_capacity(size))
+            .max_message(size.max(1))
+            .max_readers(1)
+    }
+    /// From the oldest record: the parent's handshake may already be in the ring.
+    fn attach_consumer(ring: &shmring::Ring<Self>) -> shmring::Result<shmring::Consumer<Self>> {
+        ring.reader(shmring::broadcast::JoinAt::Oldest)
     }
 }
 
@@ -243,7 +264,7 @@ impl<K: BenchKind> Shmring<K> {
         let outbound = shmring::Ring::<K>::open_with(names.1, &options)?;
         Ok(Shmring {
             tx: outbound.producer()?,
-            rx: inbound.consumer()?,
+            rx: K::attach_consumer(&inbound)?,
             api,
             readiness: None,
             runtime: None,
