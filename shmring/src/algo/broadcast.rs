@@ -188,6 +188,9 @@ pub struct ProducerCore<M: RingMemory> {
     tail: u64,
     /// `oldest` as this producer last stored it: bytes below it may be written.
     reclaimed_to: u64,
+    /// Record starts at least a reclaim chunk apart, from `reclaimed_to` to the tail (this
+    /// producer's own, so reclaiming walks no record headers in shared memory).
+    checkpoints: std::collections::VecDeque<u64>,
     /// Sequence number of the next record.
     seq: u64,
     bytes: u64,
@@ -224,6 +227,7 @@ impl<M: RingMemory> ProducerCore<M> {
         let mut core = ProducerCore {
             tail: 0,
             reclaimed_to: 0,
+            checkpoints: std::collections::VecDeque::new(),
             seq: 0,
             bytes: 0,
             unpublished: super::Unpublished::default(),
@@ -329,7 +333,17 @@ impl<M: RingMemory> ProducerCore<M> {
             Policy::Overwrite => self.tail,
             Policy::Lossless => self.slowest_reader().unwrap_or(self.tail),
         };
-        let target = self.walk(self.reclaimed_to, want, limit)?;
+        // The first checkpoint past `must` (a chunk of the ring at most beyond it), else
+        // (none yet after a takeover, or a reader stops short of it) the records walked.
+        let target = match self
+            .checkpoints
+            .iter()
+            .copied()
+            .find(|&c| !is_before(c, must))
+        {
+            Some(c) if !is_before(limit, c) => c,
+            _ => self.walk(self.reclaimed_to, want, limit)?,
+        };
         if is_before(target, must) {
             return Err(Error::WouldBlock);
         }
@@ -358,6 +372,13 @@ impl<M: RingMemory> ProducerCore<M> {
         fence(Release);
         crate::crash::point("reclaiming");
         self.reclaimed_to = target;
+        while self
+            .checkpoints
+            .front()
+            .is_some_and(|&c| !is_before(target, c))
+        {
+            self.checkpoints.pop_front();
+        }
         Ok(())
     }
 
@@ -433,6 +454,14 @@ impl<M: RingMemory> ProducerCore<M> {
         let offset = self.sh.offset(claim.record_pos);
         self.unpublished
             .header(&self.sh.mem, offset, record::message(claim.record_pos, len));
+        let chunk = self.sh.geo.ring >> RECLAIM_CHUNK_SHIFT;
+        if self
+            .checkpoints
+            .back()
+            .is_none_or(|&last| claim.record_pos.wrapping_sub(last) >= chunk)
+        {
+            self.checkpoints.push_back(claim.record_pos);
+        }
         self.tail = end;
         self.seq = self.seq.wrapping_add(1);
         self.bytes = self.bytes.wrapping_add(len);
