@@ -83,7 +83,7 @@ impl Plan {
         match self.transport.as_str() {
             t if transport::sleeps(t) && self.spin.is_zero() => "asleep",
             t if transport::sleeps(t) => "spin 20µs",
-            t if t.starts_with("shmring") || t == "floor-spin" => "busy",
+            t if t.starts_with("shmring") || t == "floor-spin" || t == "ringfire-spin" => "busy",
             _ => "kernel",
         }
     }
@@ -338,6 +338,19 @@ fn measure(plan: &Plan) -> Res<Sample> {
         t if t.starts_with("shmring") => {
             let (ep, extra) = shmring_parent::<shmring::spsc::Spsc>(t, plan, &mut cleanup)?;
             (ep, extra, None)
+        }
+        #[cfg(feature = "peers")]
+        "ringfire-spin" => {
+            let dir = "/dev/shm";
+            let (a, b) = names("ringfire");
+            let (pa, pb) = (format!("{dir}{a}"), format!("{dir}{b}"));
+            let (ca, cb) = (pa.clone(), pb.clone());
+            cleanup.0.push(Box::new(move || {
+                let _ = std::fs::remove_file(ca);
+                let _ = std::fs::remove_file(cb);
+            }));
+            let ep = transport::ringfire(size, &pa, &pb)?;
+            (ep, format!("{pa},{pb}"), None)
         }
         "pipe" | "uds-stream" => {
             let ((prd, pwr), (crd, cwr)) = transport::fd_pairs(&plan.transport)?;
@@ -599,6 +612,12 @@ fn run_child(spec: &str) -> Res<()> {
             shmring_child::<shmring::broadcast::Broadcast>(t, &plan, &extra)?
         }
         t if t.starts_with("shmring") => shmring_child::<shmring::spsc::Spsc>(t, &plan, &extra)?,
+        #[cfg(feature = "peers")]
+        "ringfire-spin" => {
+            let (a, b) = extra.split_once(',').ok_or("ring paths")?;
+            // Crossed over: the child writes the ring the parent reads.
+            transport::ringfire(size, b, a)?
+        }
         "pipe" | "uds-stream" => {
             let (rd, wr) = extra.split_once(',').ok_or("fds")?;
             let (rd, wr): (RawFd, RawFd) = (rd.parse()?, wr.parse()?);

@@ -348,6 +348,8 @@ impl Limits {
         match transport {
             "posix-mq" => size <= self.posix_msgsize,
             "sysv-mq" => size <= self.sysv_msgmax,
+            // Fixed-size `Copy` slots, one type per size: the sizes it is built for.
+            "ringfire-spin" => matches!(size, 8 | 64 | 1024),
             _ => true,
         }
     }

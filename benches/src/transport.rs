@@ -37,6 +37,8 @@ pub(crate) const ALL: &[&str] = &[
     "posix-mq",
     "sysv-mq",
     "tcp-loopback",
+    #[cfg(feature = "peers")]
+    "ringfire-spin",
     "floor-spin",
     "memcpy",
 ];
@@ -725,4 +727,86 @@ pub(crate) fn tcp_stream(
     stream.set_nodelay(true)?;
     let rd = stream.try_clone()?;
     Ok(Stream::new(rd, stream, size))
+}
+
+/// ringfire 0.5.2 (feature `peers`): its SPMC ring of fixed-size `Copy` slots, one each way,
+/// in its fastest documented configuration for a lossless comparison: `LosslessBackpressure`
+/// (the producer waits for the registered reader, as shmring's does), readers from the
+/// oldest retained message, busy spinning. What favours it: a slot is a fixed `[u8; N]`
+/// (no length, no variable-size records), and it has no end of stream and no dead-peer
+/// detection in this mode. Sizes 8, 64 and 1024 (one type per size).
+#[cfg(feature = "peers")]
+pub(crate) struct Ringfire<const N: usize> {
+    tx: ringfire::RingProducer<[u8; N]>,
+    rx: Option<ringfire::RingConsumer<[u8; N]>>,
+    rx_path: std::path::PathBuf,
+}
+
+#[cfg(feature = "peers")]
+impl<const N: usize> Ringfire<N> {
+    /// Creates the ring this end writes (ringfire's writer creates its ring); the one it
+    /// reads is attached on first use (the other end creates it).
+    pub(crate) fn new(tx_path: &str, rx_path: &str) -> io::Result<Ringfire<N>> {
+        let tx = ringfire::RingProducerBuilder::new(ring_capacity(N) as u64 / N.max(64) as u64)
+            .flow_control(ringfire::FlowControl::LosslessBackpressure)
+            .cleanup_mode(ringfire::CleanupMode::Persistent)
+            .build::<[u8; N], _>(tx_path)
+            .map_err(io::Error::other)?;
+        Ok(Ringfire {
+            tx,
+            rx: None,
+            rx_path: rx_path.into(),
+        })
+    }
+
+    fn reader(&mut self) -> io::Result<&mut ringfire::RingConsumer<[u8; N]>> {
+        if self.rx.is_none() {
+            let deadline = std::time::Instant::now() + CALL_TIMEOUT;
+            let rx = loop {
+                let attempt = ringfire::RingConsumerBuilder::<[u8; N]>::new()
+                    .start_from_oldest()
+                    .attach(&self.rx_path);
+                match attempt {
+                    Ok(rx) => break rx,
+                    Err(_) if std::time::Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err(e) => return Err(io::Error::other(e)),
+                }
+            };
+            self.rx = Some(rx);
+        }
+        Ok(self.rx.as_mut().expect("attached above"))
+    }
+}
+
+#[cfg(feature = "peers")]
+impl<const N: usize> Endpoint for Ringfire<N> {
+    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        let mut item = [0u8; N];
+        item[..msg.len()].copy_from_slice(msg);
+        self.tx.push(&item);
+        Ok(())
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let item = self.reader()?.recv_blocking(&mut ringfire::BusySpin::new());
+        buf[..N].copy_from_slice(&item);
+        Ok(N)
+    }
+}
+
+/// A ringfire endpoint for messages of `size` bytes (8, 64 or 1024).
+#[cfg(feature = "peers")]
+pub(crate) fn ringfire(size: usize, tx: &str, rx: &str) -> io::Result<Box<dyn Endpoint>> {
+    Ok(match size {
+        8 => Box::new(Ringfire::<8>::new(tx, rx)?),
+        64 => Box::new(Ringfire::<64>::new(tx, rx)?),
+        1024 => Box::new(Ringfire::<1024>::new(tx, rx)?),
+        other => {
+            return Err(io::Error::other(format!(
+                "ringfire-spin is built for 8, 64 and 1024 bytes, not {other}"
+            )));
+        }
+    })
 }
