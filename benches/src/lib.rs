@@ -83,7 +83,7 @@ impl Plan {
         match self.transport.as_str() {
             t if transport::sleeps(t) && self.spin.is_zero() => "asleep",
             t if transport::sleeps(t) => "spin 20µs",
-            t if t.starts_with("shmring") || t == "floor-spin" || t == "ringfire-spin" => "busy",
+            t if t.starts_with("shmring") || t.ends_with("-spin") => "busy",
             _ => "kernel",
         }
     }
@@ -338,6 +338,12 @@ fn measure(plan: &Plan) -> Res<Sample> {
         t if t.starts_with("shmring") => {
             let (ep, extra) = shmring_parent::<shmring::spsc::Spsc>(t, plan, &mut cleanup)?;
             (ep, extra, None)
+        }
+        #[cfg(feature = "peers")]
+        "iceoryx2-spin" => {
+            let (a, b) = names("iox2");
+            let ep = transport::Iceoryx2::new(&a[1..], &b[1..], size)?;
+            (Box::new(ep), format!("{},{}", &a[1..], &b[1..]), None)
         }
         #[cfg(feature = "peers")]
         "ringfire-spin" => {
@@ -612,6 +618,11 @@ fn run_child(spec: &str) -> Res<()> {
             shmring_child::<shmring::broadcast::Broadcast>(t, &plan, &extra)?
         }
         t if t.starts_with("shmring") => shmring_child::<shmring::spsc::Spsc>(t, &plan, &extra)?,
+        #[cfg(feature = "peers")]
+        "iceoryx2-spin" => {
+            let (a, b) = extra.split_once(',').ok_or("service names")?;
+            Box::new(transport::Iceoryx2::new(b, a, size)?)
+        }
         #[cfg(feature = "peers")]
         "ringfire-spin" => {
             let (a, b) = extra.split_once(',').ok_or("ring paths")?;

@@ -39,6 +39,8 @@ pub(crate) const ALL: &[&str] = &[
     "tcp-loopback",
     #[cfg(feature = "peers")]
     "ringfire-spin",
+    #[cfg(feature = "peers")]
+    "iceoryx2-spin",
     "floor-spin",
     "memcpy",
 ];
@@ -809,4 +811,102 @@ pub(crate) fn ringfire(size: usize, tx: &str, rx: &str) -> io::Result<Box<dyn En
             )));
         }
     })
+}
+
+/// iceoryx2 0.10.0 (feature `peers`): publish-subscribe on `[u8]` slices, one service each
+/// way, lossless (`enable_safe_overflow(false)`, publishers retry until delivered), the
+/// subscriber polled in a busy loop (its fastest documented way to receive). Zero copy on
+/// its side too: a loaned sample is written in place and sent. A send waits (once) until
+/// the other side's subscriber is connected, since a sample sent before that is not kept.
+#[cfg(feature = "peers")]
+pub(crate) struct Iceoryx2 {
+    publisher: iceoryx2::port::publisher::Publisher<iceoryx2::prelude::ipc::Service, [u8], ()>,
+    subscriber: iceoryx2::port::subscriber::Subscriber<iceoryx2::prelude::ipc::Service, [u8], ()>,
+    out: iceoryx2::service::port_factory::publish_subscribe::PortFactory<
+        iceoryx2::prelude::ipc::Service,
+        [u8],
+        (),
+    >,
+    connected: bool,
+    _node: iceoryx2::prelude::Node<iceoryx2::prelude::ipc::Service>,
+}
+
+#[cfg(feature = "peers")]
+impl Iceoryx2 {
+    /// Opens (or creates) both services: publishes on `tx`, subscribes to `rx`.
+    pub(crate) fn new(tx: &str, rx: &str, size: usize) -> io::Result<Iceoryx2> {
+        use iceoryx2::prelude::*;
+        let err = |e: &dyn core::fmt::Debug| io::Error::other(format!("iceoryx2: {e:?}"));
+        let node = NodeBuilder::new()
+            .create::<ipc::Service>()
+            .map_err(|e| err(&e))?;
+        let service = |name: &str| {
+            let name: ServiceName = name.try_into().map_err(|e| err(&e))?;
+            node.service_builder(&name)
+                .publish_subscribe::<[u8]>()
+                .enable_safe_overflow(false)
+                .subscriber_max_buffer_size(256)
+                .history_size(0)
+                .max_publishers(1)
+                .max_subscribers(1)
+                .open_or_create()
+                .map_err(|e| err(&e))
+        };
+        let out = service(tx)?;
+        let inbound = service(rx)?;
+        let publisher = out
+            .publisher_builder()
+            .initial_max_slice_len(size.max(1))
+            .backpressure_strategy(BackpressureStrategy::RetryUntilDelivered)
+            .create()
+            .map_err(|e| err(&e))?;
+        let subscriber = inbound.subscriber_builder().create().map_err(|e| err(&e))?;
+        Ok(Iceoryx2 {
+            publisher,
+            subscriber,
+            out,
+            connected: false,
+            _node: node,
+        })
+    }
+}
+
+#[cfg(feature = "peers")]
+impl Endpoint for Iceoryx2 {
+    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        use iceoryx2::port::update_connections::UpdateConnections;
+        use iceoryx2::prelude::PortFactory;
+        let err = |e: &dyn core::fmt::Debug| io::Error::other(format!("iceoryx2: {e:?}"));
+        if !self.connected {
+            let deadline = std::time::Instant::now() + CALL_TIMEOUT;
+            while self.out.dynamic_config().number_of_subscribers() == 0 {
+                if std::time::Instant::now() > deadline {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "no subscriber"));
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            self.publisher.update_connections().map_err(|e| err(&e))?;
+            self.connected = true;
+        }
+        let sample = self
+            .publisher
+            .loan_slice_uninit(msg.len())
+            .map_err(|e| err(&e))?;
+        sample.write_from_slice(msg).send().map_err(|e| err(&e))?;
+        Ok(())
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.subscriber.receive() {
+                Ok(Some(sample)) => {
+                    let payload = sample.payload();
+                    buf[..payload.len()].copy_from_slice(payload);
+                    return Ok(payload.len());
+                }
+                Ok(None) => std::hint::spin_loop(),
+                Err(e) => return Err(io::Error::other(format!("iceoryx2: {e:?}"))),
+            }
+        }
+    }
 }
