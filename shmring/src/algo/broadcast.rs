@@ -746,13 +746,20 @@ impl<M: RingMemory> ConsumerCore<M> {
     fn first_seq(&self, mut pos: u64) -> Result<Option<u64>> {
         for _ in 0..2 {
             let word = self.sh.header(pos).load(Acquire);
-            match self.sh.decode(pos, word)? {
+            let decoded = self.sh.decode(pos, word);
+            let seq = match decoded {
+                Ok(Some((_, Some(_)))) => self.sh.seq(pos).load(Relaxed),
+                _ => 0,
+            };
+            // ORDERING B2: what was read counts only if the record was still retained; a
+            // reclaimed position holds anything (the producer may have lapped us again
+            // since `oldest` was read), which is no damage.
+            if !self.sh.still_retained(pos) {
+                return Ok(None);
+            }
+            match decoded? {
                 Some((next, None)) => pos = next,
-                Some((_, Some(_))) => {
-                    let seq = self.sh.seq(pos).load(Relaxed);
-                    // ORDERING B2: the number counts only if the record was still retained.
-                    return Ok(self.sh.still_retained(pos).then_some(seq));
-                }
+                Some((_, Some(_))) => return Ok(Some(seq)),
                 None => return Ok(None),
             }
         }
