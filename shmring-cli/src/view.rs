@@ -372,7 +372,7 @@ fn state_of(ring: &any::Ring) -> RingState {
                 .map(|r| ReaderView {
                     index: r.index,
                     name: r.name.map(|n| n.to_string()),
-                    status: status_word(r.status),
+                    status: r.status.as_str(),
                     pid: r.pid,
                     lag_bytes: r.lag_bytes,
                     lag_messages: r.lag_messages,
@@ -386,17 +386,6 @@ fn state_of(ring: &any::Ring) -> RingState {
     state
 }
 
-/// A peer record's state in one word.
-fn status_word(status: PeerStatus) -> &'static str {
-    match status {
-        PeerStatus::Attached => "attached",
-        PeerStatus::AttachedDead => "attached-dead",
-        PeerStatus::Closed => "closed",
-        PeerStatus::Dead => "dead",
-        _ => "unknown",
-    }
-}
-
 fn peer_view(peer: &PeerInfo) -> PeerView {
     PeerView {
         index: peer.index,
@@ -405,7 +394,7 @@ fn peer_view(peer: &PeerInfo) -> PeerView {
             Some(Role::Consumer) => "consumer",
             None => "unknown",
         },
-        status: status_word(peer.status),
+        status: peer.status.as_str(),
         pid: peer.pid,
         generation: peer.generation,
         messages: peer.messages,

@@ -18,7 +18,7 @@ use pyo3::types::{PyBytes, PyList};
 use shmring::any::{self, KindName};
 use shmring::broadcast::{JoinAt, Policy};
 use shmring::raw::{RawConsumer, RawProducer};
-use shmring::{Config, ErrorKind, OpenOptions, PeerStatus, WaitStrategy};
+use shmring::{Config, ErrorKind, OpenOptions, WaitStrategy};
 
 mod errors;
 mod views;
@@ -262,7 +262,7 @@ impl Ring {
             .map(|r| ReaderInfo {
                 index: r.index,
                 name: r.name.map(|n| n.to_string()),
-                status: status_word(r.status),
+                status: r.status.as_str(),
                 pid: r.pid,
                 lag_bytes: r.lag_bytes,
                 lag_messages: r.lag_messages,
@@ -787,7 +787,7 @@ impl From<shmring::PeerInfo> for Peer {
                 shmring::Role::Producer => "producer",
                 _ => "consumer",
             }),
-            status: status_word(p.status),
+            status: p.status.as_str(),
             pid: p.pid,
             generation: p.generation,
             messages: p.messages,
@@ -829,17 +829,6 @@ fn shmring_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
-}
-
-/// A peer record's state in one word.
-fn status_word(status: PeerStatus) -> &'static str {
-    match status {
-        PeerStatus::Attached => "attached",
-        PeerStatus::AttachedDead => "attached-dead",
-        PeerStatus::Closed => "closed",
-        PeerStatus::Dead => "dead",
-        _ => "unknown",
-    }
 }
 
 /// One broadcast reader record, from `Ring.readers()`.

@@ -236,3 +236,20 @@ pub enum PeerStatus {
     /// A state byte this build never writes.
     Unknown(u8),
 }
+
+impl PeerStatus {
+    /// The state in one word: `attached`, `attached-dead`, `closed`, `dead` or `unknown`.
+    ///
+    /// ```
+    /// assert_eq!(shmring::PeerStatus::AttachedDead.as_str(), "attached-dead");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeerStatus::Attached => "attached",
+            PeerStatus::AttachedDead => "attached-dead",
+            PeerStatus::Closed => "closed",
+            PeerStatus::Dead => "dead",
+            PeerStatus::Unknown(_) => "unknown",
+        }
+    }
+}

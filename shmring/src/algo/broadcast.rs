@@ -57,6 +57,10 @@ pub enum JoinAt {
     Oldest,
 }
 
+/// A record header, checked: `None` for "no record here" (zero, or a record of another
+/// lap); otherwise where the next record starts and, for a message, its length.
+type Decoded = Option<(u64, Option<u64>)>;
+
 /// What the ring's memory holds for both ends.
 struct Shared<M: RingMemory> {
     mem: M,
@@ -102,7 +106,7 @@ impl<M: RingMemory> Shared<M> {
     /// A record header at `pos`, checked: `Ok(None)` for "no record here" (zero, or a
     /// record of another lap), `Ok(Some((next, Some(len))))` for a message, `Some((next,
     /// None))` for padding; `Err` for a word shmring never writes.
-    fn decode(&self, pos: u64, word: u64) -> Result<Option<(u64, Option<u64>)>> {
+    fn decode(&self, pos: u64, word: u64) -> Result<Decoded> {
         let d = record::decode(word);
         if !d.committed || d.tag != record::tag(pos) {
             if !d.committed && word != record::EMPTY {
@@ -148,6 +152,22 @@ impl<M: RingMemory> Shared<M> {
 
     fn close(&self) {
         reg::close(&self.mem, &self.geo, &self.me, &self.holder);
+    }
+
+    /// The record at `pos` as a reader reads it: its header word, what that says, and for a
+    /// message its sequence number; `None` if the producer had reclaimed `pos` by the time
+    /// they were read (B2) — what a reclaimed position holds means nothing, not damage.
+    #[inline]
+    fn read_record(&self, pos: u64) -> Option<(u64, Result<Decoded>, u64)> {
+        // ORDERING C1 (pairs with P1).
+        let word = self.header(pos).load(Acquire);
+        let decoded = self.decode(pos, word);
+        // Only a message record (checked to lie inside the ring) has a sequence word.
+        let seq = match decoded {
+            Ok(Some((_, Some(_)))) => self.seq(pos).load(Relaxed),
+            _ => 0,
+        };
+        self.still_retained(pos).then_some((word, decoded, seq))
     }
 
     /// Under loom: the payload of the record at `pos` goes into the data region's atomic
@@ -745,18 +765,11 @@ impl<M: RingMemory> ConsumerCore<M> {
     /// one is published there intact.
     fn first_seq(&self, mut pos: u64) -> Result<Option<u64>> {
         for _ in 0..2 {
-            let word = self.sh.header(pos).load(Acquire);
-            let decoded = self.sh.decode(pos, word);
-            let seq = match decoded {
-                Ok(Some((_, Some(_)))) => self.sh.seq(pos).load(Relaxed),
-                _ => 0,
-            };
-            // ORDERING B2: what was read counts only if the record was still retained; a
-            // reclaimed position holds anything (the producer may have lapped us again
-            // since `oldest` was read), which is no damage.
-            if !self.sh.still_retained(pos) {
+            // Reclaimed meanwhile (the producer may have lapped us again since `oldest`
+            // was read): nothing to count from.
+            let Some((_, decoded, seq)) = self.sh.read_record(pos) else {
                 return Ok(None);
-            }
+            };
             match decoded? {
                 Some((next, None)) => pos = next,
                 Some((_, Some(_))) => return Ok(Some(seq)),
@@ -825,23 +838,13 @@ impl<M: RingMemory> ConsumerCore<M> {
                 ));
             }
             let pos = self.cursor;
-            // ORDERING C1 (pairs with P1).
-            let word = self.sh.header(pos).load(Acquire);
-            let decoded = self.sh.decode(pos, word);
-            // Only a message record (checked to lie inside the ring) has a sequence word.
-            let seq = match decoded {
-                Ok(Some((_, Some(_)))) => self.sh.seq(pos).load(Relaxed),
-                _ => 0,
-            };
-            // ORDERING B2: what was read counts only if the producer had not reclaimed it
-            // (a reclaimed position holds anything: another record's bytes).
-            if !self.sh.still_retained(pos) {
+            let Some((word, decoded, seq)) = self.sh.read_record(pos) else {
                 let missed = self.resync(self.next_seq)?;
                 if missed > 0 {
                     return Err(Error::Lagged { missed });
                 }
                 continue;
-            }
+            };
             let Some((next, len)) = decoded? else {
                 if word != record::EMPTY {
                     return Err(self
