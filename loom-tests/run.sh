@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-3}"
-models=(wrap_with_padding_then_close full_ring_reuses_released_space batch_published_by_its_first_header mixed_sizes_over_two_laps futex_wakeups_are_never_lost armed_consumers_are_always_rung a_producer_takes_over_from_a_dead_one)
+models=(wrap_with_padding_then_close full_ring_reuses_released_space batch_published_by_its_first_header mixed_sizes_over_two_laps futex_wakeups_are_never_lost chunked_releases_never_strand_a_waiting_producer armed_consumers_are_always_rung a_producer_takes_over_from_a_dead_one)
 
 RUSTFLAGS="--cfg shmring_loom" CARGO_TARGET_DIR=target/loom \
     cargo build --release --locked -p loom-tests --tests --quiet
@@ -72,6 +72,8 @@ negative_control shmring_weaken_dekker target/loom-dekker spsc futex_wakeups_are
     "deadlock" "N1 fence removed"
 # The same fence removed under the readiness protocol: an armed consumer waits for a
 # doorbell that no publish rings (loom stops the endless wait).
+negative_control shmring_keep_releases_when_dry target/loom-dry spsc \
+    chunked_releases_never_strand_a_waiting_producer "deadlock" "no release when the ring runs dry"
 negative_control shmring_weaken_dekker target/loom-dekker spsc armed_consumers_are_always_rung \
     "maximum number of branches" "N1 fence removed, readiness"
 LOOM_MAX_PREEMPTIONS=3 negative_control shmring_weaken_dekker target/loom-dekker mpmc \

@@ -142,6 +142,42 @@ fn futex_wakeups_are_never_lost() {
     });
 }
 
+/// Space released in chunks (R3): a consumer holds back the head until it has consumed a
+/// quarter of the ring (64 bytes here), finds the ring empty, or sees the producer asleep.
+/// Positions start at 96: the 48-byte message A (a 56-byte record) is consumed and held
+/// back, and the 104-byte B must pad to the lap end, so it needs A's space. The consumer
+/// drains A and waits for more; the producer waits for space. Either the consumer's
+/// release of A sees the producer asleep (and publishes before waking it), or the consumer
+/// publishes on finding the ring empty and wakes it; a held-back release that nobody
+/// publishes leaves both asleep, which loom reports as a deadlock.
+#[test]
+fn chunked_releases_never_strand_a_waiting_producer() {
+    loom::model(|| {
+        let (mut tx, mut rx) = pair(96);
+        let lens = [48, 104];
+        let producer = thread::spawn(move || {
+            for (i, len) in lens.into_iter().enumerate() {
+                tx.send(&payload(i as u8, len)).unwrap();
+            }
+            tx.close();
+        });
+        let mut out = Vec::new();
+        let mut next = 0;
+        loop {
+            match rx.recv_vec(&mut out) {
+                Ok(_) => {
+                    assert_eq!(out, payload(next as u8, lens[next]), "message {next}");
+                    next += 1;
+                }
+                Err(Error::Closed) => break,
+                Err(e) => panic!("recv after {next}: {e}"),
+            }
+        }
+        assert_eq!(next, lens.len());
+        producer.join().unwrap();
+    });
+}
+
 /// The readiness protocol (arm → re-check → wait for the doorbell → drain): the consumer
 /// receives until `WouldBlock`, arms, and if `arm` says so waits for its doorbell (a
 /// counter on a heap ring) to move; the producer sends two messages and closes. A publish

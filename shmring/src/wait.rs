@@ -428,6 +428,20 @@ impl<M: RingMemory> Waiter<M> {
     /// Wakes the sleepers of `event`, if any: rings armed doorbells, then wakes futex
     /// sleepers if any are left.
     fn wake(&self, event: Event) {
+        self.wake_after(event, || {});
+    }
+
+    /// As [`notify`](Wait::notify), but `publish` runs first if anyone sleeps on `event`:
+    /// for an end that holds back what it would publish (a consumer releasing space in
+    /// chunks) until someone waits for it.
+    #[inline]
+    pub(crate) fn notify_after(&self, event: Event, publish: impl FnOnce()) {
+        if self.strategy.sleeps() {
+            self.wake_after(event, publish);
+        }
+    }
+
+    fn wake_after(&self, event: Event, publish: impl FnOnce()) {
         let line = self.line(event);
         // ORDERING N1 (pairs with W1): the publish (or release) before this call is ordered
         // before the look at the sleeper bits. (Only the loom negative control removes it.)
@@ -436,6 +450,11 @@ impl<M: RingMemory> Waiter<M> {
         if !crate::peers::any_relaxed(&line.sleepers, self.words) {
             return;
         }
+        // Someone sleeps (or is about to): what was held back is published before the
+        // wake, so the sleeper's re-check (after the futex word or doorbell it waits on)
+        // sees it. One that announced itself after our look re-checks and finds what was
+        // published before it; the rest comes at the next chunk or when we run dry.
+        publish();
         self.ring_armed(line, event);
         if !crate::peers::any_relaxed(&line.sleepers, self.words) {
             return;

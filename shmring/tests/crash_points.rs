@@ -124,25 +124,67 @@ fn producer_killed_at_each_step() {
     }
 }
 
+/// The ring of `consumer_killed_at_each_step`, filled before the consumer starts.
+const CONSUMER_RING: usize = 1 << 16;
+const CONSUMER_MESSAGES: u64 = 200;
+
+/// How many messages the consumer has given back after each of its releases, reading the
+/// full ring of `consumer_killed_at_each_step`: one release per `RELEASE_CHUNK` bytes of
+/// records (the ring never runs dry before the last message), and one after the last.
+fn release_points() -> Vec<u64> {
+    let chunk = shmring::spsc::RELEASE_CHUNK.min(CONSUMER_RING / 4) as u64;
+    let (mut points, mut held) = (Vec::new(), 0);
+    for seq in 0..CONSUMER_MESSAGES {
+        held += shmring::layout::record::size(length(seq, MAX) as u64);
+        if held >= chunk || seq + 1 == CONSUMER_MESSAGES {
+            points.push(seq + 1);
+            held = 0;
+        }
+    }
+    points
+}
+
+/// The first message a new consumer receives when the old one died at its `n`-th read
+/// (messages `0..n - 1` read): the one after the last release before it. What was read
+/// and not given back is delivered again — at most `RELEASE_CHUNK` bytes of it.
+fn resume_after_read(n: u64) -> u64 {
+    let points = release_points();
+    points
+        .into_iter()
+        .take_while(|&p| p < n)
+        .last()
+        .unwrap_or(0)
+}
+
+/// ... and when it died at its `n`-th release: the release's count.
+fn resume_after_release(n: u64) -> u64 {
+    release_points()[n as usize - 1]
+}
+
 #[test]
 fn consumer_killed_at_each_step() {
     let _pair = ONE_PAIR_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    // The steps the cases land on are different points of the chunked releases.
+    assert!(release_points().len() > 5 && release_points()[0] > 3);
     // (step, first message a new consumer receives when the old one died at its n-th pass)
     let cases: [Case; 2] = [
-        ("consumer-read", |n| n - 1), // n-th message read, not released: seen again
-        ("consumer-released", |n| n), // n-th message released: the next one
+        ("consumer-read", resume_after_read), // read, maybe not released: seen again
+        ("consumer-released", resume_after_release), // n-th release: the next one
     ];
     for (step, resume) in cases {
-        for n in [1u64, 3, 50] {
+        for n in [1u64, 3, 50, 120] {
+            if step == "consumer-released" && n as usize > release_points().len() {
+                continue;
+            }
             let name = ShmName::new("crashcons");
             let ring = Ring::create(
                 name.as_str(),
-                &Config::new().capacity(1 << 16).max_message(MAX),
+                &Config::new().capacity(CONSUMER_RING).max_message(MAX),
             )
             .unwrap();
             let mut tx = ring.producer().unwrap();
             let mut msg = Vec::new();
-            let total = 200u64;
+            let total = CONSUMER_MESSAGES;
             for seq in 0..total {
                 message(seq, length(seq, MAX), &mut msg);
                 tx.send(&msg).unwrap();

@@ -80,9 +80,17 @@ pub trait ConsumerCore {
     fn msg_len(msg: &Self::Msg) -> usize;
     /// Where `msg`'s bytes are: valid until it is released.
     fn payload(&self, msg: &Self::Msg) -> *const u8;
-    /// Frees `msg`'s space for producers. `Lagged` (broadcast) if the producer overwrote
-    /// its bytes while they were in use: whatever was read from them must be dropped.
+    /// Frees `msg`'s space for producers (an SPSC consumer publishes released space in
+    /// chunks: see [`publish_released`](ConsumerCore::publish_released)). `Lagged`
+    /// (broadcast) if the producer overwrote its bytes while they were in use: whatever
+    /// was read from them must be dropped.
     fn release(&mut self, msg: Self::Msg) -> Result<()>;
+    /// Publishes space released and not yet published (a producer may wait for it): true
+    /// if there was any. Called when the ring is found empty, before waiting, and when a
+    /// producer sleeps.
+    fn publish_released(&mut self) -> bool {
+        false
+    }
     /// Hands up to `max` messages to `f` in place and releases them together; how many
     /// (`WouldBlock` / end of stream if none).
     fn try_read_batch(&mut self, max: usize, f: &mut dyn FnMut(&[u8])) -> Result<usize>;

@@ -20,6 +20,19 @@ use crate::stats::{KindStats, PeerInfo, PeerStatus, Stats, roles};
 use crate::sync::Ordering::{Acquire, Relaxed, Release};
 use crate::sync::prefetch_write;
 
+/// Most bytes of records an SPSC consumer takes before it gives their space back to the
+/// producer (a quarter of the ring if that is less). It also gives space back as soon as
+/// it takes the last message published, finds the ring empty, sees the producer waiting
+/// for room, ends a batch or closes. So a consumer that dies redelivers at most this many
+/// bytes of messages to the next one (delivery is at-least-once), and a producer may find
+/// up to this much less room than there is while the consumer is between receives with
+/// messages still queued. `docs/ordering.md`, "R3".
+///
+/// ```
+/// assert_eq!(shmring::spsc::RELEASE_CHUNK, 4096);
+/// ```
+pub const RELEASE_CHUNK: usize = 4096;
+
 /// The ordering of P1. Only the loom negative control (`--cfg shmring_weaken_publish`)
 /// weakens it, to show that the loom model catches a Relaxed publish.
 #[cfg(not(shmring_weaken_publish))]
@@ -334,6 +347,12 @@ pub struct ConsumerCore<M: RingMemory> {
     batching: bool,
     /// A consumed record not yet released to the producer.
     unpublished: bool,
+    /// `head` as last published.
+    published_head: u64,
+    /// Bytes consumed before `head` is published again (R3): a quarter of the ring, at
+    /// most 4 KiB. Also published when the consumer takes the last record published or
+    /// finds the ring empty, when a producer waits, at the end of a batch and on close.
+    release_every: u64,
     messages: u64,
     bytes: u64,
 }
@@ -355,6 +374,8 @@ impl<M: RingMemory> ConsumerCore<M> {
             head,
             batching: false,
             unpublished: false,
+            published_head: head,
+            release_every: (geo.capacity / 4).min(RELEASE_CHUNK as u64),
             messages,
             bytes,
         })
@@ -424,7 +445,7 @@ impl<M: RingMemory> ConsumerCore<M> {
     /// Like `peek`, but an empty ring whose producer has closed is `Closed`, and an empty
     /// ring otherwise is `WouldBlock`.
     #[inline]
-    pub(crate) fn try_next(&self) -> Result<Message> {
+    pub(crate) fn try_next(&mut self) -> Result<Message> {
         if let Some(msg) = self.peek()? {
             return Ok(msg);
         }
@@ -456,9 +477,20 @@ impl<M: RingMemory> ConsumerCore<M> {
         self.messages = self.messages.wrapping_add(1);
         self.bytes = self.bytes.wrapping_add(msg.len);
         self.unpublished = true;
-        if !self.batching {
+        if !self.batching
+            && (self.head.wrapping_sub(self.published_head) >= self.release_every || self.drained())
+        {
             self.flush();
         }
+    }
+
+    /// True if nothing is published after the head: the consumer has caught up, so what
+    /// it consumed goes back now (a producer then finds an empty ring empty). Relaxed: a
+    /// hint only, nothing is read on its strength; a record published meanwhile is read
+    /// through `peek`'s Acquire.
+    #[inline]
+    fn drained(&self) -> bool {
+        self.mem.word(self.head & self.geo.mask()).load(Relaxed) == record::EMPTY
     }
 
     /// Opens a batch: consumed records are released together by `flush`.
@@ -478,8 +510,19 @@ impl<M: RingMemory> ConsumerCore<M> {
             line.head.store(self.head, Release);
             line.messages.store(self.messages, Relaxed);
             line.bytes.store(self.bytes, Relaxed);
+            self.published_head = self.head;
             crate::crash::point("consumer-released");
         }
+    }
+
+    /// Publishes released space held back (outside a batch): true if there was any.
+    #[inline]
+    pub(crate) fn publish_released(&mut self) -> bool {
+        let pending = self.unpublished && !self.batching;
+        if pending {
+            self.flush();
+        }
+        pending
     }
 
     /// Releases what is pending (before the handle gives its role back).
@@ -648,6 +691,9 @@ impl<M: RingMemory> super::ConsumerCore for ConsumerEnd<M> {
     fn release(&mut self, msg: Message) -> Result<()> {
         self.core.consume(msg);
         Ok(())
+    }
+    fn publish_released(&mut self) -> bool {
+        self.core.publish_released()
     }
     fn try_read_batch(&mut self, max: usize, f: &mut dyn FnMut(&[u8])) -> Result<usize> {
         if max == 0 {

@@ -35,6 +35,8 @@ use crate::shm::ShmMemory;
 use crate::shm::segment::{self, Location};
 use crate::stats::{PeerInfo, Stats};
 
+pub use crate::algo::spsc::RELEASE_CHUNK;
+
 /// Bytes in an SPSC ring's data region when the config does not say.
 pub(crate) const DEFAULT_CAPACITY: usize = 1 << 20;
 
