@@ -82,6 +82,7 @@ impl Plan {
     pub(crate) fn mode(&self) -> &'static str {
         match self.transport.as_str() {
             t if transport::sleeps(t) && self.spin.is_zero() => "asleep",
+            "ringfire-futex" => "spin 32 polls",
             t if transport::sleeps(t) => "spin 20µs",
             t if t.starts_with("shmring") || t.ends_with("-spin") => "busy",
             _ => "kernel",
@@ -340,13 +341,13 @@ fn measure(plan: &Plan) -> Res<Sample> {
             (ep, extra, None)
         }
         #[cfg(feature = "peers")]
-        "iceoryx2-spin" => {
+        t @ ("iceoryx2-spin" | "iceoryx2-event") => {
             let (a, b) = names("iox2");
-            let ep = transport::Iceoryx2::new(&a[1..], &b[1..], size)?;
+            let ep = transport::Iceoryx2::new(&a[1..], &b[1..], size, t == "iceoryx2-event")?;
             (Box::new(ep), format!("{},{}", &a[1..], &b[1..]), None)
         }
         #[cfg(feature = "peers")]
-        "ringfire-spin" => {
+        t @ ("ringfire-spin" | "ringfire-futex") => {
             let dir = "/dev/shm";
             let (a, b) = names("ringfire");
             let (pa, pb) = (format!("{dir}{a}"), format!("{dir}{b}"));
@@ -355,7 +356,7 @@ fn measure(plan: &Plan) -> Res<Sample> {
                 let _ = std::fs::remove_file(ca);
                 let _ = std::fs::remove_file(cb);
             }));
-            let ep = transport::ringfire(size, &pa, &pb)?;
+            let ep = transport::ringfire(size, &pa, &pb, t == "ringfire-futex", plan.spin)?;
             (ep, format!("{pa},{pb}"), None)
         }
         "pipe" | "uds-stream" => {
@@ -501,7 +502,8 @@ fn measure(plan: &Plan) -> Res<Sample> {
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0);
     sample.wake_syscalls += child_calls;
-    sample.counts_syscalls = transport::sleeps(&plan.transport);
+    sample.counts_syscalls =
+        transport::sleeps(&plan.transport) && plan.transport.starts_with("shmring");
     Ok(sample)
 }
 
@@ -619,15 +621,15 @@ fn run_child(spec: &str) -> Res<()> {
         }
         t if t.starts_with("shmring") => shmring_child::<shmring::spsc::Spsc>(t, &plan, &extra)?,
         #[cfg(feature = "peers")]
-        "iceoryx2-spin" => {
+        t @ ("iceoryx2-spin" | "iceoryx2-event") => {
             let (a, b) = extra.split_once(',').ok_or("service names")?;
-            Box::new(transport::Iceoryx2::new(b, a, size)?)
+            Box::new(transport::Iceoryx2::new(b, a, size, t == "iceoryx2-event")?)
         }
         #[cfg(feature = "peers")]
-        "ringfire-spin" => {
+        t @ ("ringfire-spin" | "ringfire-futex") => {
             let (a, b) = extra.split_once(',').ok_or("ring paths")?;
             // Crossed over: the child writes the ring the parent reads.
-            transport::ringfire(size, b, a)?
+            transport::ringfire(size, b, a, t == "ringfire-futex", plan.spin)?
         }
         "pipe" | "uds-stream" => {
             let (rd, wr) = extra.split_once(',').ok_or("fds")?;

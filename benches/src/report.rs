@@ -349,7 +349,7 @@ impl Limits {
             "posix-mq" => size <= self.posix_msgsize,
             "sysv-mq" => size <= self.sysv_msgmax,
             // Fixed-size `Copy` slots, one type per size: the sizes it is built for.
-            "ringfire-spin" => matches!(size, 8 | 64 | 1024),
+            "ringfire-spin" | "ringfire-futex" => matches!(size, 8 | 64 | 1024),
             _ => true,
         }
     }

@@ -40,7 +40,11 @@ pub(crate) const ALL: &[&str] = &[
     #[cfg(feature = "peers")]
     "ringfire-spin",
     #[cfg(feature = "peers")]
+    "ringfire-futex",
+    #[cfg(feature = "peers")]
     "iceoryx2-spin",
+    #[cfg(feature = "peers")]
+    "iceoryx2-event",
     "floor-spin",
     "memcpy",
 ];
@@ -188,7 +192,8 @@ pub(crate) fn telemetry(transport: &str) -> u32 {
 
 /// Whether a transport's receiver may sleep in shmring's wait (futex).
 pub(crate) fn sleeps(transport: &str) -> bool {
-    transport.starts_with("shmring") && strategy(transport) != WaitStrategy::Spin
+    (transport.starts_with("shmring") && strategy(transport) != WaitStrategy::Spin)
+        || transport == "ringfire-futex"
 }
 
 impl<K: BenchKind> Shmring<K> {
@@ -742,13 +747,19 @@ pub(crate) struct Ringfire<const N: usize> {
     tx: ringfire::RingProducer<[u8; N]>,
     rx: Option<ringfire::RingConsumer<[u8; N]>>,
     rx_path: std::path::PathBuf,
+    /// `None`: busy spin (`ringfire-spin`); else its futex strategy (`ringfire-futex`).
+    futex: Option<ringfire::FutexWait>,
 }
 
 #[cfg(feature = "peers")]
 impl<const N: usize> Ringfire<N> {
     /// Creates the ring this end writes (ringfire's writer creates its ring); the one it
     /// reads is attached on first use (the other end creates it).
-    pub(crate) fn new(tx_path: &str, rx_path: &str) -> io::Result<Ringfire<N>> {
+    pub(crate) fn new(
+        tx_path: &str,
+        rx_path: &str,
+        futex: Option<ringfire::FutexWait>,
+    ) -> io::Result<Ringfire<N>> {
         let tx = ringfire::RingProducerBuilder::new(ring_capacity(N) as u64 / N.max(64) as u64)
             .flow_control(ringfire::FlowControl::LosslessBackpressure)
             .cleanup_mode(ringfire::CleanupMode::Persistent)
@@ -758,6 +769,7 @@ impl<const N: usize> Ringfire<N> {
             tx,
             rx: None,
             rx_path: rx_path.into(),
+            futex,
         })
     }
 
@@ -792,34 +804,66 @@ impl<const N: usize> Endpoint for Ringfire<N> {
     }
 
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let item = self.reader()?.recv_blocking(&mut ringfire::BusySpin::new());
+        let mut futex = self.futex;
+        let item = match &mut futex {
+            Some(wait) => self.reader()?.recv_blocking(wait),
+            None => self.reader()?.recv_blocking(&mut ringfire::BusySpin::new()),
+        };
         buf[..N].copy_from_slice(&item);
         Ok(N)
     }
 }
 
-/// A ringfire endpoint for messages of `size` bytes (8, 64 or 1024).
+/// A ringfire endpoint for messages of `size` bytes (8, 64 or 1024). `futex`: wait with
+/// its `FutexWait` (its default of 32 polls before sleeping, or none with `spin` zero:
+/// "asleep") instead of busy spinning.
 #[cfg(feature = "peers")]
-pub(crate) fn ringfire(size: usize, tx: &str, rx: &str) -> io::Result<Box<dyn Endpoint>> {
+pub(crate) fn ringfire(
+    size: usize,
+    tx: &str,
+    rx: &str,
+    futex: bool,
+    spin: Duration,
+) -> io::Result<Box<dyn Endpoint>> {
+    let futex = futex.then(|| {
+        let polls = if spin.is_zero() {
+            0
+        } else {
+            RINGFIRE_FUTEX_POLLS
+        };
+        ringfire::FutexWait::new(polls, Some(Duration::from_millis(50)))
+    });
     Ok(match size {
-        8 => Box::new(Ringfire::<8>::new(tx, rx)?),
-        64 => Box::new(Ringfire::<64>::new(tx, rx)?),
-        1024 => Box::new(Ringfire::<1024>::new(tx, rx)?),
+        8 => Box::new(Ringfire::<8>::new(tx, rx, futex)?),
+        64 => Box::new(Ringfire::<64>::new(tx, rx, futex)?),
+        1024 => Box::new(Ringfire::<1024>::new(tx, rx, futex)?),
         other => {
             return Err(io::Error::other(format!(
-                "ringfire-spin is built for 8, 64 and 1024 bytes, not {other}"
+                "ringfire is built here for 8, 64 and 1024 bytes, not {other}"
             )));
         }
     })
 }
+
+/// Polls ringfire's `FutexWait` makes before it sleeps: its default.
+#[cfg(feature = "peers")]
+pub(crate) const RINGFIRE_FUTEX_POLLS: u32 = 32;
 
 /// iceoryx2 0.10.0 (feature `peers`): publish-subscribe on `[u8]` slices, one service each
 /// way, lossless (`enable_safe_overflow(false)`, publishers retry until delivered), the
 /// subscriber polled in a busy loop (its fastest documented way to receive). Zero copy on
 /// its side too: a loaned sample is written in place and sent. A send waits (once) until
 /// the other side's subscriber is connected, since a sample sent before that is not kept.
+/// `iceoryx2-event`: the same, plus its event service beside each publish-subscribe one
+/// (the documented way to wait): every send notifies, and a receiver that finds nothing
+/// waits on its listener (a blocking system call) instead of polling.
 #[cfg(feature = "peers")]
 pub(crate) struct Iceoryx2 {
+    /// Event ports (`iceoryx2-event`): notify after each send, wait when empty.
+    events: Option<(
+        iceoryx2::port::notifier::Notifier<iceoryx2::prelude::ipc::Service>,
+        iceoryx2::port::listener::Listener<iceoryx2::prelude::ipc::Service>,
+    )>,
     publisher: iceoryx2::port::publisher::Publisher<iceoryx2::prelude::ipc::Service, [u8], ()>,
     subscriber: iceoryx2::port::subscriber::Subscriber<iceoryx2::prelude::ipc::Service, [u8], ()>,
     out: iceoryx2::service::port_factory::publish_subscribe::PortFactory<
@@ -834,7 +878,7 @@ pub(crate) struct Iceoryx2 {
 #[cfg(feature = "peers")]
 impl Iceoryx2 {
     /// Opens (or creates) both services: publishes on `tx`, subscribes to `rx`.
-    pub(crate) fn new(tx: &str, rx: &str, size: usize) -> io::Result<Iceoryx2> {
+    pub(crate) fn new(tx: &str, rx: &str, size: usize, events: bool) -> io::Result<Iceoryx2> {
         use iceoryx2::prelude::*;
         let err = |e: &dyn core::fmt::Debug| io::Error::other(format!("iceoryx2: {e:?}"));
         let node = NodeBuilder::new()
@@ -861,7 +905,31 @@ impl Iceoryx2 {
             .create()
             .map_err(|e| err(&e))?;
         let subscriber = inbound.subscriber_builder().create().map_err(|e| err(&e))?;
+        let events = if events {
+            let event = |name: &str| {
+                let name: ServiceName = format!("{name}-event")
+                    .as_str()
+                    .try_into()
+                    .map_err(|e| err(&e))?;
+                node.service_builder(&name)
+                    .event()
+                    .open_or_create()
+                    .map_err(|e| err(&e))
+            };
+            let notifier = event(tx)?
+                .notifier_builder()
+                .create()
+                .map_err(|e| err(&e))?;
+            let listener = event(rx)?
+                .listener_builder()
+                .create()
+                .map_err(|e| err(&e))?;
+            Some((notifier, listener))
+        } else {
+            None
+        };
         Ok(Iceoryx2 {
+            events,
             publisher,
             subscriber,
             out,
@@ -893,10 +961,14 @@ impl Endpoint for Iceoryx2 {
             .loan_slice_uninit(msg.len())
             .map_err(|e| err(&e))?;
         sample.write_from_slice(msg).send().map_err(|e| err(&e))?;
+        if let Some((notifier, _)) = &self.events {
+            notifier.notify().map_err(|e| err(&e))?;
+        }
         Ok(())
     }
 
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let err = |e: &dyn core::fmt::Debug| io::Error::other(format!("iceoryx2: {e:?}"));
         loop {
             match self.subscriber.receive() {
                 Ok(Some(sample)) => {
@@ -904,8 +976,17 @@ impl Endpoint for Iceoryx2 {
                     buf[..payload.len()].copy_from_slice(payload);
                     return Ok(payload.len());
                 }
-                Ok(None) => std::hint::spin_loop(),
-                Err(e) => return Err(io::Error::other(format!("iceoryx2: {e:?}"))),
+                Ok(None) => match &self.events {
+                    // Notifications since the last wait are drained by it; the receive
+                    // above is repeated after every wake-up.
+                    Some((_, listener)) => {
+                        listener
+                            .timed_wait(|_| {}, CALL_TIMEOUT)
+                            .map_err(|e| err(&e))?;
+                    }
+                    None => std::hint::spin_loop(),
+                },
+                Err(e) => return Err(err(&e)),
             }
         }
     }
