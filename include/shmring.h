@@ -156,6 +156,16 @@ typedef struct shmring_config_t {
   uint64_t spin_ns;
 } shmring_config_t;
 
+// Where a consumer has read to (`shmring_consumer_read_mark`): the stream position after
+// the last message it received, growing for the ring's whole life, and words that only
+// `shmring_consumer_release_to` reads.
+typedef struct shmring_read_mark_t {
+  // Stream position after the marked message.
+  uint64_t position;
+  // Internal: pass the mark back unchanged.
+  uint64_t internal[3];
+} shmring_read_mark_t;
+
 // One message of a batch: `len` bytes at `data`.
 typedef struct shmring_msg_t {
   // The bytes (may be NULL if `len` is 0).
@@ -488,6 +498,55 @@ enum shmring_status shmring_consumer_arm(struct shmring_consumer_t *consumer, in
 // # Safety
 // `consumer` is live; `out_fd` is writable.
 enum shmring_status shmring_consumer_readiness_fd(struct shmring_consumer_t *consumer, int *out_fd);
+
+// Defers releases (SPSC and broadcast rings): from now on what this consumer receives
+// keeps its space — producers wait for it — until `shmring_consumer_release_to`; if the
+// consumer dies or is freed first, the next one reads again from the last mark given
+// back. For a consumer that passes messages on and may let go of them only once the next
+// hop has them. `SHMRING_INVALID_ARGUMENT` on MPMC rings.
+//
+// # Safety
+// `consumer` is live.
+enum shmring_status shmring_consumer_defer_releases(struct shmring_consumer_t *consumer);
+
+// Writes to `*out` where `consumer` has read to (SPSC and broadcast rings).
+//
+// # Safety
+// `consumer` is live; `out` is writable.
+enum shmring_status shmring_consumer_read_mark(const struct shmring_consumer_t *consumer,
+                                               struct shmring_read_mark_t *out);
+
+// With deferred releases: gives back the space of every message received before `*mark`
+// and wakes producers waiting for it. `SHMRING_INVALID_ARGUMENT` if releases are not
+// deferred or the mark is not between the last one given back and the last read.
+//
+// # Safety
+// `consumer` is live; `mark` is readable.
+enum shmring_status shmring_consumer_release_to(struct shmring_consumer_t *consumer,
+                                                const struct shmring_read_mark_t *mark);
+
+// With deferred releases: reads again, from the last mark given back, every message
+// received since, without leaving the role (producers see no end of stream).
+//
+// # Safety
+// `consumer` is live.
+enum shmring_status shmring_consumer_rewind(struct shmring_consumer_t *consumer);
+
+// Writes to `*out` the stream position after the last message published (by this
+// producer, or, just after it attached, by the producer before it, even one that died).
+// SPSC and broadcast rings; `SHMRING_INVALID_ARGUMENT` on MPMC rings.
+//
+// # Safety
+// `producer` is live; `out` is writable.
+enum shmring_status shmring_producer_position(const struct shmring_producer_t *producer,
+                                              uint64_t *out);
+
+// Writes to `*out` when the ring's segment was created, nanoseconds since the Unix epoch
+// (as its creator wrote it): with the name, it tells a re-created ring from the old one.
+//
+// # Safety
+// `ring` is live; `out` is writable.
+enum shmring_status shmring_ring_created_unix_ns(const struct shmring_ring_t *ring, uint64_t *out);
 
 // Event loops, producer side: sends `data` (`len` bytes) if it fits, and otherwise arms
 // the producer's readiness descriptor (`shmring_producer_readiness_fd`). `*out_sent` = 1:

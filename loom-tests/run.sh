@@ -73,7 +73,7 @@ negative_control shmring_weaken_dekker target/loom-dekker spsc futex_wakeups_are
 # The same fence removed under the readiness protocol: an armed consumer waits for a
 # doorbell that no publish rings (loom stops the endless wait).
 negative_control shmring_keep_releases_when_dry target/loom-dry spsc \
-    chunked_releases_never_strand_a_waiting_producer "deadlock" "no release when the ring runs dry"
+    chunked_releases_never_strand_a_waiting_producer "deadlock" "nothing given back on catching up"
 negative_control shmring_weaken_dekker target/loom-dekker spsc armed_consumers_are_always_rung \
     "maximum number of branches" "N1 fence removed, readiness"
 LOOM_MAX_PREEMPTIONS=3 negative_control shmring_weaken_dekker target/loom-dekker mpmc \

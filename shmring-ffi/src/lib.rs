@@ -888,6 +888,143 @@ pub unsafe extern "C" fn shmring_consumer_readiness_fd(
     })
 }
 
+/// Where a consumer has read to (`shmring_consumer_read_mark`): the stream position after
+/// the last message it received, growing for the ring's whole life, and words that only
+/// `shmring_consumer_release_to` reads.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct shmring_read_mark_t {
+    /// Stream position after the marked message.
+    pub position: u64,
+    /// Internal: pass the mark back unchanged.
+    pub internal: [u64; 3],
+}
+
+/// Defers releases (SPSC and broadcast rings): from now on what this consumer receives
+/// keeps its space — producers wait for it — until `shmring_consumer_release_to`; if the
+/// consumer dies or is freed first, the next one reads again from the last mark given
+/// back. For a consumer that passes messages on and may let go of them only once the next
+/// hop has them. `SHMRING_INVALID_ARGUMENT` on MPMC rings.
+///
+/// # Safety
+/// `consumer` is live.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_consumer_defer_releases(
+    consumer: *mut shmring_consumer_t,
+) -> shmring_status {
+    boundary(|| {
+        // SAFETY: per the contract.
+        let c = unsafe { nonnull_mut(consumer, "consumer") }?;
+        Ok(c.0.defer_releases()?)
+    })
+}
+
+/// Writes to `*out` where `consumer` has read to (SPSC and broadcast rings).
+///
+/// # Safety
+/// `consumer` is live; `out` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_consumer_read_mark(
+    consumer: *const shmring_consumer_t,
+    out: *mut shmring_read_mark_t,
+) -> shmring_status {
+    boundary(|| {
+        // SAFETY: per the contract.
+        let c = unsafe { nonnull(consumer, "consumer") }?;
+        // SAFETY: per the contract.
+        unsafe { nonnull_mut(out, "out") }?;
+        let [position, a, b, d] = c.0.read_mark()?.to_words();
+        let mark = shmring_read_mark_t {
+            position,
+            internal: [a, b, d],
+        };
+        // SAFETY: checked non-NULL above.
+        unsafe { write_out(out, mark) };
+        Ok(())
+    })
+}
+
+/// With deferred releases: gives back the space of every message received before `*mark`
+/// and wakes producers waiting for it. `SHMRING_INVALID_ARGUMENT` if releases are not
+/// deferred or the mark is not between the last one given back and the last read.
+///
+/// # Safety
+/// `consumer` is live; `mark` is readable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_consumer_release_to(
+    consumer: *mut shmring_consumer_t,
+    mark: *const shmring_read_mark_t,
+) -> shmring_status {
+    boundary(|| {
+        // SAFETY: per the contract.
+        let c = unsafe { nonnull_mut(consumer, "consumer") }?;
+        // SAFETY: per the contract.
+        let mark = unsafe { nonnull(mark, "mark") }?;
+        let [a, b, d] = mark.internal;
+        Ok(c.0.release_to(shmring::ReadMark::from_words([mark.position, a, b, d]))?)
+    })
+}
+
+/// With deferred releases: reads again, from the last mark given back, every message
+/// received since, without leaving the role (producers see no end of stream).
+///
+/// # Safety
+/// `consumer` is live.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_consumer_rewind(
+    consumer: *mut shmring_consumer_t,
+) -> shmring_status {
+    boundary(|| {
+        // SAFETY: per the contract.
+        let c = unsafe { nonnull_mut(consumer, "consumer") }?;
+        Ok(c.0.rewind()?)
+    })
+}
+
+/// Writes to `*out` the stream position after the last message published (by this
+/// producer, or, just after it attached, by the producer before it, even one that died).
+/// SPSC and broadcast rings; `SHMRING_INVALID_ARGUMENT` on MPMC rings.
+///
+/// # Safety
+/// `producer` is live; `out` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_producer_position(
+    producer: *const shmring_producer_t,
+    out: *mut u64,
+) -> shmring_status {
+    boundary(|| {
+        // SAFETY: per the contract.
+        let p = unsafe { nonnull(producer, "producer") }?;
+        // SAFETY: per the contract.
+        unsafe { nonnull_mut(out, "out") }?;
+        let position = p.0.position()?;
+        // SAFETY: checked non-NULL above.
+        unsafe { write_out(out, position) };
+        Ok(())
+    })
+}
+
+/// Writes to `*out` when the ring's segment was created, nanoseconds since the Unix epoch
+/// (as its creator wrote it): with the name, it tells a re-created ring from the old one.
+///
+/// # Safety
+/// `ring` is live; `out` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_ring_created_unix_ns(
+    ring: *const shmring_ring_t,
+    out: *mut u64,
+) -> shmring_status {
+    boundary(|| {
+        // SAFETY: per the contract.
+        let ring = unsafe { nonnull(ring, "ring") }?;
+        // SAFETY: per the contract.
+        unsafe { nonnull_mut(out, "out") }?;
+        // SAFETY: checked non-NULL above.
+        unsafe { write_out(out, ring.0.created_unix_ns()) };
+        Ok(())
+    })
+}
+
 /// Event loops, producer side: sends `data` (`len` bytes) if it fits, and otherwise arms
 /// the producer's readiness descriptor (`shmring_producer_readiness_fd`). `*out_sent` = 1:
 /// sent; 0: the ring is full and the producer is armed: poll the descriptor, then call

@@ -208,6 +208,11 @@ impl Ring {
         dispatch!(self, r => r.peers())
     }
 
+    /// See [`channel::Ring::created_unix_ns`].
+    pub fn created_unix_ns(&self) -> u64 {
+        dispatch!(self, r => r.created_unix_ns())
+    }
+
     /// Largest message payload in bytes.
     pub fn max_message(&self) -> usize {
         dispatch!(self, r => r.max_message())
@@ -334,6 +339,11 @@ impl Producer {
         dispatch!(self, p => p.try_send_batch(msgs))
     }
 
+    /// See [`channel::Producer::position`].
+    pub fn position(&self) -> Result<u64> {
+        dispatch!(self, p => p.position())
+    }
+
     /// Largest message payload in bytes.
     pub fn max_message(&self) -> usize {
         dispatch!(self, p => p.max_message())
@@ -377,6 +387,26 @@ impl Consumer {
     /// See [`channel::Consumer::try_recv_batch`].
     pub fn try_recv_batch(&mut self, max: usize, f: impl FnMut(&[u8])) -> Result<usize> {
         dispatch!(self, c => c.try_recv_batch(max, f))
+    }
+
+    /// See [`channel::Consumer::defer_releases`].
+    pub fn defer_releases(&mut self) -> Result<()> {
+        dispatch!(self, c => c.defer_releases())
+    }
+
+    /// See [`channel::Consumer::read_mark`].
+    pub fn read_mark(&self) -> Result<crate::ReadMark> {
+        dispatch!(self, c => c.read_mark())
+    }
+
+    /// See [`channel::Consumer::release_to`].
+    pub fn release_to(&mut self, mark: crate::ReadMark) -> Result<()> {
+        dispatch!(self, c => c.release_to(mark))
+    }
+
+    /// See [`channel::Consumer::rewind`].
+    pub fn rewind(&mut self) -> Result<()> {
+        dispatch!(self, c => c.rewind())
     }
 
     /// Largest message payload in bytes.

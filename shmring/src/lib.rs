@@ -61,6 +61,7 @@ pub mod mpmc;
 pub mod spsc;
 mod sync;
 
+pub use algo::ReadMark;
 #[cfg(feature = "tokio")]
 pub use channel::Messages;
 pub use channel::{

@@ -633,6 +633,75 @@ static void test_broadcast(void) {
     CHECK_STATUS(shmring_unlink(name), SHMRING_OK);
 }
 
+/* Deferred releases and positions: what a bridge needs to pass messages on. */
+static void test_deferred_releases(void) {
+    char name[128];
+    name_for(name, sizeof name, "deferred");
+    shmring_config_t cfg;
+    shmring_config_init(&cfg);
+    cfg.capacity = 4096;
+    shmring_ring_t *ring = NULL;
+    shmring_producer_t *tx = NULL;
+    shmring_consumer_t *rx = NULL;
+    CHECK_STATUS(shmring_spsc_create(name, &cfg, &ring), SHMRING_OK);
+    uint64_t created = 0;
+    CHECK_STATUS(shmring_ring_created_unix_ns(ring, &created), SHMRING_OK);
+    CHECK(created > 1600000000000000000ull);
+    CHECK_STATUS(shmring_producer_create(ring, &tx), SHMRING_OK);
+    CHECK_STATUS(shmring_consumer_create(ring, &rx), SHMRING_OK);
+    uint64_t before = 0, after = 0;
+    CHECK_STATUS(shmring_producer_position(tx, &before), SHMRING_OK);
+    CHECK_STATUS(shmring_try_send(tx, "a", 1), SHMRING_OK);
+    CHECK_STATUS(shmring_try_send(tx, "b", 1), SHMRING_OK);
+    CHECK_STATUS(shmring_producer_position(tx, &after), SHMRING_OK);
+    CHECK(after > before);
+    shmring_read_mark_t mark;
+    /* Not deferred yet: release_to refuses, in words. */
+    CHECK_STATUS(shmring_consumer_read_mark(rx, &mark), SHMRING_OK);
+    CHECK_STATUS(shmring_consumer_release_to(rx, &mark), SHMRING_INVALID_ARGUMENT);
+    CHECK(strstr(shmring_last_error_message(), "defer") != NULL);
+    CHECK_STATUS(shmring_consumer_defer_releases(rx), SHMRING_OK);
+    char buf[8];
+    size_t len = 0;
+    CHECK_STATUS(shmring_try_recv(rx, buf, sizeof buf, &len), SHMRING_OK);
+    CHECK_STATUS(shmring_consumer_read_mark(rx, &mark), SHMRING_OK);
+    CHECK(mark.position > before && mark.position < after);
+    CHECK_STATUS(shmring_try_recv(rx, buf, sizeof buf, &len), SHMRING_OK);
+    CHECK(len == 1 && buf[0] == 'b');
+    /* Read again from the last mark given back (none yet): "a" and "b" again. */
+    CHECK_STATUS(shmring_consumer_rewind(rx), SHMRING_OK);
+    CHECK_STATUS(shmring_try_recv(rx, buf, sizeof buf, &len), SHMRING_OK);
+    CHECK(len == 1 && buf[0] == 'a');
+    CHECK_STATUS(shmring_consumer_release_to(rx, &mark), SHMRING_OK);
+    /* A new consumer starts after the mark given back: at "b". */
+    shmring_consumer_free(rx);
+    CHECK_STATUS(shmring_consumer_create(ring, &rx), SHMRING_OK);
+    CHECK_STATUS(shmring_try_recv(rx, buf, sizeof buf, &len), SHMRING_OK);
+    CHECK(len == 1 && buf[0] == 'b');
+    CHECK_STATUS(shmring_consumer_read_mark(NULL, &mark), SHMRING_NULL_ARGUMENT);
+    CHECK_STATUS(shmring_producer_position(tx, NULL), SHMRING_NULL_ARGUMENT);
+    shmring_consumer_free(rx);
+    shmring_producer_free(tx);
+    CHECK_STATUS(shmring_unlink(name), SHMRING_OK);
+    shmring_ring_free(ring);
+
+    /* MPMC: no deferral, no producer position. */
+    name_for(name, sizeof name, "deferred-mpmc");
+    shmring_mpmc_config_t mpmc_cfg;
+    shmring_mpmc_config_init(&mpmc_cfg);
+    mpmc_cfg.slots = 8;
+    CHECK_STATUS(shmring_mpmc_create(name, &mpmc_cfg, &ring), SHMRING_OK);
+    CHECK_STATUS(shmring_producer_create(ring, &tx), SHMRING_OK);
+    CHECK_STATUS(shmring_consumer_create(ring, &rx), SHMRING_OK);
+    CHECK_STATUS(shmring_consumer_defer_releases(rx), SHMRING_INVALID_ARGUMENT);
+    CHECK(strstr(shmring_last_error_message(), "MPMC") != NULL);
+    CHECK_STATUS(shmring_producer_position(tx, &after), SHMRING_INVALID_ARGUMENT);
+    shmring_consumer_free(rx);
+    shmring_producer_free(tx);
+    CHECK_STATUS(shmring_unlink(name), SHMRING_OK);
+    shmring_ring_free(ring);
+}
+
 int main(void) {
     test_version_and_strings();
     test_names_and_existence();
@@ -644,6 +713,7 @@ int main(void) {
     test_broadcast();
     test_telemetry();
     test_readiness();
+    test_deferred_releases();
     printf("%d passed, %d failed\n", checks - failures, failures);
     return failures == 0 ? 0 : 1;
 }

@@ -16,8 +16,8 @@
 //! and starts beyond it, or is seen (B3). `docs/ordering.md` ("Broadcast") argues each
 //! edge.
 
-use super::Identity;
 use super::registry::{self as reg, Membership, Table};
+use super::{Identity, ReadMark};
 use crate::error::{Error, Result, Role};
 use crate::layout::broadcast::{self as bc, CURSOR, MISSED, NAME, NAME_LEN, NEXT_SEQ};
 use crate::layout::geometry::{BroadcastGeometry, Policy};
@@ -576,6 +576,11 @@ impl<M: RingMemory> super::ProducerCore for ProducerCore<M> {
     fn batching(&self) -> bool {
         self.batching
     }
+    fn position(&self) -> Result<u64> {
+        // Stored by this producer at every publish and when it attached (after recovering
+        // what a dead one published).
+        Ok(self.sh.mem.control().producer.tail.load(Relaxed))
+    }
     fn maintain(&mut self) {
         // Dead readers stop counting for back-pressure once reaped.
         reg::reap(
@@ -631,6 +636,9 @@ pub struct ConsumerCore<M: RingMemory> {
     pending_lag: u64,
     batching: bool,
     unpublished: bool,
+    /// Deferred releases: the cursor published is this mark's (position, next sequence
+    /// number, counters), not `cursor`.
+    deferred: Option<ReadMark>,
     messages: u64,
     bytes: u64,
     missed: u64,
@@ -673,6 +681,7 @@ impl<M: RingMemory> ConsumerCore<M> {
             pending_lag: 0,
             batching: false,
             unpublished: false,
+            deferred: None,
             messages: 0,
             bytes: 0,
             missed: 0,
@@ -782,17 +791,19 @@ impl<M: RingMemory> ConsumerCore<M> {
     /// Stores where this reader is (its durable cursor, and what the producer waits for).
     fn publish_cursor(&mut self) {
         let index = self.sh.me.index;
+        let mark = self.deferred.unwrap_or_else(|| self.read_mark());
         self.sh
             .reader_word(index, NEXT_SEQ)
-            .store(self.next_seq, Relaxed);
+            .store(mark.seq(), Relaxed);
         // ORDERING C2 (pairs with P2): Release, so our reads of what we released happen
         // before the producer, having Acquired the cursor, overwrites it.
         self.sh
             .reader_word(index, CURSOR)
-            .store(self.cursor, Release);
+            .store(mark.position(), Release);
         let rec = reg::record(&self.sh.mem, &self.sh.geo, index);
-        rec.messages.store(self.messages, Relaxed);
-        rec.bytes.store(self.bytes, Relaxed);
+        let (messages, bytes) = mark.counts();
+        rec.messages.store(messages, Relaxed);
+        rec.bytes.store(bytes, Relaxed);
         self.unpublished = false;
     }
 
@@ -947,8 +958,48 @@ impl<M: RingMemory> ConsumerCore<M> {
         self.next_seq = msg.seq.wrapping_add(1);
         self.messages = self.messages.wrapping_add(1);
         self.bytes = self.bytes.wrapping_add(msg.len);
+        if self.deferred.is_some() {
+            return Ok(());
+        }
         self.unpublished = true;
         if !self.batching {
+            self.flush();
+        }
+        Ok(())
+    }
+
+    /// Where this reader has read to.
+    fn read_mark(&self) -> ReadMark {
+        ReadMark::new(self.cursor, self.next_seq, (self.messages, self.bytes))
+    }
+
+    /// From now on released records stay held (and are read again by the name's next
+    /// holder) until `give_back_to`.
+    fn defer_releases(&mut self) {
+        if self.deferred.is_none() {
+            self.flush();
+            self.deferred = Some(self.read_mark());
+        }
+    }
+
+    /// Gives back every record before `mark` (deferred releases).
+    fn give_back_to(&mut self, mark: ReadMark) -> Result<()> {
+        let Some(given_back) = self.deferred.map(|m| m.position()) else {
+            return Err(Error::invalid_argument(
+                "releases are not deferred on this reader: call defer_releases first",
+            ));
+        };
+        let pos = mark.position();
+        if pos.wrapping_sub(given_back) > self.cursor.wrapping_sub(given_back) {
+            return Err(Error::invalid_argument(format!(
+                "read mark {pos} is not between the last one given back ({given_back}) and \
+                 the last read ({})",
+                self.cursor
+            )));
+        }
+        if pos != given_back {
+            self.deferred = Some(mark);
+            self.unpublished = true;
             self.flush();
         }
         Ok(())
@@ -1079,6 +1130,29 @@ impl<M: RingMemory> super::ConsumerCore for ConsumerCore<M> {
     #[inline]
     fn release(&mut self, msg: Message) -> Result<()> {
         ConsumerCore::release(self, msg)
+    }
+    fn defer_releases(&mut self) -> Result<()> {
+        ConsumerCore::defer_releases(self);
+        Ok(())
+    }
+    fn read_mark(&self) -> Result<ReadMark> {
+        Ok(ConsumerCore::read_mark(self))
+    }
+    fn give_back_to(&mut self, mark: ReadMark) -> Result<()> {
+        ConsumerCore::give_back_to(self, mark)
+    }
+    fn rewind(&mut self) -> Result<()> {
+        let Some(mark) = self.deferred else {
+            return Err(Error::invalid_argument(
+                "releases are not deferred on this reader: nothing to read again",
+            ));
+        };
+        // What was overwritten since (Overwrite, or a lag limit) is told as `Lagged` by the
+        // next receive, as for any reader that fell behind.
+        self.cursor = mark.position();
+        self.next_seq = mark.seq();
+        (self.messages, self.bytes) = mark.counts();
+        Ok(())
     }
     fn try_read_batch(&mut self, max: usize, f: &mut dyn FnMut(&[u8])) -> Result<usize> {
         if max == 0 {

@@ -56,6 +56,14 @@ pub trait ProducerCore {
     }
     /// Looks for dead peers and recovers what they left (reaps their slots, frees what they
     /// held). Blocked calls run it between waits; polling calls every few thousand polls.
+    /// The stream position after the last message published (by this producer, or, just
+    /// after attaching, by any before it): SPSC and broadcast rings, where one producer
+    /// writes at a time.
+    fn position(&self) -> Result<u64> {
+        Err(Error::invalid_argument(
+            "an MPMC ring's producers share its stream: no one producer has a position",
+        ))
+    }
     fn maintain(&mut self);
     /// Publishes what is pending and gives the role back.
     fn close(&mut self);
@@ -91,6 +99,23 @@ pub trait ConsumerCore {
     fn publish_released(&mut self) -> bool {
         false
     }
+    /// Deferred releases (SPSC, broadcast): from now on released messages keep their space,
+    /// and are read again by the next holder of the role, until `give_back_to`.
+    fn defer_releases(&mut self) -> Result<()> {
+        Err(Error::invalid_argument(NO_MARKS))
+    }
+    /// Where this end has read to: the position after the last message released.
+    fn read_mark(&self) -> Result<ReadMark> {
+        Err(Error::invalid_argument(NO_MARKS))
+    }
+    /// Gives back the space of every message before `mark`.
+    fn give_back_to(&mut self, _mark: ReadMark) -> Result<()> {
+        Err(Error::invalid_argument(NO_MARKS))
+    }
+    /// With deferred releases: reads again from the last mark given back.
+    fn rewind(&mut self) -> Result<()> {
+        Err(Error::invalid_argument(NO_MARKS))
+    }
     /// Hands up to `max` messages to `f` in place and releases them together; how many
     /// (`WouldBlock` / end of stream if none).
     fn try_read_batch(&mut self, max: usize, f: &mut dyn FnMut(&[u8])) -> Result<usize>;
@@ -99,6 +124,89 @@ pub trait ConsumerCore {
     /// Gives the role back. `held`: a message this end found but never released — it is
     /// released if it cannot be left for another consumer (MPMC: it was taken).
     fn close(&mut self, held: Option<Self::Msg>);
+}
+
+const NO_MARKS: &str = "an MPMC consumer takes each message out of the ring as it receives it: \
+     its releases cannot be deferred (SPSC and broadcast consumers can)";
+
+/// Where a consumer has read to in its ring's stream: the position just after the last
+/// message it released, from [`Consumer::read_mark`](crate::Consumer::read_mark). Positions
+/// grow along the stream for the ring's whole life (they count bytes of records, so they
+/// are not consecutive), so a mark identifies a message within one ring and orders it.
+/// With deferred releases (`Consumer::defer_releases`), [`Consumer::release_to`] gives the
+/// ring's space back up to a mark.
+///
+/// ```
+/// use shmring::{Config, spsc::Ring};
+/// let name = format!("/doc-read-mark-{}", std::process::id());
+/// let ring = Ring::create(&name, &Config::new().capacity(4096))?;
+/// let (mut tx, mut rx) = (ring.producer()?, ring.consumer()?);
+/// tx.try_send(b"a")?;
+/// tx.try_send(b"b")?;
+/// let mut buf = [0u8; 8];
+/// rx.try_recv(&mut buf)?;
+/// let after_a = rx.read_mark()?;
+/// rx.try_recv(&mut buf)?;
+/// assert!(rx.read_mark()?.position() > after_a.position());
+/// ring.unlink()?;
+/// # Ok::<(), shmring::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ReadMark {
+    position: u64,
+    /// Broadcast: the sequence number of the message after the mark.
+    seq: u64,
+    /// The consumer's counters of messages and payload bytes received, up to the mark.
+    counts: (u64, u64),
+}
+
+impl ReadMark {
+    pub(crate) fn new(position: u64, seq: u64, counts: (u64, u64)) -> ReadMark {
+        ReadMark {
+            position,
+            seq,
+            counts,
+        }
+    }
+
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        self.counts
+    }
+
+    /// The mark as four words, for carrying it where a Rust value cannot go (the C ABI):
+    /// `[position, sequence, messages, bytes]`. [`from_words`](ReadMark::from_words)
+    /// turns them back.
+    ///
+    /// ```
+    /// # use shmring::{Config, spsc::Ring};
+    /// # let name = format!("/doc-mark-words-{}", std::process::id());
+    /// # let ring = Ring::create(&name, &Config::new())?;
+    /// let rx = ring.consumer()?;
+    /// let mark = rx.read_mark()?;
+    /// assert_eq!(shmring::ReadMark::from_words(mark.to_words()), mark);
+    /// # ring.unlink()?;
+    /// # Ok::<(), shmring::Error>(())
+    /// ```
+    pub fn to_words(&self) -> [u64; 4] {
+        [self.position, self.seq, self.counts.0, self.counts.1]
+    }
+
+    /// A mark from [`to_words`](ReadMark::to_words). Words that never came from a mark are
+    /// still checked where the mark is used: a position out of range is `InvalidArgument`;
+    /// made-up counters only make the ring's statistics wrong.
+    pub fn from_words(words: [u64; 4]) -> ReadMark {
+        ReadMark::new(words[0], words[1], (words[2], words[3]))
+    }
+
+    /// The stream position after the marked message: larger for every later message of
+    /// the same ring.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    pub(crate) fn seq(&self) -> u64 {
+        self.seq
+    }
 }
 
 /// Refuses a batch holding a message longer than `max` (before anything is sent).

@@ -10,7 +10,7 @@
 //! first with Relaxed and the first last with Release, so one store publishes the batch.
 //! `docs/ordering.md` lists the edges (P1/C1, C2/P2, P3/C3) named in the comments below.
 
-use super::Identity;
+use super::{Identity, ReadMark};
 use crate::error::{Error, Result, Role};
 use crate::layout::geometry::SpscGeometry;
 use crate::layout::{ControlBlock, RECORD_HEADER, peer_state, record};
@@ -349,6 +349,10 @@ pub struct ConsumerCore<M: RingMemory> {
     unpublished: bool,
     /// `head` as last published.
     published_head: u64,
+    /// Releases deferred ([`ReadMark`]s): what is given back is `given_back`, not `head`.
+    deferred: bool,
+    /// With `deferred`: where space is given back up to, as a mark (position, counters).
+    given_back: ReadMark,
     /// Bytes consumed before `head` is published again (R3): a quarter of the ring, at
     /// most 4 KiB. Also published when the consumer takes the last record published or
     /// finds the ring empty, when a producer waits, at the end of a batch and on close.
@@ -375,6 +379,8 @@ impl<M: RingMemory> ConsumerCore<M> {
             batching: false,
             unpublished: false,
             published_head: head,
+            deferred: false,
+            given_back: ReadMark::new(head, 0, (messages, bytes)),
             release_every: (geo.capacity / 4).min(RELEASE_CHUNK as u64),
             messages,
             bytes,
@@ -476,6 +482,9 @@ impl<M: RingMemory> ConsumerCore<M> {
         self.head = msg.record_pos.wrapping_add(record::size(msg.len));
         self.messages = self.messages.wrapping_add(1);
         self.bytes = self.bytes.wrapping_add(msg.len);
+        if self.deferred {
+            return;
+        }
         self.unpublished = true;
         if !self.batching
             && (self.head.wrapping_sub(self.published_head) >= self.release_every || self.drained())
@@ -484,12 +493,71 @@ impl<M: RingMemory> ConsumerCore<M> {
         }
     }
 
+    /// From now on, consumed records keep their space until `give_back_to` (a bridge's
+    /// exporter gives back what the broker acknowledged).
+    pub(crate) fn defer_releases(&mut self) {
+        if !self.deferred {
+            self.flush();
+            self.deferred = true;
+            self.given_back = self.read_mark();
+        }
+    }
+
+    /// Deferred releases: reads again from the last position given back (its records are
+    /// still in the ring: the producer cannot have written over them).
+    pub(crate) fn rewind(&mut self) -> Result<()> {
+        if !self.deferred {
+            return Err(Error::invalid_argument(
+                "releases are not deferred on this consumer: nothing to read again",
+            ));
+        }
+        self.head = self.given_back.position();
+        (self.messages, self.bytes) = self.given_back.counts();
+        Ok(())
+    }
+
+    /// The position after the last record consumed.
+    pub(crate) fn read_mark(&self) -> ReadMark {
+        ReadMark::new(self.head, 0, (self.messages, self.bytes))
+    }
+
+    /// Gives back the space of every record before `mark` (deferred releases), at once.
+    pub(crate) fn give_back_to(&mut self, mark: ReadMark) -> Result<()> {
+        let pos = mark.position();
+        if !self.deferred {
+            return Err(Error::invalid_argument(
+                "releases are not deferred on this consumer: call defer_releases first",
+            ));
+        }
+        let given_back = self.given_back.position();
+        if pos.wrapping_sub(given_back) > self.head.wrapping_sub(given_back)
+            || pos % RECORD_HEADER != 0
+        {
+            return Err(Error::invalid_argument(format!(
+                "read mark {pos} is not between the last one given back ({given_back}) and \
+                 the last read ({})",
+                self.head
+            )));
+        }
+        if pos != given_back {
+            self.given_back = mark;
+            self.unpublished = true;
+            self.flush();
+        }
+        Ok(())
+    }
+
     /// True if nothing is published after the head: the consumer has caught up, so what
     /// it consumed goes back now (a producer then finds an empty ring empty). Relaxed: a
     /// hint only, nothing is read on its strength; a record published meanwhile is read
     /// through `peek`'s Acquire.
     #[inline]
     fn drained(&self) -> bool {
+        // The loom negative control (`--cfg shmring_keep_releases_when_dry`) gives nothing
+        // back on catching up, to show the model catches a producer left asleep.
+        if cfg!(shmring_keep_releases_when_dry) {
+            return false;
+        }
         self.mem.word(self.head & self.geo.mask()).load(Relaxed) == record::EMPTY
     }
 
@@ -507,10 +575,15 @@ impl<M: RingMemory> ConsumerCore<M> {
             let line = &self.mem.control().consumer;
             // ORDERING C2 (pairs with P2): Release, so our reads of the released records
             // happen before the producer, having Acquired the new head, overwrites them.
-            line.head.store(self.head, Release);
-            line.messages.store(self.messages, Relaxed);
-            line.bytes.store(self.bytes, Relaxed);
-            self.published_head = self.head;
+            let (head, (messages, bytes)) = if self.deferred {
+                (self.given_back.position(), self.given_back.counts())
+            } else {
+                (self.head, (self.messages, self.bytes))
+            };
+            line.head.store(head, Release);
+            line.messages.store(messages, Relaxed);
+            line.bytes.store(bytes, Relaxed);
+            self.published_head = head;
             crate::crash::point("consumer-released");
         }
     }
@@ -626,6 +699,11 @@ impl<M: RingMemory> super::ProducerCore for ProducerEnd<M> {
     fn batching(&self) -> bool {
         self.core.is_batching()
     }
+    fn position(&self) -> Result<u64> {
+        // Stored by this producer at every publish and when it attached (after recovering
+        // what a dead one published).
+        Ok(self.core.memory().control().producer.tail.load(Relaxed))
+    }
     fn maintain(&mut self) {
         // An error (the lock call failed) leaves the consumer's liveness unknown: the
         // caller waits on, within its timeout.
@@ -694,6 +772,19 @@ impl<M: RingMemory> super::ConsumerCore for ConsumerEnd<M> {
     }
     fn publish_released(&mut self) -> bool {
         self.core.publish_released()
+    }
+    fn defer_releases(&mut self) -> Result<()> {
+        self.core.defer_releases();
+        Ok(())
+    }
+    fn read_mark(&self) -> Result<ReadMark> {
+        Ok(self.core.read_mark())
+    }
+    fn give_back_to(&mut self, mark: ReadMark) -> Result<()> {
+        self.core.give_back_to(mark)
+    }
+    fn rewind(&mut self) -> Result<()> {
+        self.core.rewind()
     }
     fn try_read_batch(&mut self, max: usize, f: &mut dyn FnMut(&[u8])) -> Result<usize> {
         if max == 0 {

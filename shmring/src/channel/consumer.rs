@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::Kind;
 use super::producer::FRUITLESS_POLLS_PER_LOOK;
 use super::ready::{EndReadiness, Readiness};
-use crate::algo::ConsumerCore;
+use crate::algo::{ConsumerCore, ReadMark};
 use crate::error::{Error, Result, Role};
 use crate::memory::Memory;
 use crate::shm::ShmMemory;
@@ -275,6 +275,68 @@ impl<K: Kind, M: Memory> Consumer<K, M> {
             return Err(e);
         }
         Ok(len)
+    }
+
+    /// Defers releases, for a consumer that passes messages on and may give their space
+    /// back only once the next hop has them (a bridge exporter waiting for a broker's
+    /// acknowledgement): from now on every receive moves this consumer on, but the space
+    /// of what it received stays taken — producers wait for it as for unread messages —
+    /// until [`release_to`](Consumer::release_to). If this consumer dies or closes first,
+    /// the next one (SPSC: the next consumer; broadcast: the name's next holder) reads
+    /// again from the last mark given back. `InvalidArgument` on MPMC rings, whose
+    /// consumers take each message out as they receive it.
+    ///
+    /// ```
+    /// use shmring::{Config, spsc::Ring};
+    /// let name = format!("/doc-defer-{}", std::process::id());
+    /// let ring = Ring::create(&name, &Config::new().capacity(4096))?;
+    /// let mut tx = ring.producer()?;
+    /// let mut rx = ring.consumer()?;
+    /// rx.defer_releases()?;
+    /// for msg in [b"a", b"b", b"c"] {
+    ///     tx.try_send(msg)?;
+    /// }
+    /// let mut buf = [0u8; 8];
+    /// rx.try_recv(&mut buf)?;
+    /// let after_a = rx.read_mark()?;
+    /// rx.try_recv(&mut buf)?;
+    /// rx.release_to(after_a)?; // "a" is given back; "b" is still held
+    /// rx.close();
+    /// let mut rx = ring.consumer()?; // a new consumer starts at "b" again
+    /// let n = rx.try_recv(&mut buf)?;
+    /// assert_eq!(&buf[..n], b"b");
+    /// ring.unlink()?;
+    /// # Ok::<(), shmring::Error>(())
+    /// ```
+    pub fn defer_releases(&mut self) -> Result<()> {
+        self.core.defer_releases()
+    }
+
+    /// Where this consumer has read to: the position after the last message it received
+    /// (a message kept after `BufferTooSmall` is not received yet). See [`ReadMark`].
+    pub fn read_mark(&self) -> Result<ReadMark> {
+        self.core.read_mark()
+    }
+
+    /// With deferred releases: gives back the space of every message received before
+    /// `mark` (a mark from [`read_mark`](Consumer::read_mark), not older than the last one
+    /// given back), and wakes producers waiting for it. `InvalidArgument` if releases are
+    /// not deferred or the mark is out of that range.
+    pub fn release_to(&mut self, mark: ReadMark) -> Result<()> {
+        self.core.give_back_to(mark)?;
+        self.waiter.notify(Event::SpaceAvailable);
+        Ok(())
+    }
+
+    /// With deferred releases: reads again, from the last mark given back, every message
+    /// received since (a bridge exporter whose publish failed sends them again), without
+    /// leaving the role — producers see no end of stream. `InvalidArgument` if releases
+    /// are not deferred.
+    pub fn rewind(&mut self) -> Result<()> {
+        self.no_detached()?;
+        self.core.rewind()?;
+        self.held = None;
+        Ok(())
     }
 
     /// Copies the next message into `buf` and returns its length; `WouldBlock` if none is

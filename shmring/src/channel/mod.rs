@@ -401,6 +401,23 @@ impl<K: Kind> Ring<K> {
         self.created
     }
 
+    /// When the segment was created, nanoseconds since the Unix epoch, as its creator wrote
+    /// it (untrusted; informational). With the name it tells this ring from an earlier one
+    /// of the same name, whose stream positions started over.
+    ///
+    /// ```
+    /// # use shmring::{Config, spsc::Ring};
+    /// # let name = format!("/doc-created-{}", std::process::id());
+    /// let ring = Ring::create(&name, &Config::new())?;
+    /// assert!(ring.created_unix_ns() > 1_600_000_000_000_000_000);
+    /// # ring.unlink()?;
+    /// # Ok::<(), shmring::Error>(())
+    /// ```
+    pub fn created_unix_ns(&self) -> u64 {
+        use crate::memory::RingMemory;
+        self.memory.control().header.created_unix_ns()
+    }
+
     /// Counters and occupancy, read from the segment.
     pub fn stats(&self) -> Stats {
         stats_of::<K, _>(&self.memory, &self.geometry, self.telemetry)

@@ -260,6 +260,28 @@ impl<K: Kind, M: Memory> Producer<K, M> {
             })
     }
 
+    /// The stream position after the last message published — by this producer, or, just
+    /// after it attached, by whichever producer published last (including one that died
+    /// after publishing). Grows with every message for the ring's whole life. A process
+    /// that must not publish a message twice across its own crash (a bridge importer)
+    /// notes the position before publishing and compares after restarting. SPSC and
+    /// broadcast rings; `InvalidArgument` on MPMC rings, whose producers share the stream.
+    ///
+    /// ```
+    /// use shmring::{Config, spsc::Ring};
+    /// let name = format!("/doc-position-{}", std::process::id());
+    /// let ring = Ring::create(&name, &Config::new().capacity(4096))?;
+    /// let mut tx = ring.producer()?;
+    /// let before = tx.position()?;
+    /// tx.try_send(b"x")?;
+    /// assert!(tx.position()? > before);
+    /// ring.unlink()?;
+    /// # Ok::<(), shmring::Error>(())
+    /// ```
+    pub fn position(&self) -> Result<u64> {
+        self.core.position()
+    }
+
     /// Copies `msg` into the ring as one message, or says why not: `WouldBlock` if it is
     /// full, `MessageTooLarge`, `Closed` / `PeerDead` once the consumers have gone.
     #[inline]

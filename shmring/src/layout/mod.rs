@@ -166,6 +166,14 @@ pub struct SegmentHeader {
     pub lag_limit: AtomicU64,
 }
 
+impl SegmentHeader {
+    /// [`created_unix_ns`](SegmentHeader::created_unix_ns), as the creator wrote it
+    /// (informational, untrusted).
+    pub(crate) fn created_unix_ns(&self) -> u64 {
+        self.created_unix_ns.load(crate::sync::Ordering::Relaxed)
+    }
+}
+
 /// One role's attach record.
 #[repr(C)]
 pub struct PeerRecord {
