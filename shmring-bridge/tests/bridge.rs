@@ -597,3 +597,48 @@ fn a_stalled_importer_back_pressures_the_producer_in_bounded_memory() {
     consume_in_order(&target, total, |_| {});
     producer.join().unwrap();
 }
+
+#[test]
+fn an_importer_skips_what_its_own_node_exported() {
+    const TOTAL: u64 = 5_000;
+    let pair = Pair::new("loop");
+    let (source, target) = (ring(&pair.source), ring(&pair.target));
+    // Both directions of one host share the subject and the node id "exporter": its own
+    // importer (into a ring of its own host) must not bring its exports back.
+    let own_target = RingName::new("loop-own");
+    let _own_ring = ring(&own_target);
+    let (url, state) = (pair.server.url(), pair.state.path().join("own.state"));
+    let own = Bridge::start(&[
+        "import",
+        "--server",
+        &url,
+        "--subject",
+        &pair.subject,
+        "--ring",
+        &own_target.0,
+        "--node",
+        "exporter",
+        "--durable",
+        "own",
+        "--state",
+        state.to_str().unwrap(),
+        "--stats-every",
+        "0.2",
+    ]);
+    let _other = pair.importer("jetstream", &[]);
+    let _exporter = pair.exporter("jetstream", &[]);
+    let producer = produce(&source, TOTAL);
+    consume_in_order(&target, TOTAL, |_| {});
+    producer.join().unwrap();
+    // The other host's importer delivered everything once (checked above); the own one
+    // skipped every batch and delivered nothing (its ring would be the source itself).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while own.last_stat("own_skipped") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the own-node importer skipped nothing"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(own.last_stat("delivered"), 0);
+}
