@@ -143,13 +143,13 @@ fn futex_wakeups_are_never_lost() {
 }
 
 /// Space released in chunks (R3): a consumer holds back the head until it has consumed a
-/// quarter of the ring (64 bytes here), finds the ring empty, or sees the producer asleep.
-/// Positions start at 96: the 48-byte message A (a 56-byte record) is consumed and held
-/// back, and the 104-byte B must pad to the lap end, so it needs A's space. The consumer
-/// drains A and waits for more; the producer waits for space. Either the consumer's
-/// release of A sees the producer asleep (and publishes before waking it), or the consumer
-/// publishes on finding the ring empty and wakes it; a held-back release that nobody
-/// publishes leaves both asleep, which loom reports as a deadlock.
+/// quarter of the ring (64 bytes here), takes the last record published, or sees the
+/// producer asleep. Positions start at 96: the 48-byte message A (a 56-byte record) is
+/// consumed, and the 104-byte B must pad to the lap end, so it needs A's space. The
+/// consumer drains A and waits for more; the producer waits for space. A is the last
+/// record published, so its release gives the space back and looks for sleepers; a
+/// held-back release that nobody publishes leaves both asleep, which loom reports as a
+/// deadlock (the negative control).
 #[test]
 fn chunked_releases_never_strand_a_waiting_producer() {
     loom::model(|| {

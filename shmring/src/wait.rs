@@ -453,7 +453,7 @@ impl<M: RingMemory> Waiter<M> {
         // Someone sleeps (or is about to): what was held back is published before the
         // wake, so the sleeper's re-check (after the futex word or doorbell it waits on)
         // sees it. One that announced itself after our look re-checks and finds what was
-        // published before it; the rest comes at the next chunk or when we run dry.
+        // published before it; the rest comes at the next chunk or when the consumer catches up.
         publish();
         self.ring_armed(line, event);
         if !crate::peers::any_relaxed(&line.sleepers, self.words) {

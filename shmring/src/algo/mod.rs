@@ -54,8 +54,6 @@ pub trait ProducerCore {
     fn batching(&self) -> bool {
         false
     }
-    /// Looks for dead peers and recovers what they left (reaps their slots, frees what they
-    /// held). Blocked calls run it between waits; polling calls every few thousand polls.
     /// The stream position after the last message published (by this producer, or, just
     /// after attaching, by any before it): SPSC and broadcast rings, where one producer
     /// writes at a time.
@@ -64,6 +62,8 @@ pub trait ProducerCore {
             "an MPMC ring's producers share its stream: no one producer has a position",
         ))
     }
+    /// Looks for dead peers and recovers what they left (reaps their slots, frees what they
+    /// held). Blocked calls run it between waits; polling calls every few thousand polls.
     fn maintain(&mut self);
     /// Publishes what is pending and gives the role back.
     fn close(&mut self);
@@ -93,12 +93,9 @@ pub trait ConsumerCore {
     /// (broadcast) if the producer overwrote its bytes while they were in use: whatever
     /// was read from them must be dropped.
     fn release(&mut self, msg: Self::Msg) -> Result<()>;
-    /// Publishes space released and not yet published (a producer may wait for it): true
-    /// if there was any. Called when the ring is found empty, before waiting, and when a
-    /// producer sleeps.
-    fn publish_released(&mut self) -> bool {
-        false
-    }
+    /// Publishes space released and not yet published: called when a producer sleeps
+    /// waiting for it.
+    fn publish_released(&mut self) {}
     /// Deferred releases (SPSC, broadcast): from now on released messages keep their space,
     /// and are read again by the next holder of the role, until `give_back_to`.
     fn defer_releases(&mut self) -> Result<()> {

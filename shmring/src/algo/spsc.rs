@@ -22,8 +22,8 @@ use crate::sync::prefetch_write;
 
 /// Most bytes of records an SPSC consumer takes before it gives their space back to the
 /// producer (a quarter of the ring if that is less). It also gives space back as soon as
-/// it takes the last message published, finds the ring empty, sees the producer waiting
-/// for room, ends a batch or closes. So a consumer that dies redelivers at most this many
+/// it takes the last message published, sees the producer waiting for room, ends a batch
+/// or closes. So a consumer that dies redelivers at most this many
 /// bytes of messages to the next one (delivery is at-least-once), and a producer may find
 /// up to this much less room than there is while the consumer is between receives with
 /// messages still queued. `docs/ordering.md`, "R3".
@@ -349,13 +349,12 @@ pub struct ConsumerCore<M: RingMemory> {
     unpublished: bool,
     /// `head` as last published.
     published_head: u64,
-    /// Releases deferred ([`ReadMark`]s): what is given back is `given_back`, not `head`.
-    deferred: bool,
-    /// With `deferred`: where space is given back up to, as a mark (position, counters).
-    given_back: ReadMark,
+    /// Deferred releases: the mark (position, counters) space is given back up to, which
+    /// is what `flush` publishes instead of `head`.
+    deferred: Option<ReadMark>,
     /// Bytes consumed before `head` is published again (R3): a quarter of the ring, at
-    /// most 4 KiB. Also published when the consumer takes the last record published or
-    /// finds the ring empty, when a producer waits, at the end of a batch and on close.
+    /// most 4 KiB. Also published when the consumer takes the last record published, when
+    /// a producer waits, at the end of a batch and on close.
     release_every: u64,
     messages: u64,
     bytes: u64,
@@ -379,8 +378,7 @@ impl<M: RingMemory> ConsumerCore<M> {
             batching: false,
             unpublished: false,
             published_head: head,
-            deferred: false,
-            given_back: ReadMark::new(head, 0, (messages, bytes)),
+            deferred: None,
             release_every: (geo.capacity / 4).min(RELEASE_CHUNK as u64),
             messages,
             bytes,
@@ -451,7 +449,7 @@ impl<M: RingMemory> ConsumerCore<M> {
     /// Like `peek`, but an empty ring whose producer has closed is `Closed`, and an empty
     /// ring otherwise is `WouldBlock`.
     #[inline]
-    pub(crate) fn try_next(&mut self) -> Result<Message> {
+    pub(crate) fn try_next(&self) -> Result<Message> {
         if let Some(msg) = self.peek()? {
             return Ok(msg);
         }
@@ -482,7 +480,7 @@ impl<M: RingMemory> ConsumerCore<M> {
         self.head = msg.record_pos.wrapping_add(record::size(msg.len));
         self.messages = self.messages.wrapping_add(1);
         self.bytes = self.bytes.wrapping_add(msg.len);
-        if self.deferred {
+        if self.deferred.is_some() {
             return;
         }
         self.unpublished = true;
@@ -496,23 +494,22 @@ impl<M: RingMemory> ConsumerCore<M> {
     /// From now on, consumed records keep their space until `give_back_to` (a bridge's
     /// exporter gives back what the broker acknowledged).
     pub(crate) fn defer_releases(&mut self) {
-        if !self.deferred {
+        if self.deferred.is_none() {
             self.flush();
-            self.deferred = true;
-            self.given_back = self.read_mark();
+            self.deferred = Some(self.read_mark());
         }
     }
 
     /// Deferred releases: reads again from the last position given back (its records are
     /// still in the ring: the producer cannot have written over them).
     pub(crate) fn rewind(&mut self) -> Result<()> {
-        if !self.deferred {
+        let Some(mark) = self.deferred else {
             return Err(Error::invalid_argument(
                 "releases are not deferred on this consumer: nothing to read again",
             ));
-        }
-        self.head = self.given_back.position();
-        (self.messages, self.bytes) = self.given_back.counts();
+        };
+        self.head = mark.position();
+        (self.messages, self.bytes) = mark.counts();
         Ok(())
     }
 
@@ -524,12 +521,11 @@ impl<M: RingMemory> ConsumerCore<M> {
     /// Gives back the space of every record before `mark` (deferred releases), at once.
     pub(crate) fn give_back_to(&mut self, mark: ReadMark) -> Result<()> {
         let pos = mark.position();
-        if !self.deferred {
+        let Some(given_back) = self.deferred.map(|m| m.position()) else {
             return Err(Error::invalid_argument(
                 "releases are not deferred on this consumer: call defer_releases first",
             ));
-        }
-        let given_back = self.given_back.position();
+        };
         if pos.wrapping_sub(given_back) > self.head.wrapping_sub(given_back)
             || pos % RECORD_HEADER != 0
         {
@@ -540,7 +536,7 @@ impl<M: RingMemory> ConsumerCore<M> {
             )));
         }
         if pos != given_back {
-            self.given_back = mark;
+            self.deferred = Some(mark);
             self.unpublished = true;
             self.flush();
         }
@@ -575,27 +571,14 @@ impl<M: RingMemory> ConsumerCore<M> {
             let line = &self.mem.control().consumer;
             // ORDERING C2 (pairs with P2): Release, so our reads of the released records
             // happen before the producer, having Acquired the new head, overwrites them.
-            let (head, (messages, bytes)) = if self.deferred {
-                (self.given_back.position(), self.given_back.counts())
-            } else {
-                (self.head, (self.messages, self.bytes))
-            };
+            let mark = self.deferred.unwrap_or_else(|| self.read_mark());
+            let (head, (messages, bytes)) = (mark.position(), mark.counts());
             line.head.store(head, Release);
             line.messages.store(messages, Relaxed);
             line.bytes.store(bytes, Relaxed);
             self.published_head = head;
             crate::crash::point("consumer-released");
         }
-    }
-
-    /// Publishes released space held back (outside a batch): true if there was any.
-    #[inline]
-    pub(crate) fn publish_released(&mut self) -> bool {
-        let pending = self.unpublished && !self.batching;
-        if pending {
-            self.flush();
-        }
-        pending
     }
 
     /// Releases what is pending (before the handle gives its role back).
@@ -770,8 +753,11 @@ impl<M: RingMemory> super::ConsumerCore for ConsumerEnd<M> {
         self.core.consume(msg);
         Ok(())
     }
-    fn publish_released(&mut self) -> bool {
-        self.core.publish_released()
+    fn publish_released(&mut self) {
+        // Inside a batch of releases the batch's end publishes.
+        if !self.core.batching {
+            self.core.flush();
+        }
     }
     fn defer_releases(&mut self) -> Result<()> {
         self.core.defer_releases();

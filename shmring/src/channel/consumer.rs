@@ -110,10 +110,7 @@ impl<K: Kind, M: Memory> Consumer<K, M> {
         }
         self.waiter.arm(Event::DataAvailable);
         match self.core.try_next() {
-            Err(Error::WouldBlock) => {
-                Self::ran_dry(&mut self.core, &self.waiter);
-                Ok(true)
-            }
+            Err(Error::WouldBlock) => Ok(true),
             found => {
                 self.waiter.disarm(Event::DataAvailable);
                 if let Ok(msg) = found {
@@ -173,7 +170,6 @@ impl<K: Kind, M: Memory> Consumer<K, M> {
             Ok(msg) => self.taken(msg),
             Err(Error::WouldBlock) => {
                 self.fruitless = self.fruitless.wrapping_add(1);
-                Self::ran_dry(&mut self.core, &self.waiter);
                 if self.fruitless % FRUITLESS_POLLS_PER_LOOK == 0 && !cfg!(shmring_loom) {
                     self.core.maintain();
                 }
@@ -191,34 +187,17 @@ impl<K: Kind, M: Memory> Consumer<K, M> {
         if let Some(msg) = self.held.take() {
             return Ok(msg);
         }
-        let (core, waiter) = (&mut self.core, &self.waiter);
-        let msg = waiter.wait_maintaining(Event::DataAvailable, timeout, |maintain| {
-            if maintain {
-                core.maintain();
-            }
-            let next = core.try_next();
-            if let Err(Error::WouldBlock) = next {
-                Self::ran_dry(core, waiter);
-            }
-            next
-        })?;
+        let core = &mut self.core;
+        let msg = self
+            .waiter
+            .wait_maintaining(Event::DataAvailable, timeout, |maintain| {
+                if maintain {
+                    core.maintain();
+                }
+                core.try_next()
+            })?;
         self.taken(&msg);
         Ok(msg)
-    }
-
-    /// The ring was found empty: space consumed and held back goes to the producer now, and
-    /// a producer asleep for want of it is woken (SPSC releases space in chunks, R3 in
-    /// `docs/ordering.md`).
-    #[inline]
-    fn ran_dry(core: &mut K::Consumer<M>, waiter: &Waiter<M>) {
-        // The loom negative control (`--cfg shmring_keep_releases_when_dry`) skips this,
-        // to show the model of chunked releases catches a producer left asleep.
-        if cfg!(shmring_keep_releases_when_dry) {
-            return;
-        }
-        if core.publish_released() {
-            waiter.notify(Event::SpaceAvailable);
-        }
     }
 
     /// Frees `msg`'s space and tells sleeping producers; `Lagged` (broadcast) if its bytes
@@ -462,7 +441,6 @@ impl<K: Kind, M: Memory> Consumer<K, M> {
             Ok(got) => got,
             Err(_) if delivered > 0 => 0,
             Err(Error::WouldBlock) => {
-                Self::ran_dry(&mut self.core, &self.waiter);
                 self.fruitless = self.fruitless.wrapping_add(1);
                 if self.fruitless % FRUITLESS_POLLS_PER_LOOK == 0 && !cfg!(shmring_loom) {
                     self.core.maintain();
