@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #define SHMRING_ABI_VERSION_MAJOR 0
-#define SHMRING_ABI_VERSION_MINOR 3
+#define SHMRING_ABI_VERSION_MINOR 4
 #define SHMRING_ABI_VERSION_PATCH 0
 #define SHMRING_ABI_VERSION ((SHMRING_ABI_VERSION_MAJOR << 16) | (SHMRING_ABI_VERSION_MINOR << 8) | SHMRING_ABI_VERSION_PATCH)
 
@@ -166,6 +166,21 @@ typedef struct shmring_read_mark_t {
   uint64_t internal[3];
 } shmring_read_mark_t;
 
+// One priority lane's figures (`shmring_ring_lane_stats`). Counts are positions: a message
+// sent, a reservation cancelled, or a claim of a producer that died each take one.
+typedef struct shmring_lane_stats_t {
+  // The lane's priority.
+  uint32_t priority;
+  // Slots of the lane.
+  uint64_t slots;
+  // Positions taken by producers and not yet released.
+  uint64_t in_flight;
+  // Positions producers took in this lane since creation.
+  uint64_t sent;
+  // Positions consumers took (or skipped) in this lane.
+  uint64_t received;
+} shmring_lane_stats_t;
+
 // One message of a batch: `len` bytes at `data`.
 typedef struct shmring_msg_t {
   // The bytes (may be NULL if `len` is 0).
@@ -278,6 +293,8 @@ typedef struct shmring_mpmc_config_t {
   uint32_t telemetry;
   // Futex: nanoseconds to poll before sleeping. Default 20000.
   uint64_t spin_ns;
+  // Priority lanes, 1..=32 (priorities 0..lanes; each lane has `slots` slots). Default 1.
+  uint32_t lanes;
 } shmring_mpmc_config_t;
 
 // Broadcast creation parameters. Start from `shmring_broadcast_config_init`, then change
@@ -540,6 +557,70 @@ enum shmring_status shmring_consumer_rewind(struct shmring_consumer_t *consumer)
 // `producer` is live; `out` is writable.
 enum shmring_status shmring_producer_position(const struct shmring_producer_t *producer,
                                               uint64_t *out);
+
+// Like `shmring_try_send`, with priority `priority`: on an MPMC ring with lanes, into lane
+// `priority`, so consumers receive it before every message of a lower priority (like
+// `mq_send`). Rings without lanes take priority 0 only (`SHMRING_INVALID_ARGUMENT`,
+// nothing sent). A full lane is `SHMRING_WOULD_BLOCK` even when other lanes have room.
+//
+// # Safety
+// As `shmring_try_send`.
+enum shmring_status shmring_try_send_priority(struct shmring_producer_t *producer,
+                                              const void *data,
+                                              size_t len,
+                                              uint32_t priority);
+
+// Like `shmring_try_send_priority`, waiting while the lane is full, at most `timeout_ns`
+// (`UINT64_MAX`: no limit).
+//
+// # Safety
+// As `shmring_try_send`.
+enum shmring_status shmring_send_priority_timeout(struct shmring_producer_t *producer,
+                                                  const void *data,
+                                                  size_t len,
+                                                  uint32_t priority,
+                                                  uint64_t timeout_ns);
+
+// Like `shmring_recv_timeout` (`timeout_ns` 0: never waits; `UINT64_MAX`: no limit), also
+// writing the message's priority to `*out_priority`: the highest-priority message of the
+// selected lanes, oldest first within a priority (like `mq_receive`). Messages of rings
+// without lanes have priority 0.
+//
+// # Safety
+// As `shmring_try_recv`; `out_priority` is writable.
+enum shmring_status shmring_recv_priority_timeout(struct shmring_consumer_t *consumer,
+                                                  void *buf,
+                                                  size_t cap,
+                                                  size_t *out_len,
+                                                  uint32_t *out_priority,
+                                                  uint64_t timeout_ns);
+
+// From now on the consumer receives only messages of priorities `low..=high` (like
+// `msgrcv`'s type argument: `p, p` one lane, `0, p` up to `p`); blocking receives wait for
+// a message in them, and the end of the stream comes once the producers are gone and the
+// selected lanes are drained. `SHMRING_INVALID_ARGUMENT` beyond the ring's lanes, for
+// `low > high`, or while a message found by an earlier receive is kept for the next one.
+//
+// # Safety
+// `consumer` is live.
+enum shmring_status shmring_consumer_select_priorities(struct shmring_consumer_t *consumer,
+                                                       uint32_t low,
+                                                       uint32_t high);
+
+// Writes the ring's priority lanes to `*out`: an MPMC ring's `lanes`; 1 for the others.
+//
+// # Safety
+// `ring` is live; `out` is writable.
+enum shmring_status shmring_ring_lanes(const struct shmring_ring_t *ring, uint32_t *out);
+
+// Writes lane `priority`'s figures to `*out` (MPMC rings; `SHMRING_INVALID_ARGUMENT` for a
+// priority beyond the ring's lanes or a ring of another kind).
+//
+// # Safety
+// `ring` is live; `out` is writable.
+enum shmring_status shmring_ring_lane_stats(const struct shmring_ring_t *ring,
+                                            uint32_t priority,
+                                            struct shmring_lane_stats_t *out);
 
 // Writes to `*out` when the ring's segment was created, nanoseconds since the Unix epoch
 // (as its creator wrote it): with the name, it tells a re-created ring from the old one.

@@ -31,7 +31,8 @@ run_models() {
 run_models spsc "${models[@]}"
 run_models mpmc a_dead_producers_claim_is_skipped a_slow_producer_is_never_skipped \
     attach_and_close_race_for_a_reused_record closed_comes_after_every_message \
-    a_death_is_seen_by_every_consumer_at_the_end two_armed_consumers_are_both_rung
+    a_death_is_seen_by_every_consumer_at_the_end two_armed_consumers_are_both_rung \
+    a_higher_priority_committed_first_is_received_first a_dead_claim_in_a_high_lane_is_skipped
 # Five threads: bound 1 here (712,924 interleavings, ~80 s alone on 2 vCPUs; the handles'
 # close-on-drop is in the model since the heap rings run the shipped handles). Bound 2 is
 # for a long run by hand: LOOM_MAX_PREEMPTIONS=2 and the command in loom-tests/tests/mpmc.rs.
@@ -93,6 +94,11 @@ negative_control shmring_forget_unreported_deaths target/loom-forget spsc \
 negative_control shmring_weaken_report_fence target/loom-report spsc \
     a_producer_takes_over_from_a_dead_one "saw \[Message(0), PeerDead, Message(1), PeerDead\]" \
     "R1/R2 fences removed"
+# Priority lanes looked at lowest first: a receive returns priority 0 while priority 1
+# was committed before it began.
+negative_control shmring_lanes_low_first target/loom-lanes mpmc \
+    a_higher_priority_committed_first_is_received_first "while priority 1 was committed" \
+    "lanes looked at lowest first"
 # Broadcast: `oldest` announced after the record is written instead of before (B1 broken):
 # a lapped reader's check passes on bytes the producer was overwriting.
 negative_control shmring_weaken_reclaim target/loom-reclaim broadcast \

@@ -357,3 +357,113 @@ fn two_armed_consumers_are_both_rung() {
         assert_eq!(delivered, 1, "the message reached exactly one consumer");
     });
 }
+
+/// A ring of two lanes of two 8-byte slots each.
+fn lanes_ring() -> Arc<HeapRing<Mpmc>> {
+    let config = Config::new().lanes(2).slots(2).max_message(8).max_peers(4);
+    Arc::new(HeapRing::new(&config).unwrap())
+}
+
+/// Priority lanes, the ordering guarantee (`docs/lanes.md`): a producer sends a message of
+/// priority 0, then one of priority 1, then says so through a flag (Release). A consumer
+/// that saw the flag (Acquire) before its receive began must get priority 1 first: a
+/// receive never returns a lower priority while a higher one was committed before it
+/// began. Afterwards both arrive exactly once. The negative control
+/// (`--cfg shmring_lanes_low_first`: lanes looked at lowest first) must fail.
+#[test]
+fn a_higher_priority_committed_first_is_received_first() {
+    loom::model(|| {
+        use loom::sync::atomic::{AtomicBool, Ordering};
+        let ring = lanes_ring();
+        let mut tx = ring.producer(1).unwrap();
+        let mut rx = ring.consumer(2).unwrap();
+        let committed_high = Arc::new(AtomicBool::new(false));
+        let flag = committed_high.clone();
+        let producer = thread::spawn(move || {
+            tx.try_send_priority(&message(1, 0), 0).unwrap();
+            tx.try_send_priority(&message(1, 1), 1).unwrap();
+            flag.store(true, Ordering::Release);
+            tx
+        });
+        let mut got = Vec::new();
+        let mut out = [0u8; 8];
+        let high_was_committed = committed_high.load(Ordering::Acquire);
+        match rx.try_recv_priority(&mut out) {
+            Ok((len, priority)) => {
+                let (_, seq) = check(&out[..len]);
+                assert_eq!(u32::from(seq), priority, "message and priority disagree");
+                if high_was_committed {
+                    assert_eq!(
+                        priority, 1,
+                        "received priority {priority} while priority 1 was committed before \
+                         the receive began"
+                    );
+                }
+                got.push(priority);
+            }
+            Err(Error::WouldBlock) => assert!(!high_was_committed, "missed a committed message"),
+            Err(e) => panic!("recv: {e}"),
+        }
+        let tx = producer.join().unwrap();
+        drop(tx);
+        loop {
+            match rx.try_recv_priority(&mut out) {
+                Ok((_, priority)) => got.push(priority),
+                Err(Error::Closed) => break,
+                Err(e) => panic!("recv: {e}"),
+            }
+        }
+        got.sort_unstable();
+        assert_eq!(got, [0, 1], "each message exactly once");
+    });
+}
+
+/// A producer claims a slot in the high lane and dies before publishing; a live one sends
+/// in the low lane. The consumer receives the live message, the dead claim is skipped in
+/// its own lane (claim words name their lane: a claim in lane 1 never covers lane 0's
+/// position of the same number), and the stream ends with `PeerDead`.
+#[test]
+fn a_dead_claim_in_a_high_lane_is_skipped() {
+    loom::model(|| {
+        let ring = lanes_ring();
+        let dying = ring.producer(1).unwrap();
+        let mut live = ring.producer(2).unwrap();
+        let mut rx = ring.consumer(3).unwrap();
+        let ring2 = ring.clone();
+        let killer = thread::spawn(move || {
+            let mut dying = dying;
+            std::mem::forget(dying.try_reserve_priority(1, 1).unwrap());
+            dying.abandon();
+            ring2.mark_dead(1);
+        });
+        let sender = thread::spawn(move || {
+            live.try_send_priority(&message(2, 0), 0).unwrap();
+            live.close();
+        });
+        let mut out = [0u8; 8];
+        let (len, priority) = loop {
+            match rx.try_recv_priority(&mut out) {
+                Ok(got) => break got,
+                Err(Error::WouldBlock) => {
+                    rx.maintain();
+                    thread::yield_now();
+                }
+                Err(e) => panic!("recv: {e}"),
+            }
+        };
+        assert_eq!((&out[..len], priority), (&message(2, 0)[..], 0));
+        killer.join().unwrap();
+        sender.join().unwrap();
+        loop {
+            match rx.try_recv_priority(&mut out) {
+                Err(Error::PeerDead { .. }) => break,
+                Err(Error::WouldBlock) => {
+                    rx.maintain();
+                    thread::yield_now();
+                }
+                other => panic!("after the last message: {other:?}"),
+            }
+        }
+        assert_eq!(claims_skipped(&ring), 1);
+    });
+}

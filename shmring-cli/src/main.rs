@@ -103,9 +103,12 @@ enum Command {
         /// (suffixes K, M, G; KiB, MiB, GiB).
         #[arg(long, value_parser = parse_size)]
         capacity: Option<usize>,
-        /// MPMC: slots, a power of two.
+        /// MPMC: slots, a power of two (of each lane).
         #[arg(long)]
         slots: Option<usize>,
+        /// MPMC: priority lanes, 1 to 32 (priorities 0..lanes).
+        #[arg(long)]
+        lanes: Option<u32>,
         /// Largest message in bytes (suffixes as for --capacity).
         #[arg(long, value_parser = parse_size)]
         max_message: Option<usize>,
@@ -306,6 +309,7 @@ fn run(command: Command) -> Result<(), Failure> {
             kind,
             capacity,
             slots,
+            lanes,
             max_message,
             max_peers,
             max_readers,
@@ -329,6 +333,9 @@ fn run(command: Command) -> Result<(), Failure> {
             }
             if let Some(n) = slots {
                 config = config.slots(n);
+            }
+            if let Some(n) = lanes {
+                config = config.lanes(n);
             }
             if let Some(bytes) = max_message {
                 config = config.max_message(bytes);

@@ -55,6 +55,9 @@ pub struct RingState {
     /// MPMC: most handles attached at once.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_peers: Option<u32>,
+    /// MPMC with priority lanes (more than one): each lane, lowest priority first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lanes: Option<Vec<LaneView>>,
     /// Largest payload.
     pub max_message: u64,
     /// Messages published and not yet released.
@@ -100,6 +103,19 @@ pub struct RingState {
     pub telemetry: Option<TelemetryView>,
     /// Every peer record that has been held.
     pub peers: Vec<PeerView>,
+}
+
+/// One priority lane of an MPMC ring.
+#[derive(Clone, Debug, Serialize)]
+pub struct LaneView {
+    /// The lane's priority.
+    pub priority: u32,
+    /// Positions taken and not released.
+    pub in_flight: u64,
+    /// Positions producers took since creation.
+    pub sent: u64,
+    /// Positions consumers took since creation.
+    pub received: u64,
 }
 
 /// One broadcast reader record.
@@ -298,6 +314,7 @@ fn state_of(ring: &any::Ring) -> RingState {
         capacity_bytes: None,
         slots: None,
         max_peers: None,
+        lanes: None,
         max_message: stats.max_message,
         messages_in_flight: stats.messages_in_flight,
         bytes_in_flight: None,
@@ -343,6 +360,7 @@ fn state_of(ring: &any::Ring) -> RingState {
             max_peers,
             claims_skipped,
             messages_dropped,
+            ..
         } => {
             state.slots = Some(slots);
             state.max_peers = Some(max_peers);
@@ -364,6 +382,21 @@ fn state_of(ring: &any::Ring) -> RingState {
             state.messages_missed = Some(messages_missed);
         }
         _ => {}
+    }
+    if let any::Ring::Mpmc(ring) = ring {
+        if ring.lanes() > 1 {
+            state.lanes = Some(
+                ring.lane_stats()
+                    .iter()
+                    .map(|lane| LaneView {
+                        priority: lane.priority,
+                        in_flight: lane.in_flight,
+                        sent: lane.sent,
+                        received: lane.received,
+                    })
+                    .collect(),
+            );
+        }
     }
     if let any::Ring::Broadcast(ring) = ring {
         state.readers = Some(

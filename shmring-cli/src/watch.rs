@@ -106,7 +106,13 @@ fn print_stat(
     };
     let size = match (r.capacity_bytes, r.slots, r.max_peers) {
         (Some(bytes), _, _) => format!("capacity {}", view::bytes(bytes)),
-        (_, Some(slots), Some(peers)) => format!("{slots} slots, up to {peers} peers"),
+        (_, Some(slots), Some(peers)) => match &r.lanes {
+            Some(lanes) => format!(
+                "{slots} slots in each of {} lanes, up to {peers} peers",
+                lanes.len()
+            ),
+            None => format!("{slots} slots, up to {peers} peers"),
+        },
         _ => String::new(),
     };
     writeln!(
@@ -169,6 +175,20 @@ fn print_stat(
             out,
             "  recovered: {skipped} dead claims skipped, {dropped} messages lost with dead consumers"
         )?;
+    }
+    if let Some(lanes) = &r.lanes {
+        writeln!(
+            out,
+            "  {:>8} {:>10} {:>12} {:>12}",
+            "PRIORITY", "IN FLIGHT", "SENT", "RECEIVED"
+        )?;
+        for lane in lanes.iter().rev() {
+            writeln!(
+                out,
+                "  {:>8} {:>10} {:>12} {:>12}",
+                lane.priority, lane.in_flight, lane.sent, lane.received
+            )?;
+        }
     }
     if let (Some(policy), Some(max), Some(retained), Some(missed)) = (
         &r.policy,

@@ -18,10 +18,11 @@ use shmring::broadcast::{JoinAt, Policy};
 use shmring::raw::{RawConsumer, RawProducer};
 use shmring::{Config, Error, KindStats, OpenOptions, PeerStatus, Role, WaitStrategy, any};
 
-/// ABI major version: bumped on any incompatible change.
+/// ABI major version: bumped on any incompatible change from 1.0 on; while it is 0, a new
+/// minor may change a struct (0.4 added `lanes` to `shmring_mpmc_config_t`).
 pub const SHMRING_ABI_VERSION_MAJOR: u32 = 0;
 /// ABI minor version: bumped when functions are added.
-pub const SHMRING_ABI_VERSION_MINOR: u32 = 3;
+pub const SHMRING_ABI_VERSION_MINOR: u32 = 4;
 /// ABI patch version.
 pub const SHMRING_ABI_VERSION_PATCH: u32 = 0;
 /// `major << 16 | minor << 8 | patch`, as `shmring_abi_version()` returns it.
@@ -1004,6 +1005,189 @@ pub unsafe extern "C" fn shmring_producer_position(
     })
 }
 
+/// Like `shmring_try_send`, with priority `priority`: on an MPMC ring with lanes, into lane
+/// `priority`, so consumers receive it before every message of a lower priority (like
+/// `mq_send`). Rings without lanes take priority 0 only (`SHMRING_INVALID_ARGUMENT`,
+/// nothing sent). A full lane is `SHMRING_WOULD_BLOCK` even when other lanes have room.
+///
+/// # Safety
+/// As `shmring_try_send`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_try_send_priority(
+    producer: *mut shmring_producer_t,
+    data: *const c_void,
+    len: usize,
+    priority: u32,
+) -> shmring_status {
+    boundary(|| {
+        // SAFETY: per the contract.
+        let p = unsafe { nonnull_mut(producer, "producer") }?;
+        // SAFETY: per the contract.
+        let msg = unsafe { bytes_arg(data, len) }?;
+        p.0.try_send_priority(msg, priority)?;
+        Ok(())
+    })
+}
+
+/// Like `shmring_try_send_priority`, waiting while the lane is full, at most `timeout_ns`
+/// (`UINT64_MAX`: no limit).
+///
+/// # Safety
+/// As `shmring_try_send`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_send_priority_timeout(
+    producer: *mut shmring_producer_t,
+    data: *const c_void,
+    len: usize,
+    priority: u32,
+    timeout_ns: u64,
+) -> shmring_status {
+    boundary(|| {
+        // SAFETY: per the contract.
+        let p = unsafe { nonnull_mut(producer, "producer") }?;
+        // SAFETY: per the contract.
+        let msg = unsafe { bytes_arg(data, len) }?;
+        p.0.send_priority(msg, priority, timeout_of(timeout_ns))?;
+        Ok(())
+    })
+}
+
+/// Like `shmring_recv_timeout` (`timeout_ns` 0: never waits; `UINT64_MAX`: no limit), also
+/// writing the message's priority to `*out_priority`: the highest-priority message of the
+/// selected lanes, oldest first within a priority (like `mq_receive`). Messages of rings
+/// without lanes have priority 0.
+///
+/// # Safety
+/// As `shmring_try_recv`; `out_priority` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_recv_priority_timeout(
+    consumer: *mut shmring_consumer_t,
+    buf: *mut c_void,
+    cap: usize,
+    out_len: *mut usize,
+    out_priority: *mut u32,
+    timeout_ns: u64,
+) -> shmring_status {
+    boundary(|| {
+        // SAFETY: per the contract.
+        let c = unsafe { nonnull_mut(consumer, "consumer") }?;
+        // SAFETY: per the contract.
+        unsafe { nonnull_mut(out_len, "out_len") }?;
+        // SAFETY: per the contract.
+        unsafe { nonnull_mut(out_priority, "out_priority") }?;
+        // SAFETY: per the contract.
+        let buf = unsafe { buf_arg(buf, cap) }?;
+        let (len, priority) = match timeout_ns {
+            0 => c.0.try_recv_priority(buf)?,
+            t => c.0.recv_priority(buf, timeout_of(t))?,
+        };
+        // SAFETY: checked non-NULL above.
+        unsafe {
+            write_out(out_len, len);
+            write_out(out_priority, priority);
+        }
+        Ok(())
+    })
+}
+
+/// From now on the consumer receives only messages of priorities `low..=high` (like
+/// `msgrcv`'s type argument: `p, p` one lane, `0, p` up to `p`); blocking receives wait for
+/// a message in them, and the end of the stream comes once the producers are gone and the
+/// selected lanes are drained. `SHMRING_INVALID_ARGUMENT` beyond the ring's lanes, for
+/// `low > high`, or while a message found by an earlier receive is kept for the next one.
+///
+/// # Safety
+/// `consumer` is live.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_consumer_select_priorities(
+    consumer: *mut shmring_consumer_t,
+    low: u32,
+    high: u32,
+) -> shmring_status {
+    boundary(|| {
+        // SAFETY: per the contract.
+        let c = unsafe { nonnull_mut(consumer, "consumer") }?;
+        c.0.select_priorities(low..=high)?;
+        Ok(())
+    })
+}
+
+/// One priority lane's figures (`shmring_ring_lane_stats`). Counts are positions: a message
+/// sent, a reservation cancelled, or a claim of a producer that died each take one.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct shmring_lane_stats_t {
+    /// The lane's priority.
+    pub priority: u32,
+    /// Slots of the lane.
+    pub slots: u64,
+    /// Positions taken by producers and not yet released.
+    pub in_flight: u64,
+    /// Positions producers took in this lane since creation.
+    pub sent: u64,
+    /// Positions consumers took (or skipped) in this lane.
+    pub received: u64,
+}
+
+/// Writes the ring's priority lanes to `*out`: an MPMC ring's `lanes`; 1 for the others.
+///
+/// # Safety
+/// `ring` is live; `out` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_ring_lanes(
+    ring: *const shmring_ring_t,
+    out: *mut u32,
+) -> shmring_status {
+    boundary(|| {
+        // SAFETY: per the contract.
+        let ring = unsafe { nonnull(ring, "ring") }?;
+        // SAFETY: per the contract.
+        unsafe { nonnull_mut(out, "out") }?;
+        // SAFETY: checked non-NULL above.
+        unsafe { write_out(out, ring.0.lanes()) };
+        Ok(())
+    })
+}
+
+/// Writes lane `priority`'s figures to `*out` (MPMC rings; `SHMRING_INVALID_ARGUMENT` for a
+/// priority beyond the ring's lanes or a ring of another kind).
+///
+/// # Safety
+/// `ring` is live; `out` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_ring_lane_stats(
+    ring: *const shmring_ring_t,
+    priority: u32,
+    out: *mut shmring_lane_stats_t,
+) -> shmring_status {
+    boundary(|| {
+        // SAFETY: per the contract.
+        let ring = unsafe { nonnull(ring, "ring") }?;
+        // SAFETY: per the contract.
+        unsafe { nonnull_mut(out, "out") }?;
+        let lanes = ring.0.lane_stats();
+        let lane = lanes
+            .get(priority as usize)
+            .ok_or_else(|| Error::InvalidArgument {
+                detail: format!(
+                    "lane {priority}: this ring has {} lane(s) with statistics (MPMC rings \
+                     only)",
+                    lanes.len()
+                ),
+            })?;
+        let stats = shmring_lane_stats_t {
+            priority: lane.priority,
+            slots: lane.slots,
+            in_flight: lane.in_flight,
+            sent: lane.sent,
+            received: lane.received,
+        };
+        // SAFETY: checked non-NULL above.
+        unsafe { write_out(out, stats) };
+        Ok(())
+    })
+}
+
 /// Writes to `*out` when the ring's segment was created, nanoseconds since the Unix epoch
 /// (as its creator wrote it): with the name, it tells a re-created ring from the old one.
 ///
@@ -1597,6 +1781,8 @@ pub struct shmring_mpmc_config_t {
     pub telemetry: u32,
     /// Futex: nanoseconds to poll before sleeping. Default 20000.
     pub spin_ns: u64,
+    /// Priority lanes, 1..=32 (priorities 0..lanes; each lane has `slots` slots). Default 1.
+    pub lanes: u32,
 }
 
 /// Fills `*config` with the MPMC defaults. NULL is a no-op.
@@ -1616,6 +1802,7 @@ pub unsafe extern "C" fn shmring_mpmc_config_init(config: *mut shmring_mpmc_conf
         flags: 0,
         telemetry: 0,
         spin_ns: 20_000,
+        lanes: 1,
     };
     // SAFETY: non-NULL and writable (contract).
     unsafe { write_out(config, defaults) };
@@ -1635,7 +1822,8 @@ unsafe fn mpmc_config_arg(config: *const shmring_mpmc_config_t) -> Result<Config
         common_config(cfg.wait_strategy, cfg.flags, cfg.spin_ns, cfg.telemetry)?
             .slots(size_field(cfg.slots, "slots")?)
             .max_message(size_field(cfg.max_message, "max_message")?)
-            .max_peers(cfg.max_peers),
+            .max_peers(cfg.max_peers)
+            .lanes(cfg.lanes),
     )
 }
 

@@ -218,6 +218,25 @@ impl Ring {
         dispatch!(self, r => r.max_message())
     }
 
+    /// Priority lanes: an MPMC ring's [`lanes`](channel::Ring::lanes); 1 for every other
+    /// ring (priority 0 only).
+    pub fn lanes(&self) -> u32 {
+        match self {
+            Ring::Mpmc(ring) => ring.lanes(),
+            _ => 1,
+        }
+    }
+
+    /// Each lane's figures, lowest priority first: an MPMC ring's
+    /// [`lane_stats`](channel::Ring::lane_stats); empty for the other kinds (one stream,
+    /// in [`stats`](Ring::stats)).
+    pub fn lane_stats(&self) -> Vec<crate::LaneStats> {
+        match self {
+            Ring::Mpmc(ring) => ring.lane_stats(),
+            _ => Vec::new(),
+        }
+    }
+
     /// The wait strategy every end uses.
     pub fn wait_strategy(&self) -> WaitStrategy {
         dispatch!(self, r => r.wait_strategy())
@@ -324,6 +343,25 @@ impl Producer {
         }
     }
 
+    /// See [`channel::Producer::try_send_priority`].
+    pub fn try_send_priority(&mut self, msg: &[u8], priority: u32) -> Result<()> {
+        dispatch!(self, p => p.try_send_priority(msg, priority))
+    }
+
+    /// See [`channel::Producer::send_priority`] (`None`: no limit) and
+    /// `send_priority_timeout`.
+    pub fn send_priority(
+        &mut self,
+        msg: &[u8],
+        priority: u32,
+        timeout: Option<Duration>,
+    ) -> Result<()> {
+        match timeout {
+            None => dispatch!(self, p => p.send_priority(msg, priority)),
+            Some(t) => dispatch!(self, p => p.send_priority_timeout(msg, priority, t)),
+        }
+    }
+
     /// See [`channel::Producer::try_send_or_arm`].
     pub fn try_send_or_arm(&mut self, msg: &[u8]) -> Result<bool> {
         dispatch!(self, p => p.try_send_or_arm(msg))
@@ -372,6 +410,29 @@ impl Consumer {
             None => dispatch!(self, c => c.recv(buf)),
             Some(t) => dispatch!(self, c => c.recv_timeout(buf, t)),
         }
+    }
+
+    /// See [`channel::Consumer::try_recv_priority`].
+    pub fn try_recv_priority(&mut self, buf: &mut [u8]) -> Result<(usize, u32)> {
+        dispatch!(self, c => c.try_recv_priority(buf))
+    }
+
+    /// See [`channel::Consumer::recv_priority`] (`None`: no limit) and
+    /// `recv_priority_timeout`.
+    pub fn recv_priority(
+        &mut self,
+        buf: &mut [u8],
+        timeout: Option<Duration>,
+    ) -> Result<(usize, u32)> {
+        match timeout {
+            None => dispatch!(self, c => c.recv_priority(buf)),
+            Some(t) => dispatch!(self, c => c.recv_priority_timeout(buf, t)),
+        }
+    }
+
+    /// See [`channel::Consumer::select_priorities`].
+    pub fn select_priorities(&mut self, priorities: std::ops::RangeInclusive<u32>) -> Result<()> {
+        dispatch!(self, c => c.select_priorities(priorities))
     }
 
     /// See [`channel::Consumer::arm`].

@@ -24,6 +24,7 @@ pub struct Config {
     pub(crate) max_readers: Option<u32>,
     pub(crate) overflow: Option<crate::layout::geometry::Policy>,
     pub(crate) lag_limit: Option<u64>,
+    pub(crate) lanes: Option<u32>,
     pub(crate) wait: WaitStrategy,
     pub(crate) group_access: bool,
     pub(crate) populate: bool,
@@ -45,6 +46,7 @@ impl Default for Config {
             max_readers: None,
             overflow: None,
             lag_limit: None,
+            lanes: None,
             wait: WaitStrategy::default(),
             group_access: false,
             populate: true,
@@ -123,6 +125,33 @@ impl Config {
     pub fn lag_limit(mut self, bytes: u64) -> Self {
         self.lag_limit = Some(bytes);
         self
+    }
+
+    /// MPMC rings: priority lanes, 1 to 32 (default 1). A message sent with
+    /// [`send_priority`](crate::Producer::send_priority)`(msg, p)` goes to lane `p`
+    /// (`0..lanes`); a receive takes the oldest message of the highest non-empty lane.
+    /// Each lane has its own [`slots`](Config::slots), so a full lane never takes space
+    /// from another (`docs/lanes.md`). The other kinds have one lane and refuse more.
+    ///
+    /// ```
+    /// let config = shmring::Config::new().lanes(8).slots(256);
+    /// # let _ = config;
+    /// ```
+    pub fn lanes(mut self, lanes: u32) -> Self {
+        self.lanes = Some(lanes);
+        self
+    }
+
+    /// Refuses more than one lane for a kind that has one.
+    pub(crate) fn one_lane(&self, kind: &str) -> crate::Result<()> {
+        match self.lanes {
+            Some(lanes) if lanes != 1 => Err(crate::Error::invalid_argument(format!(
+                "Config::lanes({lanes}): {kind} rings have one lane; priority lanes are an \
+                 MPMC ring's (mpmc::Ring with Config::lanes, also for one producer and one \
+                 consumer)"
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// How blocking calls wait (both ends use the creator's choice).

@@ -69,7 +69,7 @@ pub use channel::{
 };
 pub use config::{Config, OpenOptions};
 pub use error::{Error, ErrorKind, Result, Role};
-pub use stats::{KindStats, PeerInfo, PeerName, PeerStatus, Stats};
+pub use stats::{KindStats, LaneStats, PeerInfo, PeerName, PeerStatus, Stats};
 pub use telemetry::Telemetry;
 pub use wait::WaitStrategy;
 

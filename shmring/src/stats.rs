@@ -67,10 +67,12 @@ pub enum KindStats {
     },
     /// An MPMC ring: sequence-numbered slots and a peer registry.
     Mpmc {
-        /// Number of slots.
+        /// Number of slots (of each lane).
         slots: u64,
         /// Peer registry records.
         max_peers: u32,
+        /// Priority lanes (1: none); per-lane figures from `Ring::lane_stats`.
+        lanes: u32,
         /// Claims of dead producers that consumers skipped (nothing was published there).
         claims_skipped: u64,
         /// Messages that dead consumers had taken and not released.
@@ -252,4 +254,34 @@ impl PeerStatus {
             PeerStatus::Unknown(_) => "unknown",
         }
     }
+}
+
+/// What one priority lane of an MPMC ring holds and has carried
+/// ([`Ring::lane_stats`](crate::mpmc::Ring::lane_stats)). Counts are positions: a message sent,
+/// a grant given back unused, or a claim of a producer that died each take one.
+///
+/// ```
+/// use shmring::{Config, mpmc::Ring};
+/// let name = format!("/doc-lane-stats-{}", std::process::id());
+/// let ring = Ring::create(&name, &Config::new().lanes(4).slots(16))?;
+/// let mut tx = ring.producer()?;
+/// tx.try_send_priority(b"urgent", 3)?;
+/// let lanes = ring.lane_stats();
+/// assert_eq!((lanes[3].priority, lanes[3].in_flight, lanes[3].sent), (3, 1, 1));
+/// assert_eq!(lanes[0].sent, 0);
+/// ring.unlink()?;
+/// # Ok::<(), shmring::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LaneStats {
+    /// The lane's priority (its index).
+    pub priority: u32,
+    /// Slots of the lane.
+    pub slots: u64,
+    /// Positions taken by producers and not yet released by consumers.
+    pub in_flight: u64,
+    /// Positions producers have taken in this lane since the ring was created.
+    pub sent: u64,
+    /// Positions consumers have taken (or skipped) in this lane.
+    pub received: u64,
 }

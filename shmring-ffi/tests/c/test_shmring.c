@@ -702,6 +702,86 @@ static void test_deferred_releases(void) {
     shmring_ring_free(ring);
 }
 
+static void test_priority_lanes(void) {
+    char name[64];
+    name_for(name, sizeof name, "lanes");
+    shmring_mpmc_config_t cfg;
+    shmring_mpmc_config_init(&cfg);
+    CHECK(cfg.lanes == 1);
+    cfg.slots = 4;
+    cfg.max_message = 16;
+    cfg.lanes = 8;
+    shmring_ring_t *ring = NULL;
+    shmring_producer_t *tx = NULL;
+    shmring_consumer_t *rx = NULL;
+    CHECK_STATUS(shmring_mpmc_create(name, &cfg, &ring), SHMRING_OK);
+    uint32_t lanes = 0;
+    CHECK_STATUS(shmring_ring_lanes(ring, &lanes), SHMRING_OK);
+    CHECK(lanes == 8);
+    CHECK_STATUS(shmring_producer_create(ring, &tx), SHMRING_OK);
+    CHECK_STATUS(shmring_consumer_create(ring, &rx), SHMRING_OK);
+    CHECK_STATUS(shmring_try_send_priority(tx, "low", 3, 0), SHMRING_OK);
+    CHECK_STATUS(shmring_try_send_priority(tx, "mid", 3, 4), SHMRING_OK);
+    CHECK_STATUS(shmring_send_priority_timeout(tx, "top", 3, 7, 1000000), SHMRING_OK);
+    CHECK_STATUS(shmring_try_send_priority(tx, "bad", 3, 8), SHMRING_INVALID_ARGUMENT);
+    CHECK(strstr(shmring_last_error_message(), "priority 8") != NULL);
+    for (int i = 0; i < 4; i++) {
+        CHECK_STATUS(shmring_try_send_priority(tx, "full", 4, 5), SHMRING_OK);
+    }
+    /* Lane 5 is full; the others keep their slots. */
+    CHECK_STATUS(shmring_try_send_priority(tx, "full", 4, 5), SHMRING_WOULD_BLOCK);
+    CHECK_STATUS(shmring_try_send_priority(tx, "low2", 4, 0), SHMRING_OK);
+    shmring_lane_stats_t lane;
+    CHECK_STATUS(shmring_ring_lane_stats(ring, 5, &lane), SHMRING_OK);
+    CHECK(lane.priority == 5 && lane.slots == 4 && lane.in_flight == 4 && lane.sent == 4);
+    CHECK_STATUS(shmring_ring_lane_stats(ring, 8, &lane), SHMRING_INVALID_ARGUMENT);
+
+    char buf[16];
+    size_t len = 0;
+    uint32_t priority = 99;
+    /* Only priorities up to 4, like msgrcv with a negative type. */
+    CHECK_STATUS(shmring_consumer_select_priorities(rx, 0, 4), SHMRING_OK);
+    CHECK_STATUS(shmring_recv_priority_timeout(rx, buf, sizeof buf, &len, &priority, 0),
+                 SHMRING_OK);
+    CHECK(priority == 4 && len == 3 && memcmp(buf, "mid", 3) == 0);
+    CHECK_STATUS(shmring_recv_priority_timeout(rx, buf, sizeof buf, &len, &priority, 0),
+                 SHMRING_OK);
+    CHECK(priority == 0 && len == 3 && memcmp(buf, "low", 3) == 0);
+    CHECK_STATUS(shmring_recv_priority_timeout(rx, buf, sizeof buf, &len, &priority, 0),
+                 SHMRING_OK);
+    CHECK(priority == 0 && len == 4 && memcmp(buf, "low2", 4) == 0);
+    CHECK_STATUS(shmring_recv_priority_timeout(rx, buf, sizeof buf, &len, &priority, 1000000),
+                 SHMRING_TIMEOUT);
+    /* Everything again: the highest first. */
+    CHECK_STATUS(shmring_consumer_select_priorities(rx, 0, 7), SHMRING_OK);
+    CHECK_STATUS(shmring_recv_priority_timeout(rx, buf, sizeof buf, &len, &priority, 0),
+                 SHMRING_OK);
+    CHECK(priority == 7 && len == 3 && memcmp(buf, "top", 3) == 0);
+    CHECK_STATUS(shmring_try_recv(rx, buf, sizeof buf, &len), SHMRING_OK);
+    CHECK(len == 4 && memcmp(buf, "full", 4) == 0);
+    CHECK_STATUS(shmring_consumer_select_priorities(rx, 5, 8), SHMRING_INVALID_ARGUMENT);
+    CHECK_STATUS(shmring_consumer_select_priorities(rx, 5, 4), SHMRING_INVALID_ARGUMENT);
+    CHECK_STATUS(shmring_recv_priority_timeout(rx, buf, sizeof buf, &len, NULL, 0),
+                 SHMRING_NULL_ARGUMENT);
+    shmring_producer_free(tx);
+    shmring_consumer_free(rx);
+    CHECK_STATUS(shmring_unlink(name), SHMRING_OK);
+    shmring_ring_free(ring);
+
+    /* A ring without lanes: priority 0 only. */
+    name_for(name, sizeof name, "no-lanes");
+    CHECK_STATUS(shmring_spsc_create(name, NULL, &ring), SHMRING_OK);
+    CHECK_STATUS(shmring_ring_lanes(ring, &lanes), SHMRING_OK);
+    CHECK(lanes == 1);
+    CHECK_STATUS(shmring_producer_create(ring, &tx), SHMRING_OK);
+    CHECK_STATUS(shmring_try_send_priority(tx, "x", 1, 1), SHMRING_INVALID_ARGUMENT);
+    CHECK(strstr(shmring_last_error_message(), "one lane") != NULL);
+    CHECK_STATUS(shmring_try_send_priority(tx, "x", 1, 0), SHMRING_OK);
+    shmring_producer_free(tx);
+    CHECK_STATUS(shmring_unlink(name), SHMRING_OK);
+    shmring_ring_free(ring);
+}
+
 int main(void) {
     test_version_and_strings();
     test_names_and_existence();
@@ -714,6 +794,7 @@ int main(void) {
     test_telemetry();
     test_readiness();
     test_deferred_releases();
+    test_priority_lanes();
     printf("%d passed, %d failed\n", checks - failures, failures);
     return failures == 0 ? 0 : 1;
 }

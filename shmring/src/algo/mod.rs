@@ -37,6 +37,11 @@ pub trait ProducerCore {
     fn max_message(&self) -> usize;
     /// Claims room for `len` bytes, or says why not (`WouldBlock` when full).
     fn try_claim(&mut self, len: usize) -> Result<Self::Claim>;
+    /// Sends the next messages with priority `priority`, into that lane (`InvalidArgument`
+    /// unless below the ring's lanes; rings without lanes have one, priority 0).
+    fn set_lane(&mut self, priority: u32) -> Result<()> {
+        check_one_lane(priority)
+    }
     /// Bytes a claim holds.
     fn claim_len(claim: &Self::Claim) -> usize;
     /// Where a claim's bytes are: valid for `claim_len` bytes until committed or cancelled.
@@ -86,6 +91,16 @@ pub trait ConsumerCore {
     fn try_next(&mut self) -> Result<Self::Msg>;
     /// Payload bytes of `msg`.
     fn msg_len(msg: &Self::Msg) -> usize;
+    /// The priority (lane) `msg` was sent with.
+    fn msg_priority(_msg: &Self::Msg) -> u32 {
+        0
+    }
+    /// Receives only messages of priorities `low..=high` from now on (`InvalidArgument`
+    /// beyond the ring's lanes).
+    fn select_lanes(&mut self, low: u32, high: u32) -> Result<()> {
+        check_one_lane(high)?;
+        check_one_lane(low)
+    }
     /// Where `msg`'s bytes are: valid until it is released.
     fn payload(&self, msg: &Self::Msg) -> *const u8;
     /// Frees `msg`'s space for producers (an SPSC consumer publishes released space in
@@ -121,6 +136,17 @@ pub trait ConsumerCore {
     /// Gives the role back. `held`: a message this end found but never released — it is
     /// released if it cannot be left for another consumer (MPMC: it was taken).
     fn close(&mut self, held: Option<Self::Msg>);
+}
+
+/// A ring of one lane takes priority 0 only.
+fn check_one_lane(priority: u32) -> Result<()> {
+    if priority == 0 {
+        return Ok(());
+    }
+    Err(Error::invalid_argument(format!(
+        "priority {priority}: this ring has one lane (priority 0); priority lanes are an \
+         MPMC ring's (Config::lanes)"
+    )))
 }
 
 const NO_MARKS: &str = "an MPMC consumer takes each message out of the ring as it receives it: \

@@ -18,6 +18,13 @@
 //! stuck on a dead consumer's claim frees the slot (the message is *dropped*, it went to a
 //! process that died). A live process, however slow or stopped, is never skipped.
 //! `docs/ordering.md` names the edges; `docs/reliability.md` states the guarantee.
+//!
+//! Priority lanes: a ring may have up to 32 lanes, each a queue of its own as above (its
+//! own `tail`, `head` and slots; one registry and one pair of role lines for all). A
+//! producer writes to the lane it is set to; a consumer looks at its selected lanes from
+//! the highest down and takes from the first that has a message, so a message committed
+//! in a higher lane before a receive begins is taken before any lower one
+//! (`docs/lanes.md`). Claim words name their lane, so recovery is per lane.
 
 use super::registry::{self as reg, Membership};
 use crate::error::{Error, Result, Role};
@@ -25,7 +32,7 @@ use crate::layout::geometry::MpmcGeometry;
 use crate::layout::registry::{ROLE_CONSUMER, ROLE_PRODUCER, claim};
 use crate::layout::slot;
 use crate::memory::RingMemory;
-use crate::stats::{KindStats, Stats, roles};
+use crate::stats::{KindStats, LaneStats, Stats, roles};
 use crate::sync::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use crate::sync::{AtomicU64, spin_loop};
 
@@ -51,13 +58,41 @@ pub(crate) struct Taken {
     pub count: u64,
 }
 
-/// Writes the initial sequence words of an empty ring whose first position is `first`
-/// (creator, before READY).
+/// Writes the initial sequence words of an empty ring whose first position is `first`,
+/// in every lane, and the cursors of lanes 1 and up (creator, before READY; lane 0's
+/// cursors are the control block's, set with the header).
 pub(crate) fn init_slots<M: RingMemory>(mem: &M, geo: &MpmcGeometry, first: u64) {
-    for i in 0..geo.slot_count {
-        let pos = first.wrapping_add(i);
-        mem.word(geo.slot_offset(pos) + slot::SEQ)
-            .store(pos, Relaxed);
+    for lane in 0..geo.lanes {
+        if lane > 0 {
+            let cursors = geo.lane_cursors(lane);
+            mem.word(cursors).store(first, Relaxed);
+            mem.word(cursors + slot::LANE_HEAD).store(first, Relaxed);
+        }
+        for i in 0..geo.slot_count {
+            let pos = first.wrapping_add(i);
+            mem.word(geo.slot_offset(lane, pos) + slot::SEQ)
+                .store(pos, Relaxed);
+        }
+    }
+}
+
+/// Lane `lane`'s producer cursor: the next position a producer takes.
+#[inline]
+fn tail_of<'m, M: RingMemory>(mem: &'m M, geo: &MpmcGeometry, lane: u32) -> &'m AtomicU64 {
+    if lane == 0 {
+        &mem.control().producer.tail
+    } else {
+        mem.word(geo.lane_cursors(lane))
+    }
+}
+
+/// Lane `lane`'s consumer cursor: the next position a consumer takes.
+#[inline]
+fn head_of<'m, M: RingMemory>(mem: &'m M, geo: &MpmcGeometry, lane: u32) -> &'m AtomicU64 {
+    if lane == 0 {
+        &mem.control().consumer.head
+    } else {
+        mem.word(geo.lane_cursors(lane) + slot::LANE_HEAD)
     }
 }
 
@@ -97,19 +132,29 @@ impl<M: RingMemory> Shared<M> {
     }
 
     #[inline]
-    fn seq(&self, pos: u64) -> &AtomicU64 {
-        self.mem.word(self.geo.slot_offset(pos) + slot::SEQ)
+    fn tail(&self, lane: u32) -> &AtomicU64 {
+        tail_of(&self.mem, &self.geo, lane)
     }
 
     #[inline]
-    fn len_word(&self, pos: u64) -> &AtomicU64 {
-        self.mem.word(self.geo.slot_offset(pos) + slot::LEN)
+    fn head(&self, lane: u32) -> &AtomicU64 {
+        head_of(&self.mem, &self.geo, lane)
     }
 
-    /// Address of position `pos`'s payload.
     #[inline]
-    pub(crate) fn payload_ptr(&self, pos: u64) -> *mut u8 {
-        let offset = self.geo.slot_offset(pos) + slot::PAYLOAD;
+    fn seq(&self, lane: u32, pos: u64) -> &AtomicU64 {
+        self.mem.word(self.geo.slot_offset(lane, pos) + slot::SEQ)
+    }
+
+    #[inline]
+    fn len_word(&self, lane: u32, pos: u64) -> &AtomicU64 {
+        self.mem.word(self.geo.slot_offset(lane, pos) + slot::LEN)
+    }
+
+    /// Address of the payload of position `pos` in lane `lane`.
+    #[inline]
+    pub(crate) fn payload_ptr(&self, lane: u32, pos: u64) -> *mut u8 {
+        let offset = self.geo.slot_offset(lane, pos) + slot::PAYLOAD;
         // SAFETY: `slot_offset` is inside the slot array and the slot has `stride - 16 >=
         // max_message` payload bytes, all inside the data region (geometry checked at
         // attach against the mapping size).
@@ -153,13 +198,14 @@ impl<M: RingMemory> Shared<M> {
         ahead >= 1 && ahead <= self.geo.slot_count
     }
 
-    /// Takes up to `max` consecutive positions from the shared position `cursor` whose
-    /// slots read `ready(pos)`; `Ok(None)` if the first is not ready (`blocked` gets its
-    /// position and sequence word).
+    /// Takes up to `max` consecutive positions of lane `lane` from the shared position
+    /// `cursor` (that lane's `tail` or `head`) whose slots read `ready(pos)`; `Ok(Err)` if
+    /// the first is not ready (with its position and sequence word).
     #[inline]
     fn take(
         &self,
         cursor: &AtomicU64,
+        lane: u32,
         max: u64,
         ready: impl Fn(u64) -> u64,
     ) -> Result<core::result::Result<Taken, (u64, u64)>> {
@@ -168,19 +214,20 @@ impl<M: RingMemory> Shared<M> {
         for _ in 0..CAS_ATTEMPTS {
             // ORDERING P0 / C1 (pairs with R1 / P1): Acquire, so what the previous owner of
             // the slot wrote (a consumer's reads, a producer's payload) happened before.
-            let seq = self.seq(pos).load(Acquire);
+            let seq = self.seq(lane, pos).load(Acquire);
             let diff = seq.wrapping_sub(ready(pos)) as i64;
             if diff == 0 {
                 let mut count = 1;
                 while count < max
-                    && self.seq(pos.wrapping_add(count)).load(Acquire)
+                    && self.seq(lane, pos.wrapping_add(count)).load(Acquire)
                         == ready(pos.wrapping_add(count))
                 {
                     count += 1;
                 }
                 // ORDERING K1 (pairs with K3 via the Release CAS below and the reader's
                 // Acquire of the cursor): our claim is visible before the position is taken.
-                self.claim_word().store(claim::new(pos, count), Release);
+                self.claim_word()
+                    .store(claim::new(lane, pos, count), Release);
                 claimed = true;
                 match cursor.compare_exchange(pos, pos.wrapping_add(count), Release, Relaxed) {
                     Ok(_) => return Ok(Ok(Taken { pos, count })),
@@ -195,7 +242,7 @@ impl<M: RingMemory> Shared<M> {
                 // Below `ready` by more than a lap (plus one for a consumer's view of an
                 // unreleased slot): no protocol state leaves a slot that far behind.
                 if diff < -(self.geo.slot_count as i64) - 1 {
-                    return Err(self.bad_sequence(pos, seq));
+                    return Err(self.bad_sequence(lane, pos, seq));
                 }
                 return Ok(Err((pos, seq)));
             } else {
@@ -208,7 +255,7 @@ impl<M: RingMemory> Shared<M> {
                     if claimed {
                         self.claim_word().store(claim::NONE, Release);
                     }
-                    return Err(self.bad_sequence(pos, seq));
+                    return Err(self.bad_sequence(lane, pos, seq));
                 }
                 pos = now;
             }
@@ -216,15 +263,32 @@ impl<M: RingMemory> Shared<M> {
         if claimed {
             self.claim_word().store(claim::NONE, Release);
         }
-        Ok(Err((pos, self.seq(pos).load(Acquire))))
+        Ok(Err((pos, self.seq(lane, pos).load(Acquire))))
+    }
+
+    /// `InvalidArgument` unless `priority` names a lane of this ring.
+    fn check_lane(&self, priority: u32) -> Result<()> {
+        if priority < self.geo.lanes {
+            return Ok(());
+        }
+        Err(Error::invalid_argument(format!(
+            "priority {priority} is not below the ring's {} lane(s) (priorities 0..={})",
+            self.geo.lanes,
+            self.geo.lanes - 1
+        )))
     }
 }
 
 impl<M: RingMemory> Shared<M> {
     #[cold]
-    fn bad_sequence(&self, pos: u64, seq: u64) -> Error {
+    fn bad_sequence(&self, lane: u32, pos: u64, seq: u64) -> Error {
+        let lane = if self.geo.lanes > 1 {
+            format!(" of lane {lane}")
+        } else {
+            String::new()
+        };
         Error::corrupted(format!(
-            "slot of position {pos} holds sequence {seq}, which no state of the ring allows"
+            "slot of position {pos}{lane} holds sequence {seq}, which no state of the ring allows"
         ))
     }
 }
@@ -232,6 +296,7 @@ impl<M: RingMemory> Shared<M> {
 /// A claimed slot a producer writes before publishing.
 #[derive(Clone, Copy, Debug)]
 pub struct SlotClaim {
+    pub lane: u32,
     pub pos: u64,
     pub len: u64,
 }
@@ -239,6 +304,8 @@ pub struct SlotClaim {
 /// The writing end's algorithm state.
 pub struct ProducerCore<M: RingMemory> {
     shared: Shared<M>,
+    /// The lane the next claims take (its priority).
+    lane: u32,
 }
 
 impl<M: RingMemory> ProducerCore<M> {
@@ -246,7 +313,16 @@ impl<M: RingMemory> ProducerCore<M> {
     pub(crate) fn attach(mem: M, geo: MpmcGeometry, me: u64) -> Result<Self> {
         Ok(ProducerCore {
             shared: Shared::attach(mem, geo, ROLE_PRODUCER, me)?,
+            lane: 0,
         })
+    }
+
+    /// Sends the next messages with priority `priority` (to that lane).
+    #[inline]
+    pub(crate) fn set_lane(&mut self, priority: u32) -> Result<()> {
+        self.shared.check_lane(priority)?;
+        self.lane = priority;
+        Ok(())
     }
 
     /// `Closed` once every consumer that attached has detached and none is left
@@ -264,8 +340,12 @@ impl<M: RingMemory> ProducerCore<M> {
     #[inline]
     pub(crate) fn try_claim_many(&mut self, max: u64) -> Result<Taken> {
         self.check_open()?;
-        let tail = &self.shared.mem.control().producer.tail;
-        match self.shared.take(tail, max.clamp(1, MAX_BATCH), |pos| pos)? {
+        let lane = self.lane;
+        let tail = self.shared.tail(lane);
+        match self
+            .shared
+            .take(tail, lane, max.clamp(1, MAX_BATCH), |pos| pos)?
+        {
             Ok(taken) => {
                 crate::crash::point("mpmc-producer-claimed");
                 Ok(taken)
@@ -286,20 +366,23 @@ impl<M: RingMemory> ProducerCore<M> {
         }
         let taken = self.try_claim_many(1)?;
         Ok(SlotClaim {
+            lane: self.lane,
             pos: taken.pos,
             len: len as u64,
         })
     }
 
-    /// Publishes position `pos` with `len` payload bytes already written (`CANCELLED`:
-    /// nothing). Positions of one batch are published in order.
+    /// Publishes position `pos` of `lane` with `len` payload bytes already written
+    /// (`CANCELLED`: nothing). Positions of one batch are published in order.
     #[inline]
-    fn publish(&self, pos: u64, len: u64) {
+    fn publish(&self, lane: u32, pos: u64, len: u64) {
         crate::crash::point("mpmc-producer-written");
-        self.shared.len_word(pos).store(len, Relaxed);
+        self.shared.len_word(lane, pos).store(len, Relaxed);
         // ORDERING P1 (pairs with C1): the length and payload are visible to a consumer
         // that Acquires this sequence value.
-        self.shared.seq(pos).store(pos.wrapping_add(1), PUBLISH);
+        self.shared
+            .seq(lane, pos)
+            .store(pos.wrapping_add(1), PUBLISH);
     }
 
     /// Publishes a claimed slot with its first `len` bytes (clamped to the claim).
@@ -309,7 +392,7 @@ impl<M: RingMemory> ProducerCore<M> {
         let len = (len as u64).min(claim.len);
         let fenced = self.shared.check_membership();
         if fenced.is_ok() {
-            self.publish(claim.pos, len);
+            self.publish(claim.lane, claim.pos, len);
             self.shared.count(1, len);
         }
         // ORDERING K2 (pairs with K3): cleared after the publish, with Release, so a
@@ -321,7 +404,7 @@ impl<M: RingMemory> ProducerCore<M> {
     /// Gives a claimed slot back: consumers skip it.
     pub(crate) fn cancel(&mut self, claim: SlotClaim) {
         if self.shared.check_membership().is_ok() {
-            self.publish(claim.pos, CANCELLED);
+            self.publish(claim.lane, claim.pos, CANCELLED);
         }
         self.shared.claim_word().store(claim::NONE, Release);
     }
@@ -330,18 +413,22 @@ impl<M: RingMemory> ProducerCore<M> {
     #[inline]
     pub(crate) fn try_write(&mut self, msg: &[u8]) -> Result<()> {
         let claim = self.try_claim(msg.len())?;
-        self.write_payload(claim.pos, msg);
+        self.write_payload(claim.lane, claim.pos, msg);
         self.commit(claim, msg.len())
     }
 
     #[inline]
-    fn write_payload(&self, pos: u64, msg: &[u8]) {
-        let offset = self.shared.geo.slot_offset(pos) + slot::PAYLOAD;
+    fn write_payload(&self, lane: u32, pos: u64, msg: &[u8]) {
+        let offset = self.shared.geo.slot_offset(lane, pos) + slot::PAYLOAD;
         self.shared.mem.track_write(offset, msg.len() as u64);
         // SAFETY: the slot is ours until published (we took its position); `msg.len() <=
         // max_message`, which the slot's payload area holds.
         unsafe {
-            core::ptr::copy_nonoverlapping(msg.as_ptr(), self.shared.payload_ptr(pos), msg.len());
+            core::ptr::copy_nonoverlapping(
+                msg.as_ptr(),
+                self.shared.payload_ptr(lane, pos),
+                msg.len(),
+            );
         }
     }
 
@@ -354,13 +441,14 @@ impl<M: RingMemory> ProducerCore<M> {
         }
         let taken = self.try_claim_many(msgs.len() as u64)?;
         let fenced = self.shared.check_membership();
+        let lane = self.lane;
         let mut bytes = 0;
         for (i, msg) in msgs.iter().take(taken.count as usize).enumerate() {
             let pos = taken.pos.wrapping_add(i as u64);
             let msg = msg.as_ref();
             if fenced.is_ok() {
-                self.write_payload(pos, msg);
-                self.publish(pos, msg.len() as u64);
+                self.write_payload(lane, pos, msg);
+                self.publish(lane, pos, msg.len() as u64);
                 bytes += msg.len() as u64;
             }
         }
@@ -371,9 +459,9 @@ impl<M: RingMemory> ProducerCore<M> {
         fenced.map(|()| taken.count as usize)
     }
 
-    /// The ring is full at `pos` (its slot still holds position `pos - slot_count`). If a
-    /// consumer took that message and died before releasing it, free the slot.
-    fn recover_full(&self, pos: u64, seq: u64) {
+    /// Lane `lane` is full at `pos` (its slot still holds position `pos - slot_count`). If
+    /// a consumer took that message and died before releasing it, free the slot.
+    fn recover_full(&self, lane: u32, pos: u64, seq: u64) {
         let sh = &self.shared;
         let lap = pos.wrapping_sub(sh.geo.slot_count);
         // Published-and-taken (lap + 1), or taken by a consumer's skip (lap).
@@ -381,14 +469,14 @@ impl<M: RingMemory> ProducerCore<M> {
             return;
         }
         // ORDERING K3 (pairs with K1 through the consumers' Release CAS of `head`).
-        let head = sh.mem.control().consumer.head.load(Acquire);
-        if !sh.is_past(head, lap) || reg::live_claimer(&sh.mem, &sh.geo, ROLE_CONSUMER, lap) {
+        let head = sh.head(lane).load(Acquire);
+        if !sh.is_past(head, lap) || reg::live_claimer(&sh.mem, &sh.geo, ROLE_CONSUMER, lane, lap) {
             return;
         }
         // Its taker is dead. The CAS fails if the slot changed since (a release we did not
         // see, or another recoverer).
         if sh
-            .seq(pos)
+            .seq(lane, pos)
             .compare_exchange(seq, pos, AcqRel, Relaxed)
             .is_ok()
         {
@@ -400,14 +488,16 @@ impl<M: RingMemory> ProducerCore<M> {
     }
 
     /// Looks for dead holders now: reaps dead consumers' records and frees a slot a dead
-    /// consumer holds at the tail. Blocking sends call this between waits.
+    /// consumer holds at the tail of a lane. Blocking sends call this between waits.
     pub(crate) fn maintain(&mut self) {
         let sh = &self.shared;
         sh.reap(ROLE_CONSUMER);
-        let pos = sh.mem.control().producer.tail.load(Relaxed);
-        let seq = sh.seq(pos).load(Acquire);
-        if (seq.wrapping_sub(pos) as i64) < 0 {
-            self.recover_full(pos, seq);
+        for lane in 0..sh.geo.lanes {
+            let pos = sh.tail(lane).load(Relaxed);
+            let seq = sh.seq(lane, pos).load(Acquire);
+            if (seq.wrapping_sub(pos) as i64) < 0 {
+                self.recover_full(lane, pos, seq);
+            }
         }
     }
 
@@ -417,9 +507,10 @@ impl<M: RingMemory> ProducerCore<M> {
     }
 }
 
-/// A message a consumer took: its position and length.
+/// A message a consumer took: its lane, position and length.
 #[derive(Clone, Copy, Debug)]
 pub struct SlotMessage {
+    pub lane: u32,
     pub pos: u64,
     pub len: u64,
 }
@@ -427,22 +518,54 @@ pub struct SlotMessage {
 /// The reading end's algorithm state.
 pub struct ConsumerCore<M: RingMemory> {
     shared: Shared<M>,
+    /// The lanes this consumer takes from: `low..=high`.
+    low: u32,
+    high: u32,
 }
 
 impl<M: RingMemory> ConsumerCore<M> {
     /// Attaches a consumer record owned by `me` (an owner word).
     pub(crate) fn attach(mem: M, geo: MpmcGeometry, me: u64) -> Result<Self> {
+        let high = geo.lanes - 1;
         Ok(ConsumerCore {
             shared: Shared::attach(mem, geo, ROLE_CONSUMER, me)?,
+            low: 0,
+            high,
         })
     }
 
-    /// Takes up to `max` consecutive published positions; `Ok(None)` if the next is not
-    /// published (`Err` only for an empty ring that has ended, or damage).
+    /// Receives only from lanes `low..=high` from now on.
+    pub(crate) fn select_lanes(&mut self, low: u32, high: u32) -> Result<()> {
+        self.shared.check_lane(high)?;
+        if low > high {
+            return Err(Error::invalid_argument(format!(
+                "priorities {low}..={high}: the lowest is above the highest"
+            )));
+        }
+        (self.low, self.high) = (low, high);
+        Ok(())
+    }
+
+    /// The selected lanes, highest first.
     #[inline]
-    fn take_published(&mut self, max: u64) -> Result<Option<Taken>> {
-        let head = &self.shared.mem.control().consumer.head;
-        match self.shared.take(head, max, |pos| pos.wrapping_add(1))? {
+    fn selected(&self) -> impl Iterator<Item = u32> + use<M> {
+        // Under the negative control, lowest first: the loom model of the priority order
+        // must then fail.
+        #[cfg(shmring_lanes_low_first)]
+        return self.low..=self.high;
+        #[cfg(not(shmring_lanes_low_first))]
+        (self.low..=self.high).rev()
+    }
+
+    /// Takes up to `max` consecutive published positions of `lane`; `Ok(None)` if the next
+    /// is not published (`Err` only for damage).
+    #[inline]
+    fn take_published(&mut self, lane: u32, max: u64) -> Result<Option<Taken>> {
+        let head = self.shared.head(lane);
+        match self
+            .shared
+            .take(head, lane, max, |pos| pos.wrapping_add(1))?
+        {
             Ok(taken) => {
                 crate::crash::point("mpmc-consumer-taken");
                 Ok(Some(taken))
@@ -454,13 +577,13 @@ impl<M: RingMemory> ConsumerCore<M> {
     /// The length of a taken position, checked. A damaged length releases the slot (so
     /// the ring keeps moving) and reports `Corrupted`.
     #[inline]
-    fn checked_len(&mut self, pos: u64) -> Result<Option<u64>> {
-        let len = self.shared.len_word(pos).load(Relaxed);
+    fn checked_len(&mut self, lane: u32, pos: u64) -> Result<Option<u64>> {
+        let len = self.shared.len_word(lane, pos).load(Relaxed);
         if len == CANCELLED {
             return Ok(None);
         }
         if len > self.shared.geo.max_message {
-            self.release(pos);
+            self.release(lane, pos);
             self.shared.claim_word().store(claim::NONE, Release);
             return Err(Error::corrupted(format!(
                 "slot of position {pos} holds length {len}, above max_message {}",
@@ -470,83 +593,95 @@ impl<M: RingMemory> ConsumerCore<M> {
         Ok(Some(len))
     }
 
-    /// The next message, taken: the caller reads it in place, then `consume`s it.
-    /// `WouldBlock` if none is published; `Closed` / `PeerDead` once every producer has
-    /// detached (or died) and the ring is drained.
+    /// The next message of the highest selected lane that has one, taken: the caller
+    /// reads it in place, then `consume`s it. `WouldBlock` if none is published; `Closed`
+    /// / `PeerDead` once every producer has detached (or died) and the lanes are drained.
     #[inline]
     pub(crate) fn try_next(&mut self) -> Result<SlotMessage> {
         let mut retried = false;
         loop {
-            match self.take_published(1)? {
-                Some(taken) => match self.checked_len(taken.pos)? {
-                    Some(len) => {
-                        return Ok(SlotMessage {
-                            pos: taken.pos,
-                            len,
-                        });
+            for lane in self.selected() {
+                while let Some(taken) = self.take_published(lane, 1)? {
+                    match self.checked_len(lane, taken.pos)? {
+                        Some(len) => {
+                            return Ok(SlotMessage {
+                                lane,
+                                pos: taken.pos,
+                                len,
+                            });
+                        }
+                        // A cancelled claim: free it and look again in this lane.
+                        None => self.finish(lane, taken.pos, 1, 0, 0),
                     }
-                    // A cancelled claim: free it and look again.
-                    None => self.finish(taken.pos, 1, 0, 0),
-                },
-                None => {
-                    if let Some(err) = self.nothing_published()? {
-                        return Err(err);
-                    }
-                    if retried {
-                        return Err(Error::WouldBlock);
-                    }
-                    retried = true;
                 }
             }
+            if let Some(err) = self.nothing_published()? {
+                return Err(err);
+            }
+            if retried {
+                return Err(Error::WouldBlock);
+            }
+            retried = true;
         }
     }
 
-    /// Why nothing is published: `WouldBlock` while a producer is attached (or none ever
-    /// was); otherwise the stream has ended, once positions left by departed producers are
-    /// skipped. `None`: look again (a message arrived, or a skip made one reachable).
+    /// Why nothing is published in the selected lanes: `WouldBlock` while a producer is
+    /// attached (or none ever was); otherwise the stream has ended, once positions left by
+    /// departed producers are skipped. `None`: look again (a message arrived, or a skip
+    /// made one reachable).
     fn nothing_published(&mut self) -> Result<Option<Error>> {
-        let sh = &self.shared;
         // ORDERING E2 (pairs with E1), inside `ended`: Acquire, so no producer present comes
         // with every slot the departed producers published.
-        let Some(end) = crate::peers::ended(sh.mem.control(), Role::Producer, sh.words) else {
+        let Some(end) =
+            crate::peers::ended(self.shared.mem.control(), Role::Producer, self.shared.words)
+        else {
             return Ok(Some(Error::WouldBlock));
         };
-        let ctl = sh.mem.control();
-        let head = ctl.consumer.head.load(Acquire);
-        if sh.seq(head).load(Acquire) == head.wrapping_add(1) {
-            return Ok(None);
+        let mut waiting = false;
+        for lane in self.selected() {
+            let sh = &self.shared;
+            let head = sh.head(lane).load(Acquire);
+            if sh.seq(lane, head).load(Acquire) == head.wrapping_add(1) {
+                return Ok(None);
+            }
+            let tail = sh.tail(lane).load(Acquire);
+            if tail != head {
+                // Taken by producers that are gone: skip them (or wait for a live one).
+                if self.recover_empty(lane, head) {
+                    return Ok(None);
+                }
+                waiting = true;
+            }
         }
-        let tail = ctl.producer.tail.load(Acquire);
-        if tail != head {
-            // Taken by producers that are gone: skip them (or wait for a live one).
-            return Ok((!self.recover_empty(head)).then_some(Error::WouldBlock));
+        if waiting {
+            return Ok(Some(Error::WouldBlock));
         }
-        Ok(Some(end.report(ctl)))
+        Ok(Some(end.report(self.shared.mem.control())))
     }
 
-    /// The ring is empty at `pos` (its slot waits for that position's producer). If a
+    /// Lane `lane` is empty at `pos` (its slot waits for that position's producer). If a
     /// producer took it and died before publishing, take the position and free the slot.
     /// Returns whether the head moved.
-    fn recover_empty(&mut self, pos: u64) -> bool {
+    fn recover_empty(&mut self, lane: u32, pos: u64) -> bool {
         let sh = &self.shared;
-        if sh.seq(pos).load(Acquire) != pos {
+        if sh.seq(lane, pos).load(Acquire) != pos {
             return false;
         }
         // ORDERING K3 (pairs with K1 through the producers' Release CAS of `tail`).
-        let tail = sh.mem.control().producer.tail.load(Acquire);
-        if !sh.is_past(tail, pos) || reg::live_claimer(&sh.mem, &sh.geo, ROLE_PRODUCER, pos) {
+        let tail = sh.tail(lane).load(Acquire);
+        if !sh.is_past(tail, pos) || reg::live_claimer(&sh.mem, &sh.geo, ROLE_PRODUCER, lane, pos) {
             return false;
         }
         // No live claim: its taker published and cleared its claim after our first look
         // (K2/K3 make the publication visible to this re-check), or it died.
-        if sh.seq(pos).load(Acquire) != pos {
+        if sh.seq(lane, pos).load(Acquire) != pos {
             return false;
         }
         // Its taker is dead: take the position as a consumer (one winner among the
         // consumers), then free the slot for the next lap.
-        sh.claim_word().store(claim::new(pos, 1), Release);
-        let head = &sh.mem.control().consumer.head;
-        let took = head
+        sh.claim_word().store(claim::new(lane, pos, 1), Release);
+        let took = sh
+            .head(lane)
             .compare_exchange(pos, pos.wrapping_add(1), Release, Relaxed)
             .is_ok();
         if took {
@@ -555,10 +690,13 @@ impl<M: RingMemory> ConsumerCore<M> {
             // A CAS, not a store: if the "dead" producer published after all (only possible
             // if its liveness was misjudged), its message is dropped, never overwritten by
             // the slot going backwards.
-            match sh.seq(pos).compare_exchange(pos, free, Release, Relaxed) {
+            match sh
+                .seq(lane, pos)
+                .compare_exchange(pos, free, Release, Relaxed)
+            {
                 Ok(_) => peers.claims_skipped.fetch_add(1, Relaxed),
                 Err(_) => {
-                    sh.seq(pos).store(free, Release);
+                    sh.seq(lane, pos).store(free, Release);
                     peers.messages_dropped.fetch_add(1, Relaxed)
                 }
             };
@@ -568,38 +706,40 @@ impl<M: RingMemory> ConsumerCore<M> {
     }
 
     /// Looks for dead holders now: reaps dead producers' records and skips a dead
-    /// producer's claim at the head. Blocking receives call this between waits.
+    /// producer's claim at the head of every lane. Blocking receives call this between
+    /// waits.
     pub(crate) fn maintain(&mut self) {
-        let sh = &self.shared;
-        sh.reap(ROLE_PRODUCER);
-        let pos = sh.mem.control().consumer.head.load(Relaxed);
-        let _ = self.recover_empty(pos);
+        self.shared.reap(ROLE_PRODUCER);
+        for lane in 0..self.shared.geo.lanes {
+            let pos = self.shared.head(lane).load(Relaxed);
+            let _ = self.recover_empty(lane, pos);
+        }
     }
 
     /// Address of a taken message's payload.
     #[inline]
     pub(crate) fn payload(&self, msg: &SlotMessage) -> *const u8 {
-        let offset = self.shared.geo.slot_offset(msg.pos) + slot::PAYLOAD;
+        let offset = self.shared.geo.slot_offset(msg.lane, msg.pos) + slot::PAYLOAD;
         self.shared.mem.track_read(offset, msg.len);
-        self.shared.payload_ptr(msg.pos)
+        self.shared.payload_ptr(msg.lane, msg.pos)
     }
 
     /// Frees a slot for the next lap.
     #[inline]
-    fn release(&self, pos: u64) {
+    fn release(&self, lane: u32, pos: u64) {
         // ORDERING R1 (pairs with P0): our reads of the slot happen before the next lap's
         // producer, which Acquires this value, writes it.
         self.shared
-            .seq(pos)
+            .seq(lane, pos)
             .store(pos.wrapping_add(self.shared.geo.slot_count), Release);
     }
 
-    /// Releases `count` taken positions from `pos` (`messages` of them real, `bytes` of
-    /// payload) and clears our claim.
+    /// Releases `count` taken positions of `lane` from `pos` (`messages` of them real,
+    /// `bytes` of payload) and clears our claim.
     #[inline]
-    fn finish(&mut self, pos: u64, count: u64, messages: u64, bytes: u64) {
+    fn finish(&mut self, lane: u32, pos: u64, count: u64, messages: u64, bytes: u64) {
         for i in 0..count {
-            self.release(pos.wrapping_add(i));
+            self.release(lane, pos.wrapping_add(i));
         }
         if messages != 0 {
             self.shared.count(messages, bytes);
@@ -611,21 +751,27 @@ impl<M: RingMemory> ConsumerCore<M> {
     /// Releases a message returned by `try_next`.
     #[inline]
     pub(crate) fn consume(&mut self, msg: SlotMessage) {
-        self.finish(msg.pos, 1, 1, msg.len);
+        self.finish(msg.lane, msg.pos, 1, 1, msg.len);
     }
 
-    /// Takes up to `max` published messages at once (one compare-and-swap), hands each to
-    /// `f` in place, and releases them all.
+    /// Takes up to `max` published messages at once from the highest selected lane that
+    /// has one (one compare-and-swap), hands each to `f` in place, and releases them all.
     pub(crate) fn try_read_batch(&mut self, max: usize, f: &mut dyn FnMut(&[u8])) -> Result<usize> {
-        let taken = match self.take_published((max as u64).min(MAX_BATCH))? {
-            Some(taken) => taken,
-            None => return Err(self.nothing_published()?.unwrap_or(Error::WouldBlock)),
+        let mut found = None;
+        for lane in self.selected() {
+            if let Some(taken) = self.take_published(lane, (max as u64).min(MAX_BATCH))? {
+                found = Some((lane, taken));
+                break;
+            }
+        }
+        let Some((lane, taken)) = found else {
+            return Err(self.nothing_published()?.unwrap_or(Error::WouldBlock));
         };
         let (mut messages, mut bytes) = (0, 0);
         let mut damage = None;
         for i in 0..taken.count {
             let pos = taken.pos.wrapping_add(i);
-            let len = self.shared.len_word(pos).load(Relaxed);
+            let len = self.shared.len_word(lane, pos).load(Relaxed);
             if len == CANCELLED {
                 continue;
             }
@@ -633,14 +779,14 @@ impl<M: RingMemory> ConsumerCore<M> {
                 damage.get_or_insert(pos);
                 continue;
             }
-            let msg = SlotMessage { pos, len };
+            let msg = SlotMessage { lane, pos, len };
             // SAFETY: the position is ours until released; `len <= max_message` bytes of
             // payload lie inside its slot.
             f(unsafe { core::slice::from_raw_parts(self.payload(&msg), len as usize) });
             messages += 1;
             bytes += len;
         }
-        self.finish(taken.pos, taken.count, messages, bytes);
+        self.finish(lane, taken.pos, taken.count, messages, bytes);
         match damage {
             Some(pos) if messages == 0 => Err(Error::corrupted(format!(
                 "slot of position {pos} holds a length above max_message"
@@ -677,12 +823,16 @@ impl<M: RingMemory> super::ProducerCore for ProducerCore<M> {
         ProducerCore::try_claim(self, len)
     }
     #[inline]
+    fn set_lane(&mut self, priority: u32) -> Result<()> {
+        ProducerCore::set_lane(self, priority)
+    }
+    #[inline]
     fn claim_len(claim: &SlotClaim) -> usize {
         claim.len as usize
     }
     #[inline]
     fn payload_ptr(&self, claim: &SlotClaim) -> *mut u8 {
-        self.shared.payload_ptr(claim.pos)
+        self.shared.payload_ptr(claim.lane, claim.pos)
     }
     #[inline]
     fn commit(&mut self, claim: SlotClaim, len: usize) -> Result<()> {
@@ -729,6 +879,13 @@ impl<M: RingMemory> super::ConsumerCore for ConsumerCore<M> {
         msg.len as usize
     }
     #[inline]
+    fn msg_priority(msg: &SlotMessage) -> u32 {
+        msg.lane
+    }
+    fn select_lanes(&mut self, low: u32, high: u32) -> Result<()> {
+        ConsumerCore::select_lanes(self, low, high)
+    }
+    #[inline]
     fn payload(&self, msg: &SlotMessage) -> *const u8 {
         ConsumerCore::payload(self, msg)
     }
@@ -748,15 +905,39 @@ impl<M: RingMemory> super::ConsumerCore for ConsumerCore<M> {
     }
 }
 
-/// Positions taken and not yet released, from the two cursors alone (cheap enough for
-/// telemetry's high-water mark).
-pub(crate) fn in_flight(ctl: &crate::layout::ControlBlock, geometry: &MpmcGeometry) -> u64 {
-    let head = ctl.consumer.head.load(Relaxed);
-    ctl.producer
-        .tail
+/// Positions taken and not yet released, from the cursors alone (cheap enough for
+/// telemetry's high-water mark), summed over the lanes.
+pub(crate) fn in_flight<M: RingMemory>(memory: &M, geometry: &MpmcGeometry) -> u64 {
+    (0..geometry.lanes)
+        .map(|lane| lane_in_flight(memory, geometry, lane))
+        .sum()
+}
+
+fn lane_in_flight<M: RingMemory>(memory: &M, geometry: &MpmcGeometry, lane: u32) -> u64 {
+    let head = head_of(memory, geometry, lane).load(Relaxed);
+    tail_of(memory, geometry, lane)
         .load(Relaxed)
         .wrapping_sub(head)
         .min(geometry.slot_count)
+}
+
+/// Each lane's statistics, lowest priority first (values read from shared memory: a
+/// damaged ring shows damaged numbers, never more than `slots` in flight).
+pub(crate) fn lane_stats<M: RingMemory>(memory: &M, geometry: &MpmcGeometry) -> Vec<LaneStats> {
+    let first = memory.control().header.initial_position.load(Relaxed);
+    (0..geometry.lanes)
+        .map(|lane| LaneStats {
+            priority: lane,
+            slots: geometry.slot_count,
+            in_flight: lane_in_flight(memory, geometry, lane),
+            sent: tail_of(memory, geometry, lane)
+                .load(Relaxed)
+                .wrapping_sub(first),
+            received: head_of(memory, geometry, lane)
+                .load(Relaxed)
+                .wrapping_sub(first),
+        })
+        .collect()
 }
 
 /// An MPMC ring's statistics.
@@ -766,11 +947,9 @@ pub(crate) fn stats<M: RingMemory>(memory: &M, geometry: &MpmcGeometry) -> Stats
     let (messages_received, bytes_received) =
         super::registry::totals(memory, geometry, ROLE_CONSUMER);
     let (messages_sent, bytes_sent) = super::registry::totals(memory, geometry, ROLE_PRODUCER);
-    let head = ctl.consumer.head.load(Relaxed);
-    let tail = ctl.producer.tail.load(Relaxed);
     Stats {
         max_message: geometry.max_message,
-        messages_in_flight: tail.wrapping_sub(head).min(geometry.slot_count),
+        messages_in_flight: in_flight(memory, geometry),
         messages_sent,
         bytes_sent,
         messages_received,
@@ -780,6 +959,7 @@ pub(crate) fn stats<M: RingMemory>(memory: &M, geometry: &MpmcGeometry) -> Stats
     .with_kind(KindStats::Mpmc {
         slots: geometry.slot_count,
         max_peers: geometry.max_peers,
+        lanes: geometry.lanes,
         claims_skipped: ctl.peers.claims_skipped.load(Relaxed),
         messages_dropped: ctl.peers.messages_dropped.load(Relaxed),
     })

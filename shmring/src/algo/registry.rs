@@ -355,18 +355,25 @@ pub(crate) fn reap<M: RingMemory>(
     reaped
 }
 
-/// Whether a live holder of `role` may own position `pos` (its claim word covers it). A
+/// Whether a live holder of `role` may own position `pos` of lane `lane` (its claim word
+/// covers it). A
 /// holder stores its claim before the compare-and-swap that takes a position and clears it
 /// after publishing or releasing, so for a position already taken: no live claimer means
 /// its taker has finished with it or died.
-pub(crate) fn live_claimer<M: RingMemory>(mem: &M, geo: &impl Table, role: u64, pos: u64) -> bool {
+pub(crate) fn live_claimer<M: RingMemory>(
+    mem: &M,
+    geo: &impl Table,
+    role: u64,
+    lane: u32,
+    pos: u64,
+) -> bool {
     (0..geo.records()).any(|index| {
         let rec = record(mem, geo, index);
         let (_, r, _) = split(rec.gen_state.load(Acquire));
         // ORDERING K3 (pairs with K1): Acquire, so a claim cleared after publishing means
         // the publication is visible to the re-check that follows.
         let claimed = rec.claim.load(Acquire);
-        if r != role || !claim::covers(claimed, pos) {
+        if r != role || !claim::covers(claimed, lane, pos) {
             return false;
         }
         mem.slot_alive(index)

@@ -71,6 +71,7 @@ impl KindImpl for Broadcast {
             ],
             "Config::capacity, Config::max_message and Config::max_readers",
         )?;
+        config.one_lane("broadcast")?;
         let ring = config.capacity.unwrap_or(DEFAULT_CAPACITY) as u64;
         let max_message = match config.max_message {
             Some(m) => m as u64,

@@ -347,6 +347,107 @@ impl<K: Kind, M: Memory> Consumer<K, M> {
         self.recv_timeout(buf, deadline.saturating_duration_since(Instant::now()))
     }
 
+    /// Like [`try_recv`](Consumer::try_recv), also returning the message's priority: the
+    /// highest-priority message waiting, oldest first within a priority (MPMC rings with
+    /// [`lanes`](crate::Config::lanes); every other ring's messages have priority 0).
+    /// Like `mq_receive`'s `msg_prio`.
+    ///
+    /// ```
+    /// use shmring::{Config, mpmc::Ring};
+    /// let name = format!("/doc-recv-priority-{}", std::process::id());
+    /// let ring = Ring::create(&name, &Config::new().lanes(8).slots(16))?;
+    /// let (mut tx, mut rx) = (ring.producer()?, ring.consumer()?);
+    /// tx.try_send_priority(b"routine", 0)?;
+    /// tx.try_send_priority(b"alarm", 7)?;
+    /// let mut buf = [0u8; 64];
+    /// let (n, priority) = rx.try_recv_priority(&mut buf)?;
+    /// assert_eq!((&buf[..n], priority), (&b"alarm"[..], 7));
+    /// assert_eq!(rx.try_recv_priority(&mut buf)?, (7, 0));
+    /// ring.unlink()?;
+    /// # Ok::<(), shmring::Error>(())
+    /// ```
+    #[inline]
+    pub fn try_recv_priority(&mut self, buf: &mut [u8]) -> Result<(usize, u32)> {
+        let msg = self.try_next()?;
+        let priority = <K::Consumer<M> as ConsumerCore>::msg_priority(&msg);
+        self.copy_out(msg, buf).map(|len| (len, priority))
+    }
+
+    /// Like [`try_recv_priority`](Consumer::try_recv_priority), waiting while the selected
+    /// lanes are empty.
+    #[inline]
+    pub fn recv_priority(&mut self, buf: &mut [u8]) -> Result<(usize, u32)> {
+        self.recv_priority_within(buf, None)
+    }
+
+    /// Like [`recv_priority`](Consumer::recv_priority), giving up with `Timeout` after
+    /// `timeout`.
+    #[inline]
+    pub fn recv_priority_timeout(
+        &mut self,
+        buf: &mut [u8],
+        timeout: Duration,
+    ) -> Result<(usize, u32)> {
+        self.recv_priority_within(buf, Some(timeout))
+    }
+
+    /// Like [`recv_priority`](Consumer::recv_priority), giving up with `Timeout` at
+    /// `deadline`.
+    #[inline]
+    pub fn recv_priority_deadline(
+        &mut self,
+        buf: &mut [u8],
+        deadline: Instant,
+    ) -> Result<(usize, u32)> {
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        self.recv_priority_within(buf, Some(timeout))
+    }
+
+    #[inline]
+    fn recv_priority_within(
+        &mut self,
+        buf: &mut [u8],
+        timeout: Option<Duration>,
+    ) -> Result<(usize, u32)> {
+        let msg = self.next_within(timeout)?;
+        let priority = <K::Consumer<M> as ConsumerCore>::msg_priority(&msg);
+        self.copy_out(msg, buf).map(|len| (len, priority))
+    }
+
+    /// Receives only messages whose priority is in `priorities` from now on, like
+    /// `msgrcv`'s type argument: `p..=p` one lane, `0..=p` priorities up to `p`. Every
+    /// receive form follows the selection, blocking ones wait for a message in it, and the
+    /// end of the stream comes once the producers are gone and the selected lanes are
+    /// drained. `InvalidArgument` for priorities beyond the ring's lanes, an empty range,
+    /// or while a message found by an earlier receive is kept (a short buffer or a dropped
+    /// grant): receive it first, so that nothing outside the selection is ever returned.
+    ///
+    /// ```
+    /// use shmring::{Config, mpmc::Ring};
+    /// let name = format!("/doc-select-{}", std::process::id());
+    /// let ring = Ring::create(&name, &Config::new().lanes(4).slots(16))?;
+    /// let (mut tx, mut rx) = (ring.producer()?, ring.consumer()?);
+    /// tx.try_send_priority(b"high", 3)?;
+    /// tx.try_send_priority(b"low", 1)?;
+    /// rx.select_priorities(0..=1)?;
+    /// let mut buf = [0u8; 16];
+    /// assert_eq!(rx.try_recv_priority(&mut buf)?, (3, 1));
+    /// assert!(matches!(rx.try_recv(&mut buf), Err(shmring::Error::WouldBlock)));
+    /// ring.unlink()?;
+    /// # Ok::<(), shmring::Error>(())
+    /// ```
+    pub fn select_priorities(&mut self, priorities: std::ops::RangeInclusive<u32>) -> Result<()> {
+        if let Some(msg) = self.held.as_ref().or(self.detached.as_ref()) {
+            let priority = <K::Consumer<M> as ConsumerCore>::msg_priority(msg);
+            return Err(Error::invalid_argument(format!(
+                "a message of priority {priority} found by an earlier receive is kept for \
+                 the next one: receive it before changing the selection"
+            )));
+        }
+        let (low, high) = priorities.into_inner();
+        self.core.select_lanes(low, high)
+    }
+
     /// Replaces `out`'s contents with the next message (reusing its allocation).
     #[inline]
     pub fn try_recv_vec(&mut self, out: &mut Vec<u8>) -> Result<usize> {
@@ -822,6 +923,14 @@ impl<'a, K: Kind, M: Memory> ReadGrant<'a, K, M> {
             Some(msg) => self.consumer.release(msg),
             None => Ok(()),
         }
+    }
+
+    /// The message's priority (MPMC rings with lanes; 0 on every other ring).
+    #[inline]
+    pub fn priority(&self) -> u32 {
+        self.msg
+            .as_ref()
+            .map_or(0, <K::Consumer<M> as ConsumerCore>::msg_priority)
     }
 }
 

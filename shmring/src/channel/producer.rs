@@ -378,6 +378,108 @@ impl<K: Kind, M: Memory> Producer<K, M> {
         Ok(sent)
     }
 
+    /// Like [`try_send`](Producer::try_send), with priority `priority`: on an MPMC ring
+    /// with [`lanes`](crate::Config::lanes), into lane `priority` (`0..lanes`), so
+    /// consumers take it before every message of a lower priority; like `mq_send`. Every
+    /// ring without lanes takes priority 0 only (`InvalidArgument` otherwise, nothing
+    /// sent). A full lane is `WouldBlock` even when other lanes have room.
+    ///
+    /// ```
+    /// use shmring::{Config, mpmc::Ring};
+    /// let name = format!("/doc-send-priority-{}", std::process::id());
+    /// let ring = Ring::create(&name, &Config::new().lanes(4).slots(16))?;
+    /// let mut tx = ring.producer()?;
+    /// tx.try_send_priority(b"now", 3)?;
+    /// assert!(tx.try_send_priority(b"?", 4).is_err());
+    /// ring.unlink()?;
+    /// # Ok::<(), shmring::Error>(())
+    /// ```
+    #[inline]
+    pub fn try_send_priority(&mut self, msg: &[u8], priority: u32) -> Result<()> {
+        self.core.set_lane(priority)?;
+        let sent = self.try_send(msg);
+        self.default_lane(priority);
+        sent
+    }
+
+    /// Like [`try_send_priority`](Producer::try_send_priority), waiting while the lane is
+    /// full.
+    #[inline]
+    pub fn send_priority(&mut self, msg: &[u8], priority: u32) -> Result<()> {
+        self.core.set_lane(priority)?;
+        let sent = self.send_within(msg, None);
+        self.default_lane(priority);
+        sent
+    }
+
+    /// Like [`send_priority`](Producer::send_priority), giving up with `Timeout` after
+    /// `timeout`.
+    #[inline]
+    pub fn send_priority_timeout(
+        &mut self,
+        msg: &[u8],
+        priority: u32,
+        timeout: Duration,
+    ) -> Result<()> {
+        self.core.set_lane(priority)?;
+        let sent = self.send_within(msg, Some(timeout));
+        self.default_lane(priority);
+        sent
+    }
+
+    /// Like [`send_priority`](Producer::send_priority), giving up with `Timeout` at
+    /// `deadline`.
+    #[inline]
+    pub fn send_priority_deadline(
+        &mut self,
+        msg: &[u8],
+        priority: u32,
+        deadline: Instant,
+    ) -> Result<()> {
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        self.send_priority_timeout(msg, priority, timeout)
+    }
+
+    /// Like [`try_reserve`](Producer::try_reserve), in lane `priority`: the grant's
+    /// message is sent with that priority.
+    #[inline]
+    pub fn try_reserve_priority(
+        &mut self,
+        len: usize,
+        priority: u32,
+    ) -> Result<WriteGrant<'_, K, M>> {
+        self.no_detached()?;
+        self.core.set_lane(priority)?;
+        let claim = Self::claim_msg(&mut self.core, self.stamp_bytes, len);
+        self.default_lane(priority);
+        let claim = self.polled(claim)?;
+        Ok(WriteGrant::new(self, claim))
+    }
+
+    /// Like [`try_reserve_priority`](Producer::try_reserve_priority), waiting while the
+    /// lane is full, up to `timeout` (`None`: no limit).
+    pub fn reserve_priority_timeout(
+        &mut self,
+        len: usize,
+        priority: u32,
+        timeout: Option<Duration>,
+    ) -> Result<WriteGrant<'_, K, M>> {
+        self.core.set_lane(priority)?;
+        let stamp_bytes = self.stamp_bytes;
+        let claim = self.wait_until(timeout, |core, _| Self::claim_msg(core, stamp_bytes, len));
+        self.default_lane(priority);
+        Ok(WriteGrant::new(self, claim?))
+    }
+
+    /// Back to priority 0 after a send with `priority`.
+    #[inline]
+    fn default_lane(&mut self, priority: u32) {
+        if priority != 0 {
+            // Lane 0 exists in every ring: this cannot fail.
+            let _ = self.core.set_lane(0);
+        }
+    }
+
     /// Reserves room for a message of up to `len` bytes written in place;
     /// [`WriteGrant::commit`] publishes it, dropping the grant sends nothing.
     ///

@@ -48,18 +48,36 @@ pub(crate) fn max_message_limit(capacity: u64) -> u64 {
         .min(super::MAX_MESSAGE_LIMIT)
 }
 
-/// Slot count, slot size and registry size, validated at attach.
+/// Slot count, slot size, registry size and priority lanes, validated at attach.
+///
+/// The data region: the registry, then (with more than one lane) the cursor words of lanes
+/// 1 and up (`slot::LANE_CURSORS` each; lane 0 keeps its cursors in the control block),
+/// then each lane's `slot_count` slots, lane 0 first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MpmcGeometry {
+    /// Slots of each lane.
     pub slot_count: u64,
     pub max_message: u64,
     pub max_peers: u32,
     pub stride: u64,
+    /// Priority lanes, 1 ..= `slot::MAX_LANES`.
+    pub lanes: u32,
 }
 
 impl MpmcGeometry {
     /// Checks creation parameters (or what a header claims).
-    pub(crate) fn new(slot_count: u64, max_message: u64, max_peers: u32) -> Result<Self> {
+    pub(crate) fn new(
+        slot_count: u64,
+        max_message: u64,
+        max_peers: u32,
+        lanes: u32,
+    ) -> Result<Self> {
+        if !(1..=slot::MAX_LANES).contains(&u64::from(lanes)) {
+            return Err(Error::invalid_argument(format!(
+                "lanes {lanes} must be in 1..={} (priorities 0..lanes)",
+                slot::MAX_LANES
+            )));
+        }
         if !slot_count.is_power_of_two() || !(2..=slot::MAX_SLOTS).contains(&slot_count) {
             return Err(Error::invalid_argument(format!(
                 "slots {slot_count} must be a power of two in 2..={}",
@@ -83,18 +101,47 @@ impl MpmcGeometry {
             max_message,
             max_peers,
             stride: slot::stride(max_message),
+            lanes,
         })
     }
 
-    /// Bytes of the data region: registry, then slots.
-    pub(crate) fn data_len(&self) -> u64 {
-        u64::from(self.max_peers) * registry::RECORD_SIZE + self.slot_count * self.stride
+    /// Bytes of the registry.
+    #[inline]
+    fn registry_len(&self) -> u64 {
+        u64::from(self.max_peers) * registry::RECORD_SIZE
     }
 
-    /// Offset of the slot holding position `pos`.
+    /// Bytes of one lane's slots.
     #[inline]
-    pub(crate) fn slot_offset(&self, pos: u64) -> u64 {
-        u64::from(self.max_peers) * registry::RECORD_SIZE
+    fn lane_len(&self) -> u64 {
+        self.slot_count * self.stride
+    }
+
+    /// Offset of the first slot of lane 0.
+    #[inline]
+    fn slots_offset(&self) -> u64 {
+        self.registry_len() + u64::from(self.lanes - 1) * slot::LANE_CURSORS
+    }
+
+    /// Bytes of the data region: registry, lane cursors, then slots.
+    pub(crate) fn data_len(&self) -> u64 {
+        self.slots_offset() + u64::from(self.lanes) * self.lane_len()
+    }
+
+    /// Offset of lane `lane`'s cursor words (`lane` in 1..lanes): its `tail`, and its
+    /// `head` `slot::LANE_HEAD` further.
+    #[inline]
+    pub(crate) fn lane_cursors(&self, lane: u32) -> u64 {
+        debug_assert!(lane >= 1 && lane < self.lanes);
+        self.registry_len() + u64::from(lane - 1) * slot::LANE_CURSORS
+    }
+
+    /// Offset of the slot holding position `pos` of lane `lane` (`< lanes`).
+    #[inline]
+    pub(crate) fn slot_offset(&self, lane: u32, pos: u64) -> u64 {
+        debug_assert!(lane < self.lanes);
+        self.slots_offset()
+            + u64::from(lane) * self.lane_len()
             + (pos & (self.slot_count - 1)) * self.stride
     }
 }
@@ -115,6 +162,8 @@ pub struct HeaderParams {
     pub policy: u32,
     /// Broadcast: lag limit in bytes, 0 for none (0 otherwise).
     pub lag_limit: u64,
+    /// MPMC: priority lanes (0 otherwise).
+    pub lanes: u32,
 }
 
 /// A ring kind's geometry: what its header records, how big its data region is, how many
@@ -149,6 +198,7 @@ impl Shape for SpscGeometry {
             max_peers: 0,
             policy: 0,
             lag_limit: 0,
+            lanes: 0,
         }
     }
     fn data_len(&self) -> u64 {
@@ -165,7 +215,7 @@ impl Shape for SpscGeometry {
 impl Shape for MpmcGeometry {
     const KIND: RingKind = RingKind::Mpmc;
     fn from_header(p: &HeaderParams) -> Result<Self> {
-        MpmcGeometry::new(p.slot_count, p.max_message, p.max_peers)
+        MpmcGeometry::new(p.slot_count, p.max_message, p.max_peers, p.lanes)
     }
     fn header(&self) -> HeaderParams {
         HeaderParams {
@@ -175,6 +225,7 @@ impl Shape for MpmcGeometry {
             max_peers: self.max_peers,
             policy: 0,
             lag_limit: 0,
+            lanes: self.lanes,
         }
     }
     fn data_len(&self) -> u64 {
@@ -202,10 +253,14 @@ impl core::fmt::Display for SpscGeometry {
 impl core::fmt::Display for MpmcGeometry {
     /// The parameters in words, e.g. "16 slots, max_message 240 and max_peers 16".
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{} slots", self.slot_count)?;
+        if self.lanes > 1 {
+            write!(f, " in each of {} lanes", self.lanes)?;
+        }
         write!(
             f,
-            "{} slots, max_message {} and max_peers {}",
-            self.slot_count, self.max_message, self.max_peers
+            ", max_message {} and max_peers {}",
+            self.max_message, self.max_peers
         )
     }
 }
@@ -369,6 +424,7 @@ impl Shape for BroadcastGeometry {
             max_peers: self.records(),
             policy: self.policy.code(),
             lag_limit: self.lag_limit,
+            lanes: 0,
         }
     }
     fn data_len(&self) -> u64 {

@@ -24,7 +24,7 @@ pub(crate) mod geometry;
 /// `"SHMRING1"` read as a little-endian `u64`; a big-endian reader sees a different number.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMRING1");
 /// Bumped on any change to the bytes described here.
-pub const LAYOUT_VERSION: u32 = 4;
+pub const LAYOUT_VERSION: u32 = 5;
 /// Alignment and padding unit between words written by different sides. 128, not 64:
 /// x86's adjacent-line prefetcher pairs 64-byte lines.
 pub const LINE: usize = 128;
@@ -164,6 +164,10 @@ pub struct SegmentHeader {
     /// Broadcast, `Lossless`: bytes a reader may fall behind before it stops holding the
     /// producer back (0: no limit); 0 in the other kinds.
     pub lag_limit: AtomicU64,
+    /// MPMC: priority lanes (1 ..= [`slot::MAX_LANES`]); 0 in the other kinds.
+    pub lanes: AtomicU32,
+    /// Zero.
+    pub reserved: AtomicU32,
 }
 
 impl SegmentHeader {
@@ -389,6 +393,8 @@ impl ControlBlock {
                 max_peers: AtomicU32::new(0),
                 policy: AtomicU32::new(0),
                 lag_limit: AtomicU64::new(0),
+                lanes: AtomicU32::new(0),
+                reserved: AtomicU32::new(0),
             },
             peers: PeerLine {
                 producer: peer(),
@@ -558,28 +564,34 @@ pub mod registry {
 
     /// Claim words: a holder stores the range of positions it is about to claim *before*
     /// its compare-and-swap on the shared position, and clears it after publishing or
-    /// releasing. Bit 0 set = a range is held; bits 1..17 its length (1..=65,535); bits
-    /// 17..64 its first position mod 2^47.
+    /// releasing. Bit 0 set = a range is held; bits 1..12 its length (1..=2,047); bits
+    /// 12..17 its lane (MPMC priority lanes); bits 17..64 its first position mod 2^47.
     pub mod claim {
         /// Bits of position kept.
         const POS_BITS: u32 = 47;
         const POS_MASK: u64 = (1 << POS_BITS) - 1;
         /// Longest range one claim describes.
-        pub const MAX_LEN: u64 = 0xffff;
+        pub const MAX_LEN: u64 = 0x7ff;
+        /// Bits of the lane number (MPMC priority lanes: `slot::MAX_LANES`).
+        const LANE_MASK: u64 = 0x1f;
         /// Nothing claimed.
         pub const NONE: u64 = 0;
 
-        /// The claim word for `len` positions from `start`.
+        /// The claim word for `len` positions from `start` in lane `lane`:
+        /// `start mod 2^47 << 17 | lane << 12 | len << 1 | 1`.
         #[inline]
-        pub const fn new(start: u64, len: u64) -> u64 {
-            ((start & POS_MASK) << 17) | ((len & MAX_LEN) << 1) | 1
+        pub const fn new(lane: u32, start: u64, len: u64) -> u64 {
+            ((start & POS_MASK) << 17)
+                | ((lane as u64 & LANE_MASK) << 12)
+                | ((len & MAX_LEN) << 1)
+                | 1
         }
 
-        /// Whether `word` covers position `pos`. Positions in flight differ by less than
-        /// the slot count (at most 2^32), so comparing them mod 2^47 is exact.
+        /// Whether `word` covers position `pos` of lane `lane`. Positions in flight differ
+        /// by less than the slot count (at most 2^32), so comparing them mod 2^47 is exact.
         #[inline]
-        pub const fn covers(word: u64, pos: u64) -> bool {
-            if word & 1 == 0 {
+        pub const fn covers(word: u64, lane: u32, pos: u64) -> bool {
+            if word & 1 == 0 || (word >> 12) & LANE_MASK != lane as u64 & LANE_MASK {
                 return false;
             }
             let start = word >> 17;
@@ -665,6 +677,14 @@ pub mod slot {
     pub const MAX_PAYLOAD: u64 = 1 << 24;
     /// Largest slot count.
     pub const MAX_SLOTS: u64 = 1 << 24;
+    /// Most priority lanes (POSIX's smallest allowed `MQ_PRIO_MAX`).
+    pub const MAX_LANES: u64 = 32;
+    /// Bytes of one lane's cursor words (lanes 1 and up; lane 0's are the control block's
+    /// producer and consumer lines): the lane's `tail` at +0, its `head` at +128, each on
+    /// its own 128-byte line.
+    pub const LANE_CURSORS: u64 = 256;
+    /// Offset of a lane's `head` in its cursor words.
+    pub const LANE_HEAD: u64 = 128;
 
     /// Bytes per slot for payloads of up to `max_message` bytes.
     #[inline]
@@ -692,7 +712,9 @@ pub const FINGERPRINT: u64 = {
         offset_of!(SegmentHeader, slot_count) as u64,
         offset_of!(SegmentHeader, max_peers) as u64,
         offset_of!(SegmentHeader, policy) as u64
-            | (offset_of!(SegmentHeader, lag_limit) as u64) << 16,
+            | (offset_of!(SegmentHeader, lag_limit) as u64) << 16
+            | (offset_of!(SegmentHeader, lanes) as u64) << 32
+            | slot::MAX_LANES << 48,
         broadcast::SEQ | broadcast::NAME << 16 | broadcast::CURSOR << 32 | broadcast::MISSED << 48,
         offset_of!(PeerLine, ever_attached) as u64,
         offset_of!(PeerLine, claims_skipped) as u64,
@@ -776,6 +798,7 @@ const _: () = {
     assert!(offset_of!(SegmentHeader, max_peers) == 104);
     assert!(offset_of!(SegmentHeader, policy) == 108);
     assert!(offset_of!(SegmentHeader, lag_limit) == 112);
+    assert!(offset_of!(SegmentHeader, lanes) == 120);
     assert!(offset_of!(PeerLine, consumer) == 24);
     assert!(offset_of!(PeerLine, ever_attached) == 48);
     assert!(offset_of!(PeerLine, claims_skipped) == 56);
@@ -838,7 +861,7 @@ mod tests {
         assert_eq!(MAGIC.to_le_bytes(), *b"SHMRING1");
         // Recomputed by hand from the same inputs would be circular; instead pin the value
         // so any layout change is a conscious, visible edit.
-        assert_eq!(FINGERPRINT, 0xcbbd_64b8_095e_3da4_u64, "{FINGERPRINT:#x}");
+        assert_eq!(FINGERPRINT, 0x354d_9486_2887_45e5_u64, "{FINGERPRINT:#x}");
     }
 
     #[test]
@@ -861,16 +884,22 @@ mod tests {
     #[test]
     fn claim_words_cover_exactly_their_range() {
         use registry::claim;
-        assert!(!claim::covers(claim::NONE, 0));
-        let word = claim::new(10, 3);
+        assert!(!claim::covers(claim::NONE, 0, 0));
+        let word = claim::new(0, 10, 3);
         assert_eq!(
-            (8..15).map(|p| claim::covers(word, p)).collect::<Vec<_>>(),
+            (8..15)
+                .map(|p| claim::covers(word, 0, p))
+                .collect::<Vec<_>>(),
             [false, false, true, true, true, false, false]
         );
         // Across the end of the u64 position space.
-        let word = claim::new(u64::MAX, 2);
-        assert!(claim::covers(word, u64::MAX) && claim::covers(word, 0));
-        assert!(!claim::covers(word, 1) && !claim::covers(word, u64::MAX - 1));
+        let word = claim::new(0, u64::MAX, 2);
+        assert!(claim::covers(word, 0, u64::MAX) && claim::covers(word, 0, 0));
+        assert!(!claim::covers(word, 0, 1) && !claim::covers(word, 0, u64::MAX - 1));
+        // The same positions in another lane are someone else's.
+        let word = claim::new(31, 10, 3);
+        assert!(claim::covers(word, 31, 11) && !claim::covers(word, 0, 11));
+        assert!(!claim::covers(word, 30, 11) && !claim::covers(claim::new(30, 10, 3), 31, 11));
         assert_eq!(
             registry::split(registry::gen_state(7, registry::ROLE_CONSUMER, 3)),
             (7, 2, 3)

@@ -36,7 +36,7 @@ use crate::error::Result;
 use crate::layout::geometry::MpmcGeometry;
 use crate::memory::Memory;
 use crate::shm::segment::{self, Location};
-pub use crate::stats::{PeerInfo, PeerStatus};
+pub use crate::stats::{LaneStats, PeerInfo, PeerStatus};
 pub use crate::wait::RECOVERY_INTERVAL;
 
 /// Slot payload of an MPMC ring when the config does not say (a 256-byte slot).
@@ -72,6 +72,7 @@ impl KindImpl for Mpmc {
             config.slots.unwrap_or(DEFAULT_SLOTS) as u64,
             config.max_message.unwrap_or(DEFAULT_MAX_MESSAGE) as u64,
             config.max_peers.unwrap_or(DEFAULT_MAX_PEERS),
+            config.lanes.unwrap_or(1),
         )
     }
 
@@ -100,7 +101,7 @@ impl KindImpl for Mpmc {
     }
 
     fn in_flight<M: Memory>(memory: &M, geometry: &MpmcGeometry) -> u64 {
-        crate::algo::mpmc::in_flight(memory.control(), geometry)
+        crate::algo::mpmc::in_flight(memory, geometry)
     }
 
     fn peers<M: Memory>(memory: &M, geometry: &MpmcGeometry) -> Vec<PeerInfo> {
@@ -137,6 +138,16 @@ impl channel::Ring<Mpmc> {
     /// Most handles attached at once.
     pub fn max_peers(&self) -> u32 {
         self.geometry().max_peers
+    }
+
+    /// Priority lanes ([`Config::lanes`]): messages take priorities `0..lanes()`.
+    pub fn lanes(&self) -> u32 {
+        self.geometry().lanes
+    }
+
+    /// Each lane's figures, lowest priority first (see [`LaneStats`]).
+    pub fn lane_stats(&self) -> Vec<LaneStats> {
+        crate::algo::mpmc::lane_stats(self.memory(), self.geometry())
     }
 }
 

@@ -74,6 +74,7 @@ pub(crate) fn create<G: Shape>(
     h.max_peers.store(params.max_peers, Relaxed);
     h.policy.store(params.policy, Relaxed);
     h.lag_limit.store(params.lag_limit, Relaxed);
+    h.lanes.store(params.lanes, Relaxed);
     h.segment_size.store(size, Relaxed);
     h.data_offset.store(CONTROL_SIZE, Relaxed);
     let mut flags = if config.group_access {
@@ -295,6 +296,7 @@ fn validate<G: Shape>(segment: &Segment, options: &OpenOptions) -> Result<(G, Wa
         max_peers: h.max_peers.load(Relaxed),
         policy: h.policy.load(Relaxed),
         lag_limit: h.lag_limit.load(Relaxed),
+        lanes: h.lanes.load(Relaxed),
     };
     let capacity = params.capacity;
     let geometry =

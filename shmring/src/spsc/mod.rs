@@ -63,6 +63,7 @@ impl KindImpl for Spsc {
             ],
             "Config::capacity",
         )?;
+        config.one_lane("SPSC")?;
         if config.initial_position % 8 != 0 {
             return Err(crate::Error::invalid_argument(format!(
                 "initial position {} is not a multiple of 8",
