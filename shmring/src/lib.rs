@@ -47,6 +47,7 @@ mod memory;
 mod os;
 mod peers;
 pub mod raw;
+pub mod rpc;
 mod shm;
 mod stats;
 mod telemetry;

@@ -557,6 +557,44 @@ pub(crate) fn remove_doorbells(dir: &Path) {
     let _ = fs::remove_dir_all(dir);
 }
 
+/// Removes doorbells whose socket nobody holds any more (left by processes killed while
+/// armed) and the doorbell directories that leaves empty, for every ring. A doorbell is
+/// dead when a datagram to it is refused; a live one gets an empty datagram (a spurious
+/// readiness, which its holder tolerates). Returns how many doorbells were removed.
+pub(crate) fn remove_dead_doorbells() -> usize {
+    let Ok(entries) = fs::read_dir("/dev/shm") else {
+        return 0;
+    };
+    let Ok(sender) = doorbell_sender() else {
+        return 0;
+    };
+    let mut removed = 0;
+    for dir in entries.flatten() {
+        if !dir
+            .file_name()
+            .to_string_lossy()
+            .starts_with("shmring-bells-")
+        {
+            continue;
+        }
+        let Ok(bells) = fs::read_dir(dir.path()) else {
+            continue;
+        };
+        for bell in bells.flatten() {
+            let refused = matches!(
+                sender.send_to(&[], bell.path()),
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused
+            );
+            if refused && fs::remove_file(bell.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        // Fails while a live doorbell is in it.
+        let _ = fs::remove_dir(dir.path());
+    }
+    removed
+}
+
 /// What a readiness descriptor is: an epoll set holding a waiter's doorbell, a slow
 /// periodic timer, and a pidfd for each peer it can watch. It becomes readable when the
 /// doorbell rings, when a watched peer exits, and once per tick (so a death nothing
@@ -859,5 +897,221 @@ impl Drop for ExitWatch {
                 registrations.remove(&self.id);
             }
         }
+    }
+}
+
+/// Request/reply (`rpc`): the service's listening socket, in the abstract namespace
+/// (`\0shmring-rpc/<service>`: no file to leave behind; it goes with its last descriptor,
+/// so a server that died leaves nothing a restart must remove). Non-blocking.
+pub(crate) fn rpc_listen(service: &str) -> io::Result<std::os::unix::net::UnixListener> {
+    use std::os::linux::net::SocketAddrExt;
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(rpc_address(service))?;
+    let listener = std::os::unix::net::UnixListener::bind_addr(&addr)?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// Connects to the service's socket.
+pub(crate) fn rpc_connect(service: &str) -> io::Result<std::os::unix::net::UnixStream> {
+    use std::os::linux::net::SocketAddrExt;
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(rpc_address(service))?;
+    std::os::unix::net::UnixStream::connect_addr(&addr)
+}
+
+fn rpc_address(service: &str) -> Vec<u8> {
+    format!("shmring-rpc/{service}").into_bytes()
+}
+
+/// Who is at the other end of `stream`, as the kernel recorded it when it connected
+/// (`SO_PEERCRED`): pid, uid, gid.
+pub(crate) fn peer_credentials(
+    stream: &std::os::unix::net::UnixStream,
+) -> io::Result<(u32, u32, u32)> {
+    use std::os::fd::AsRawFd;
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: a valid socket and an out-buffer of the size passed.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    last_os_error_if(rc < 0)?;
+    Ok((cred.pid as u32, cred.uid, cred.gid))
+}
+
+/// Most descriptors one message carries.
+const MAX_FDS: usize = 4;
+
+/// Sends `bytes` and `fds` (at most 4) as one message on `stream`.
+pub(crate) fn send_with_fds(
+    stream: &std::os::unix::net::UnixStream,
+    bytes: &[u8],
+    fds: &[std::os::fd::BorrowedFd<'_>],
+) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    assert!(fds.len() <= MAX_FDS);
+    let mut iov = libc::iovec {
+        iov_base: bytes.as_ptr() as *mut libc::c_void,
+        iov_len: bytes.len(),
+    };
+    let mut control = [0u64; 8];
+    // SAFETY: zeroed msghdr is a valid empty header; the pointers set below outlive the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if !fds.is_empty() {
+        let data_len = std::mem::size_of_val(fds) as u32;
+        // SAFETY: CMSG_SPACE is arithmetic.
+        let space = unsafe { libc::CMSG_SPACE(data_len) } as usize;
+        assert!(space <= std::mem::size_of_val(&control));
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space;
+        // SAFETY: msg_control points at `space` writable, aligned bytes, enough for one
+        // header and `fds.len()` descriptors.
+        unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(data_len) as usize;
+            let data = libc::CMSG_DATA(cmsg).cast::<libc::c_int>();
+            for (i, fd) in fds.iter().enumerate() {
+                data.add(i).write_unaligned(fd.as_raw_fd());
+            }
+        }
+    }
+    // SAFETY: a valid socket and a message whose buffers are valid for the call.
+    let sent = unsafe { libc::sendmsg(stream.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+    last_os_error_if(sent < 0)?;
+    if sent as usize != bytes.len() {
+        return Err(io::Error::new(io::ErrorKind::WriteZero, "short send"));
+    }
+    Ok(())
+}
+
+/// Receives one message of at most `buf.len()` bytes on `stream`, with the descriptors it
+/// carries (owned; at most 4, the rest closed by the kernel as truncated): (bytes, fds).
+/// 0 bytes: the other end closed.
+pub(crate) fn recv_with_fds(
+    stream: &std::os::unix::net::UnixStream,
+    buf: &mut [u8],
+) -> io::Result<(usize, Vec<OwnedFd>)> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut control = [0u64; 8];
+    // SAFETY: zeroed msghdr is a valid empty header; the pointers set below outlive the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control);
+    // SAFETY: a valid socket and buffers valid for the call.
+    let got = unsafe { libc::recvmsg(stream.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    last_os_error_if(got < 0)?;
+    let mut fds = Vec::new();
+    // SAFETY: the kernel filled msg_control with `msg_controllen` bytes of well-formed
+    // headers; every SCM_RIGHTS descriptor in them is ours now.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(cmsg).cast::<libc::c_int>();
+                let header = libc::CMSG_LEN(0) as usize;
+                let count = ((*cmsg).cmsg_len as usize).saturating_sub(header)
+                    / std::mem::size_of::<libc::c_int>();
+                for i in 0..count {
+                    fds.push(OwnedFd::from_raw_fd(data.add(i).read_unaligned()));
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    let _ = stream.as_raw_fd();
+    Ok((got as usize, fds))
+}
+
+/// An epoll set of descriptors, each with a token (level-triggered, readable or hung up).
+#[derive(Debug)]
+pub(crate) struct Poller {
+    epoll: OwnedFd,
+}
+
+impl Poller {
+    pub(crate) fn new() -> io::Result<Poller> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: a plain system call; the descriptor is checked, then owned.
+        let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        last_os_error_if(epoll < 0)?;
+        // SAFETY: a new descriptor we own.
+        let epoll = unsafe { OwnedFd::from_raw_fd(epoll) };
+        Ok(Poller { epoll })
+    }
+
+    /// Watches `fd` for input or hang-up, reported as `token`.
+    pub(crate) fn add(&self, fd: std::os::fd::BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let mut event = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLRDHUP) as u32,
+            u64: token,
+        };
+        // SAFETY: valid epoll and target descriptors, a valid event.
+        let rc = unsafe {
+            libc::epoll_ctl(
+                self.epoll.as_raw_fd(),
+                libc::EPOLL_CTL_ADD,
+                fd.as_raw_fd(),
+                &mut event,
+            )
+        };
+        last_os_error_if(rc < 0)
+    }
+
+    /// Stops watching `fd`.
+    pub(crate) fn remove(&self, fd: std::os::fd::BorrowedFd<'_>) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: valid descriptors; a failure (not in the set) changes nothing.
+        unsafe {
+            libc::epoll_ctl(
+                self.epoll.as_raw_fd(),
+                libc::EPOLL_CTL_DEL,
+                fd.as_raw_fd(),
+                std::ptr::null_mut(),
+            )
+        };
+    }
+
+    /// Waits up to `timeout` (`None`: no limit) and appends the tokens of ready
+    /// descriptors to `ready`. An interrupted wait returns with none.
+    pub(crate) fn wait(
+        &self,
+        timeout: Option<std::time::Duration>,
+        ready: &mut Vec<u64>,
+    ) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 32];
+        let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as i32);
+        // SAFETY: a valid epoll descriptor and a buffer of 32 events.
+        let n = unsafe { libc::epoll_wait(self.epoll.as_raw_fd(), events.as_mut_ptr(), 32, ms) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::Interrupted {
+                Ok(())
+            } else {
+                Err(e)
+            };
+        }
+        ready.extend(events[..n as usize].iter().map(|e| e.u64));
+        Ok(())
     }
 }

@@ -92,6 +92,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "wait",
         ],
     ),
+    ("rpc", &["channel", "config", "error", "os", "spsc", "wait"]),
     (
         "testing",
         &[
