@@ -139,6 +139,13 @@ typedef struct shmring_producer_t shmring_producer_t;
 // threads at once (stats, attaching ends); freeing it leaves attached ends working.
 typedef struct shmring_ring_t shmring_ring_t;
 
+// A request/reply client: one connection to a service (opaque). Used by one thread at a
+// time.
+typedef struct shmring_rpc_client_t shmring_rpc_client_t;
+
+// A request/reply server (opaque; `docs/rpc.md`). Used by one thread at a time.
+typedef struct shmring_rpc_server_t shmring_rpc_server_t;
+
 // Creation parameters. Start from `shmring_config_init`, then change fields.
 typedef struct shmring_config_t {
   // Data region bytes: a power of two in 256..=2^40. Default 1 MiB.
@@ -340,6 +347,23 @@ typedef struct shmring_reader_t {
   // Messages this record's holders lost to overwrites.
   uint64_t missed;
 } shmring_reader_t;
+
+// A request received by `shmring_rpc_server_recv`: who sent it (credentials the kernel
+// recorded when the client connected) and where its reply goes.
+typedef struct shmring_rpc_request_t {
+  // The server's number for the client's connection.
+  uint64_t client;
+  // The call's id within the connection.
+  uint64_t id;
+  // The client's process id (in the server's PID namespace).
+  uint32_t pid;
+  // The client's effective user id.
+  uint32_t uid;
+  // The client's effective group id.
+  uint32_t gid;
+  // Where the reply goes (opaque to C; pass the struct back to `shmring_rpc_server_reply`).
+  uint64_t reply_slot;
+} shmring_rpc_request_t;
 
 #ifdef __cplusplus
 extern "C" {
@@ -842,6 +866,98 @@ enum shmring_status shmring_broadcast_readers(const struct shmring_ring_t *ring,
                                               struct shmring_reader_t *out,
                                               size_t cap,
                                               size_t *out_count);
+
+// Starts serving `service` (1 to 100 bytes). `ring_capacity`: bytes of each client's
+// request and reply rings (a power of two; 0 = 65536); `max_clients`: clients at once
+// (0 = 256). `SHMRING_ALREADY_EXISTS` if a live server has the service.
+//
+// # Safety
+// `service` is a NUL-terminated string; `out` is writable.
+enum shmring_status shmring_rpc_server_bind(const char *service,
+                                            uint64_t ring_capacity,
+                                            uint32_t max_clients,
+                                            struct shmring_rpc_server_t **out);
+
+// Stops serving and frees the server: its clients' calls fail with `SHMRING_PEER_DEAD`.
+// NULL is a no-op.
+//
+// # Safety
+// `server` is NULL or a handle from this library, not used afterwards.
+void shmring_rpc_server_free(struct shmring_rpc_server_t *server);
+
+// Receives the next request: copies its body into `buf` (capacity `cap`), its length to
+// `*out_len`, and who sent it and where the reply goes to `*out_request`; waits at most
+// `timeout_ns` (0: never waits, `SHMRING_WOULD_BLOCK`; `UINT64_MAX`: no limit;
+// `SHMRING_TIMEOUT`). `SHMRING_BUFFER_TOO_SMALL` if `cap` is short: the request is kept
+// for the next call, `*out_len` says what it needs. Reply with `shmring_rpc_server_reply`.
+//
+// # Safety
+// `server` is live; `buf` has `cap` writable bytes; `out_len`, `out_request` writable.
+enum shmring_status shmring_rpc_server_recv(struct shmring_rpc_server_t *server,
+                                            void *buf,
+                                            size_t cap,
+                                            size_t *out_len,
+                                            struct shmring_rpc_request_t *out_request,
+                                            uint64_t timeout_ns);
+
+// Sends `len` bytes at `data` as the reply to `*request` (from `shmring_rpc_server_recv`).
+// `SHMRING_CLOSED` / `SHMRING_PEER_DEAD` if its client has gone, `SHMRING_TIMEOUT` if its
+// reply ring stays full (a client that stopped reading), `SHMRING_MESSAGE_TOO_LARGE`.
+//
+// # Safety
+// `server` is live; `request` is readable; `data` has `len` readable bytes.
+enum shmring_status shmring_rpc_server_reply(struct shmring_rpc_server_t *server,
+                                             const struct shmring_rpc_request_t *request,
+                                             const void *data,
+                                             size_t len);
+
+// Connects to `service`, waiting at most `timeout_ns` for the server's welcome
+// (`UINT64_MAX`: 5 s). `SHMRING_NOT_FOUND` if nobody serves it, `SHMRING_REGISTRY_FULL` if
+// the server has all the clients it takes.
+//
+// # Safety
+// `service` is a NUL-terminated string; `out` is writable.
+enum shmring_status shmring_rpc_client_connect(const char *service,
+                                               uint64_t timeout_ns,
+                                               struct shmring_rpc_client_t **out);
+
+// Disconnects and frees the client (the server drops the connection). NULL is a no-op.
+//
+// # Safety
+// `client` is NULL or a handle from this library, not used afterwards.
+void shmring_rpc_client_free(struct shmring_rpc_client_t *client);
+
+// Connects the client to its service again (after `SHMRING_PEER_DEAD`: a restarted
+// server).
+//
+// # Safety
+// `client` is live.
+enum shmring_status shmring_rpc_client_reconnect(struct shmring_rpc_client_t *client);
+
+// Writes the largest request and reply bodies to `*out_request` and `*out_reply`.
+//
+// # Safety
+// `client` is live; the outs are writable.
+enum shmring_status shmring_rpc_client_limits(const struct shmring_rpc_client_t *client,
+                                              size_t *out_request,
+                                              size_t *out_reply);
+
+// Sends `req_len` bytes at `req` and waits at most `timeout_ns` (`UINT64_MAX`: no limit)
+// for the reply, copied into `buf` (capacity `cap`, at least the largest reply from
+// `shmring_rpc_client_limits`, so no reply is ever lost: `SHMRING_INVALID_ARGUMENT`
+// otherwise, before anything is sent) with its length in `*out_len`.
+// `SHMRING_PEER_DEAD` if the server died before or during the call, `SHMRING_TIMEOUT`.
+//
+// # Safety
+// `client` is live; `req` has `req_len` readable bytes; `buf` has `cap` writable bytes;
+// `out_len` is writable.
+enum shmring_status shmring_rpc_call(struct shmring_rpc_client_t *client,
+                                     const void *req,
+                                     size_t req_len,
+                                     void *buf,
+                                     size_t cap,
+                                     size_t *out_len,
+                                     uint64_t timeout_ns);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -2224,3 +2224,285 @@ mod tests {
         assert!(msg.to_str().unwrap().contains("deliberate"));
     }
 }
+
+/// A request/reply server (opaque; `docs/rpc.md`). Used by one thread at a time.
+pub struct shmring_rpc_server_t(shmring::rpc::Server);
+/// A request/reply client: one connection to a service (opaque). Used by one thread at a
+/// time.
+pub struct shmring_rpc_client_t(shmring::rpc::Client);
+
+/// A request received by `shmring_rpc_server_recv`: who sent it (credentials the kernel
+/// recorded when the client connected) and where its reply goes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct shmring_rpc_request_t {
+    /// The server's number for the client's connection.
+    pub client: u64,
+    /// The call's id within the connection.
+    pub id: u64,
+    /// The client's process id (in the server's PID namespace).
+    pub pid: u32,
+    /// The client's effective user id.
+    pub uid: u32,
+    /// The client's effective group id.
+    pub gid: u32,
+    /// Where the reply goes (opaque to C; pass the struct back to `shmring_rpc_server_reply`).
+    pub reply_slot: u64,
+}
+
+/// Starts serving `service` (1 to 100 bytes). `ring_capacity`: bytes of each client's
+/// request and reply rings (a power of two; 0 = 65536); `max_clients`: clients at once
+/// (0 = 256). `SHMRING_ALREADY_EXISTS` if a live server has the service.
+///
+/// # Safety
+/// `service` is a NUL-terminated string; `out` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_rpc_server_bind(
+    service: *const c_char,
+    ring_capacity: u64,
+    max_clients: u32,
+    out: *mut *mut shmring_rpc_server_t,
+) -> shmring_status {
+    boundary(|| {
+        // SAFETY: per the contract.
+        let service = unsafe { name_arg(service) }?;
+        // SAFETY: per the contract.
+        unsafe { nonnull_mut(out, "out") }?;
+        let mut config = shmring::rpc::ServerConfig::new();
+        if ring_capacity != 0 {
+            config = config.ring_capacity(size_field(ring_capacity, "ring_capacity")?);
+        }
+        if max_clients != 0 {
+            config = config.max_clients(max_clients as usize);
+        }
+        let server = shmring::rpc::Server::bind(service, &config)?;
+        // SAFETY: checked non-NULL above.
+        unsafe { handle_out(out, shmring_rpc_server_t(server)) };
+        Ok(())
+    })
+}
+
+/// Stops serving and frees the server: its clients' calls fail with `SHMRING_PEER_DEAD`.
+/// NULL is a no-op.
+///
+/// # Safety
+/// `server` is NULL or a handle from this library, not used afterwards.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_rpc_server_free(server: *mut shmring_rpc_server_t) {
+    // SAFETY: NULL or a handle from this library's `Box::into_raw`, freed once (contract).
+    unsafe { free_handle(server) };
+}
+
+/// Receives the next request: copies its body into `buf` (capacity `cap`), its length to
+/// `*out_len`, and who sent it and where the reply goes to `*out_request`; waits at most
+/// `timeout_ns` (0: never waits, `SHMRING_WOULD_BLOCK`; `UINT64_MAX`: no limit;
+/// `SHMRING_TIMEOUT`). `SHMRING_BUFFER_TOO_SMALL` if `cap` is short: the request is kept
+/// for the next call, `*out_len` says what it needs. Reply with `shmring_rpc_server_reply`.
+///
+/// # Safety
+/// `server` is live; `buf` has `cap` writable bytes; `out_len`, `out_request` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_rpc_server_recv(
+    server: *mut shmring_rpc_server_t,
+    buf: *mut c_void,
+    cap: usize,
+    out_len: *mut usize,
+    out_request: *mut shmring_rpc_request_t,
+    timeout_ns: u64,
+) -> shmring_status {
+    boundary(|| {
+        // SAFETY: per the contract.
+        let server = unsafe { nonnull_mut(server, "server") }?;
+        // SAFETY: per the contract.
+        unsafe { nonnull_mut(out_len, "out_len") }?;
+        // SAFETY: per the contract.
+        unsafe { nonnull_mut(out_request, "out_request") }?;
+        // SAFETY: per the contract.
+        let buf = unsafe { buf_arg(buf, cap) }?;
+        let request = match timeout_ns {
+            0 => server.0.try_recv()?,
+            u64::MAX => server.0.recv()?,
+            t => server.0.recv_timeout(Duration::from_nanos(t))?,
+        };
+        let len = request.body().len();
+        if len > buf.len() {
+            // SAFETY: checked non-NULL above.
+            unsafe { write_out(out_len, len) };
+            // Dropping the request keeps it for the next receive.
+            return Err(Error::BufferTooSmall { needed: len }.into());
+        }
+        buf[..len].copy_from_slice(request.body());
+        let caller = *request.caller();
+        let to = request.defer()?;
+        let [slot, client, id] = to.to_words();
+        let info = shmring_rpc_request_t {
+            client,
+            id,
+            pid: caller.pid,
+            uid: caller.uid,
+            gid: caller.gid,
+            reply_slot: slot,
+        };
+        // SAFETY: checked non-NULL above.
+        unsafe {
+            write_out(out_len, len);
+            write_out(out_request, info);
+        }
+        Ok(())
+    })
+}
+
+/// Sends `len` bytes at `data` as the reply to `*request` (from `shmring_rpc_server_recv`).
+/// `SHMRING_CLOSED` / `SHMRING_PEER_DEAD` if its client has gone, `SHMRING_TIMEOUT` if its
+/// reply ring stays full (a client that stopped reading), `SHMRING_MESSAGE_TOO_LARGE`.
+///
+/// # Safety
+/// `server` is live; `request` is readable; `data` has `len` readable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_rpc_server_reply(
+    server: *mut shmring_rpc_server_t,
+    request: *const shmring_rpc_request_t,
+    data: *const c_void,
+    len: usize,
+) -> shmring_status {
+    boundary(|| {
+        // SAFETY: per the contract.
+        let server = unsafe { nonnull_mut(server, "server") }?;
+        // SAFETY: per the contract.
+        let request = unsafe { nonnull(request, "request") }?;
+        // SAFETY: per the contract.
+        let body = unsafe { bytes_arg(data, len) }?;
+        let to =
+            shmring::rpc::ReplyTo::from_words([request.reply_slot, request.client, request.id]);
+        server.0.reply(to, body)?;
+        Ok(())
+    })
+}
+
+/// Connects to `service`, waiting at most `timeout_ns` for the server's welcome
+/// (`UINT64_MAX`: 5 s). `SHMRING_NOT_FOUND` if nobody serves it, `SHMRING_REGISTRY_FULL` if
+/// the server has all the clients it takes.
+///
+/// # Safety
+/// `service` is a NUL-terminated string; `out` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_rpc_client_connect(
+    service: *const c_char,
+    timeout_ns: u64,
+    out: *mut *mut shmring_rpc_client_t,
+) -> shmring_status {
+    boundary(|| {
+        // SAFETY: per the contract.
+        let service = unsafe { name_arg(service) }?;
+        // SAFETY: per the contract.
+        unsafe { nonnull_mut(out, "out") }?;
+        let timeout = timeout_of(timeout_ns).unwrap_or(Duration::from_secs(5));
+        let client = shmring::rpc::Client::connect_timeout(service, timeout)?;
+        // SAFETY: checked non-NULL above.
+        unsafe { handle_out(out, shmring_rpc_client_t(client)) };
+        Ok(())
+    })
+}
+
+/// Disconnects and frees the client (the server drops the connection). NULL is a no-op.
+///
+/// # Safety
+/// `client` is NULL or a handle from this library, not used afterwards.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_rpc_client_free(client: *mut shmring_rpc_client_t) {
+    // SAFETY: NULL or a handle from this library's `Box::into_raw`, freed once (contract).
+    unsafe { free_handle(client) };
+}
+
+/// Connects the client to its service again (after `SHMRING_PEER_DEAD`: a restarted
+/// server).
+///
+/// # Safety
+/// `client` is live.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_rpc_client_reconnect(
+    client: *mut shmring_rpc_client_t,
+) -> shmring_status {
+    boundary(|| {
+        // SAFETY: per the contract.
+        let client = unsafe { nonnull_mut(client, "client") }?;
+        client.0.reconnect()?;
+        Ok(())
+    })
+}
+
+/// Writes the largest request and reply bodies to `*out_request` and `*out_reply`.
+///
+/// # Safety
+/// `client` is live; the outs are writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_rpc_client_limits(
+    client: *const shmring_rpc_client_t,
+    out_request: *mut usize,
+    out_reply: *mut usize,
+) -> shmring_status {
+    boundary(|| {
+        // SAFETY: per the contract.
+        let client = unsafe { nonnull(client, "client") }?;
+        // SAFETY: per the contract.
+        unsafe { nonnull_mut(out_request, "out_request") }?;
+        // SAFETY: per the contract.
+        unsafe { nonnull_mut(out_reply, "out_reply") }?;
+        // SAFETY: checked non-NULL above.
+        unsafe {
+            write_out(out_request, client.0.max_request());
+            write_out(out_reply, client.0.max_reply());
+        }
+        Ok(())
+    })
+}
+
+/// Sends `req_len` bytes at `req` and waits at most `timeout_ns` (`UINT64_MAX`: no limit)
+/// for the reply, copied into `buf` (capacity `cap`, at least the largest reply from
+/// `shmring_rpc_client_limits`, so no reply is ever lost: `SHMRING_INVALID_ARGUMENT`
+/// otherwise, before anything is sent) with its length in `*out_len`.
+/// `SHMRING_PEER_DEAD` if the server died before or during the call, `SHMRING_TIMEOUT`.
+///
+/// # Safety
+/// `client` is live; `req` has `req_len` readable bytes; `buf` has `cap` writable bytes;
+/// `out_len` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmring_rpc_call(
+    client: *mut shmring_rpc_client_t,
+    req: *const c_void,
+    req_len: usize,
+    buf: *mut c_void,
+    cap: usize,
+    out_len: *mut usize,
+    timeout_ns: u64,
+) -> shmring_status {
+    boundary(|| {
+        // SAFETY: per the contract.
+        let client = unsafe { nonnull_mut(client, "client") }?;
+        // SAFETY: per the contract.
+        let request = unsafe { bytes_arg(req, req_len) }?;
+        // SAFETY: per the contract.
+        unsafe { nonnull_mut(out_len, "out_len") }?;
+        // SAFETY: per the contract.
+        let buf = unsafe { buf_arg(buf, cap) }?;
+        let max = client.0.max_reply();
+        if buf.len() < max {
+            return Err(Error::InvalidArgument {
+                detail: format!(
+                    "a reply buffer of {cap} bytes is shorter than the largest reply ({max}); \
+                     nothing was sent"
+                ),
+            }
+            .into());
+        }
+        let deadline = timeout_of(timeout_ns).map(|t| std::time::Instant::now() + t);
+        let id = client.0.start_deadline(request, deadline)?;
+        let len = client.0.reply(id, deadline, |body| {
+            buf[..body.len()].copy_from_slice(body);
+            body.len()
+        })?;
+        // SAFETY: checked non-NULL above.
+        unsafe { write_out(out_len, len) };
+        Ok(())
+    })
+}

@@ -169,6 +169,22 @@ impl ReplyTo {
     pub fn id(&self) -> u64 {
         self.id
     }
+
+    /// The destination as three words, for carrying it where a Rust value cannot go (the
+    /// C ABI): `[connection slot, client number, call id]`. A made-up value is refused by
+    /// [`Server::reply`] unless it names a live connection (`Closed`).
+    pub fn to_words(&self) -> [u64; 3] {
+        [self.slot as u64, self.client, self.id]
+    }
+
+    /// A destination from [`to_words`](ReplyTo::to_words).
+    pub fn from_words(words: [u64; 3]) -> ReplyTo {
+        ReplyTo {
+            slot: usize::try_from(words[0]).unwrap_or(usize::MAX),
+            client: words[1],
+            id: words[2],
+        }
+    }
 }
 
 /// One client's connection, on the server's side.
@@ -806,6 +822,12 @@ impl Client {
     /// [`reply`](Client::reply). Replies come in the order of the requests.
     pub fn start(&mut self, request: &[u8]) -> Result<u64> {
         self.start_with(request.len(), |out| out.copy_from_slice(request))
+    }
+
+    /// Like [`start`](Client::start), waiting while the request ring is full until
+    /// `deadline` (`None`: no limit; `Timeout`).
+    pub fn start_deadline(&mut self, request: &[u8], deadline: Option<Instant>) -> Result<u64> {
+        self.send_request(request.len(), deadline, |out| out.copy_from_slice(request))
     }
 
     /// Like [`start`](Client::start), writing the request in place: `fill` gets room for

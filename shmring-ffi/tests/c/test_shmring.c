@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -782,6 +783,70 @@ static void test_priority_lanes(void) {
     shmring_ring_free(ring);
 }
 
+/* Request/reply: a server in a forked child answers a client in this process. */
+static void test_rpc(void) {
+    char service[64];
+    snprintf(service, sizeof service, "ctest-rpc-%d", (int)getpid());
+    shmring_rpc_server_t *server = NULL;
+    CHECK_STATUS(shmring_rpc_server_bind(service, 4096, 0, &server), SHMRING_OK);
+    shmring_rpc_server_t *twice = NULL;
+    CHECK_STATUS(shmring_rpc_server_bind(service, 0, 0, &twice), SHMRING_ALREADY_EXISTS);
+    fflush(NULL);
+    pid_t child = fork();
+    if (child == 0) {
+        /* Answers three calls with the body reversed and the caller's pid appended. */
+        char buf[4096];
+        for (int served = 0; served < 3;) {
+            size_t len = 0;
+            shmring_rpc_request_t req;
+            int st = shmring_rpc_server_recv(server, buf, sizeof buf, &len, &req, 5000000000ull);
+            if (st != SHMRING_OK) {
+                _exit(10 + st);
+            }
+            char out[64];
+            for (size_t i = 0; i < len && i < 32; i++) {
+                out[i] = buf[len - 1 - i];
+            }
+            memcpy(out + len, &req.pid, 4);
+            if (shmring_rpc_server_reply(server, &req, out, len + 4) != SHMRING_OK) {
+                _exit(3);
+            }
+            served++;
+        }
+        _exit(0);
+    }
+    /* The parent's copy of the server must not answer: close it here. */
+    shmring_rpc_server_free(server);
+    shmring_rpc_client_t *client = NULL;
+    CHECK_STATUS(shmring_rpc_client_connect(service, UINT64_MAX, &client), SHMRING_OK);
+    size_t max_request = 0, max_reply = 0;
+    CHECK_STATUS(shmring_rpc_client_limits(client, &max_request, &max_reply), SHMRING_OK);
+    CHECK(max_request == 4096 / 2 - 16 && max_reply == max_request);
+    char reply[4096];
+    size_t len = 0;
+    char small[8];
+    CHECK_STATUS(shmring_rpc_call(client, "abc", 3, small, sizeof small, &len, 1000000000ull),
+                 SHMRING_INVALID_ARGUMENT);
+    const char *words[3] = {"hello", "shared", "memory"};
+    for (int i = 0; i < 3; i++) {
+        size_t n = strlen(words[i]);
+        CHECK_STATUS(shmring_rpc_call(client, words[i], n, reply, sizeof reply, &len,
+                                      5000000000ull),
+                     SHMRING_OK);
+        CHECK(len == n + 4 && reply[0] == words[i][n - 1] && reply[n - 1] == words[i][0]);
+        uint32_t pid = 0;
+        memcpy(&pid, reply + n, 4);
+        CHECK(pid == (uint32_t)getpid());
+    }
+    int status = 0;
+    CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    /* The server is gone: the next call fails PEER_DEAD, not a hang. */
+    CHECK_STATUS(shmring_rpc_call(client, "x", 1, reply, sizeof reply, &len, 5000000000ull),
+                 SHMRING_PEER_DEAD);
+    shmring_rpc_client_free(client);
+    CHECK_STATUS(shmring_rpc_client_connect(service, UINT64_MAX, &client), SHMRING_NOT_FOUND);
+}
+
 int main(void) {
     test_version_and_strings();
     test_names_and_existence();
@@ -795,6 +860,7 @@ int main(void) {
     test_readiness();
     test_deferred_releases();
     test_priority_lanes();
+    test_rpc();
     printf("%d passed, %d failed\n", checks - failures, failures);
     return failures == 0 ? 0 : 1;
 }
