@@ -98,7 +98,12 @@ fn rpc_server(name: &str, size: usize) {
 }
 
 /// Request/reply over a byte stream (socket or pipes): a histogram of round trips.
-fn stream_client(tx: &mut impl Write, rx: &mut impl Read, size: usize, calls: u64) -> Histogram<u64> {
+fn stream_client(
+    tx: &mut impl Write,
+    rx: &mut impl Read,
+    size: usize,
+    calls: u64,
+) -> Histogram<u64> {
     let request = vec![7u8; size];
     let mut reply = vec![0u8; size];
     let mut h = Histogram::<u64>::new(3).unwrap();
@@ -260,10 +265,15 @@ fn main() {
         }
         return;
     }
-    println!("request/reply round trip, {size} B each way, {calls} calls per run, {runs} runs (median run shown)");
+    println!(
+        "request/reply round trip, {size} B each way, {calls} calls per run, {runs} runs (median run shown)"
+    );
     println!("{:<28} {:>10} {:>10}", "transport", "p50 µs", "p99 µs");
-    let mut rows: Vec<(&str, Vec<(f64, f64)>)> =
-        vec![("shmring rpc", vec![]), ("unix socket pair", vec![]), ("pipe pair", vec![])];
+    let mut rows: Vec<(&str, Vec<(f64, f64)>)> = vec![
+        ("shmring rpc", vec![]),
+        ("unix socket pair", vec![]),
+        ("pipe pair", vec![]),
+    ];
     for run in 0..runs {
         let name = format!("rpc-bench-{}-{run}", std::process::id());
         let mut server = child("server", &name);
@@ -281,7 +291,9 @@ fn main() {
     }
     let messages = calls * 20;
     println!();
-    println!("priority lanes: MPMC one-way, {size} B, {messages} messages per run, spin waits, {runs} runs");
+    println!(
+        "priority lanes: MPMC one-way, {size} B, {messages} messages per run, spin waits, {runs} runs"
+    );
     let cells: [(&str, u32, &str); 4] = [
         ("1 lane", 1, "low"),
         ("8 lanes, all priority 7", 8, "top"),
