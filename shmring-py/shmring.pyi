@@ -26,6 +26,7 @@ class Ring:
         max_readers: int | None = None,
         overflow: Literal["lossless", "overwrite"] | None = None,
         lag_limit: int | None = None,
+        lanes: int | None = None,
         wait: Wait = "spin-then-yield",
         telemetry: int = 0,
         group_access: bool = False,
@@ -44,6 +45,9 @@ class Ring:
     @property
     def max_message(self) -> int:
         """Largest message payload in bytes."""
+    @property
+    def lanes(self) -> int:
+        """Priority lanes (MPMC rings created with `lanes=`; 1 for the others)."""
     @property
     def was_created(self) -> bool: ...
     def producer(self) -> Producer:
@@ -74,6 +78,10 @@ class Producer:
         """Sends one message, waiting while the ring is full (`Timeout` after `timeout` s)."""
     def try_send(self, data: Buffer) -> None:
         """Sends one message if it fits now (`WouldBlock` if not)."""
+    def send_priority(self, data: Buffer, priority: int, timeout: float | None = None) -> None:
+        """Sends with a priority (lane of an MPMC ring with `lanes=`; 0 elsewhere)."""
+    def try_send_priority(self, data: Buffer, priority: int) -> None:
+        """Sends with a priority if its lane has room now (`WouldBlock` if not)."""
     def try_send_or_arm(self, data: Buffer) -> bool:
         """True: sent; False: full and armed, wait for fileno() and call again."""
     def fileno(self) -> int:
@@ -97,6 +105,10 @@ class Consumer:
         """The next message; `Closed` / `PeerDead` once the stream ended and was read."""
     def try_recv(self) -> bytes:
         """The next message if one is there now (`WouldBlock` if not)."""
+    def recv_priority(self, timeout: float | None = None) -> tuple[bytes, int]:
+        """The highest-priority message waiting and its priority."""
+    def select_priorities(self, low: int, high: int) -> None:
+        """Receive only priorities low..=high from now on (like msgrcv's type)."""
     def recv_into(self, buffer: Buffer, timeout: float | None = None) -> int:
         """Copies the next message into a writable buffer; its length. `BufferTooSmall`
         keeps the message."""

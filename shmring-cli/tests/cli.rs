@@ -549,3 +549,40 @@ fn tail_follows_a_broadcast_ring_without_taking_from_other_readers() {
     let text = String::from_utf8_lossy(&refused.stderr);
     assert!(text.contains("tail follows broadcast rings"), "{text}");
 }
+
+#[test]
+fn create_with_lanes_and_stat_shows_each_lane() {
+    let name = Name::new("lanes");
+    ok(shmring(&[
+        "create", &name.0, "--kind", "mpmc", "--lanes", "4", "--slots", "16",
+    ]));
+    let ring = mpmc::Ring::open(&name.0).unwrap();
+    assert_eq!(ring.lanes(), 4);
+    let mut tx = ring.producer().unwrap();
+    tx.try_send_priority(b"high", 3).unwrap();
+    tx.try_send_priority(b"low", 0).unwrap();
+    tx.try_send_priority(b"low", 0).unwrap();
+    let doc: Value = serde_json::from_str(&ok(shmring(&["stat", &name.0, "--json"]))).unwrap();
+    let lanes = doc["ring"]["lanes"]
+        .as_array()
+        .expect("lanes in stat --json");
+    let in_flight: Vec<u64> = lanes
+        .iter()
+        .map(|l| l["in_flight"].as_u64().unwrap())
+        .collect();
+    assert_eq!(in_flight, [2, 0, 0, 1]);
+    let text = ok(shmring(&["stat", &name.0]));
+    assert!(text.contains("16 slots in each of 4 lanes"), "{text}");
+    assert!(text.contains("PRIORITY"), "{text}");
+    // Too many lanes: a clear error, nothing created.
+    let refused = shmring(&[
+        "create",
+        &format!("{}-x", name.0),
+        "--kind",
+        "mpmc",
+        "--lanes",
+        "33",
+    ]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("lanes 33"));
+}

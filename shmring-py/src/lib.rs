@@ -132,7 +132,7 @@ impl Ring {
     /// Creates a ring named `name` ("/" then letters, digits, ".", "_", "-").
     #[staticmethod]
     #[pyo3(signature = (name, *, kind="spsc", capacity=None, slots=None, max_message=None,
-        max_peers=None, max_readers=None, overflow=None, lag_limit=None,
+        max_peers=None, max_readers=None, overflow=None, lag_limit=None, lanes=None,
         wait="spin-then-yield", telemetry=0, group_access=false, exist_ok=false))]
     #[allow(clippy::too_many_arguments)]
     fn create(
@@ -145,6 +145,7 @@ impl Ring {
         max_readers: Option<u32>,
         overflow: Option<&str>,
         lag_limit: Option<u64>,
+        lanes: Option<u32>,
         wait: &str,
         telemetry: u32,
         group_access: bool,
@@ -174,6 +175,9 @@ impl Ring {
         }
         if let Some(bytes) = lag_limit {
             config = config.lag_limit(bytes);
+        }
+        if let Some(n) = lanes {
+            config = config.lanes(n);
         }
         let kind = kind_of(kind)?;
         let ring = if exist_ok {
@@ -206,6 +210,12 @@ impl Ring {
     #[getter]
     fn max_message(&self) -> usize {
         self.ring.max_message()
+    }
+
+    /// Priority lanes (MPMC rings created with `lanes=`; 1 for every other ring).
+    #[getter]
+    fn lanes(&self) -> u32 {
+        self.ring.lanes()
     }
 
     /// Whether this object created the ring (useful with `exist_ok=True`).
@@ -421,6 +431,30 @@ impl Producer {
         self.handle.with(|p| p.try_send(data).map_err(to_py))
     }
 
+    /// Sends `data` with priority `priority` (lane `priority` of an MPMC ring created with
+    /// `lanes=`; other rings take 0 only), waiting while that lane is full.
+    #[pyo3(signature = (data, priority, timeout=None))]
+    fn send_priority(
+        &self,
+        py: Python<'_>,
+        data: &[u8],
+        priority: u32,
+        timeout: Option<f64>,
+    ) -> PyResult<()> {
+        let timeout = timeout_of(timeout)?;
+        self.handle.with(|p| {
+            blocking(py, p, timeout, |p: &mut any::Producer, slice| {
+                p.send_priority(data, priority, slice)
+            })
+        })
+    }
+
+    /// Sends `data` with priority `priority` if its lane has room now (`WouldBlock` if not).
+    fn try_send_priority(&self, data: &[u8], priority: u32) -> PyResult<()> {
+        self.handle
+            .with(|p| p.try_send_priority(data, priority).map_err(to_py))
+    }
+
     /// Sends `data` if it fits now (`True`); otherwise arms `fileno()` and returns `False`:
     /// wait for the descriptor, then call again. Needs a `wait="futex"` ring.
     fn try_send_or_arm(&self, data: &[u8]) -> PyResult<bool> {
@@ -560,6 +594,26 @@ impl Consumer {
     /// The next message if one is there now; `WouldBlock` if not.
     fn try_recv(&self, py: Python<'_>) -> PyResult<Py<PyBytes>> {
         self.take(py, Some(Duration::ZERO))
+    }
+
+    /// The next message and its priority, `(bytes, priority)`: the oldest of the highest
+    /// non-empty selected lane, waiting for one (`timeout` seconds at most).
+    #[pyo3(signature = (timeout=None))]
+    fn recv_priority(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<(Py<PyBytes>, u32)> {
+        let timeout = timeout_of(timeout)?;
+        self.handle.with(|c| {
+            let mut buf = vec![0u8; c.max_message()];
+            let (len, priority) = blocking(py, c, timeout, |c: &mut any::Consumer, slice| {
+                c.recv_priority(&mut buf, slice)
+            })?;
+            Ok((PyBytes::new(py, &buf[..len]).unbind(), priority))
+        })
+    }
+
+    /// Receives only priorities `low..=high` from now on (like `msgrcv`'s type).
+    fn select_priorities(&self, low: u32, high: u32) -> PyResult<()> {
+        self.handle
+            .with(|c| c.select_priorities(low..=high).map_err(to_py))
     }
 
     /// Copies the next message into `buffer` (a writable bytes-like object: `bytearray`,

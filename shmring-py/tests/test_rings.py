@@ -162,3 +162,28 @@ def test_broadcast_readers_each_get_every_message_and_a_lapped_one_is_told(name)
     with pytest.raises(shmring.Incompatible):
         shmring.Ring.create(name + "-spsc", kind="spsc").reader()
     shmring.unlink(name + "-spsc")
+
+
+def test_priority_lanes(name):
+    ring = shmring.Ring.create(name, kind="mpmc", lanes=8, slots=16, max_message=32)
+    assert ring.lanes == 8
+    tx, rx = ring.producer(), ring.consumer()
+    tx.send_priority(b"routine", 0)
+    tx.try_send_priority(b"urgent", 7)
+    tx.send_priority(b"middle", 4, timeout=1.0)
+    rx.select_priorities(0, 4)
+    assert rx.recv_priority(timeout=1.0) == (b"middle", 4)
+    assert rx.recv_priority(timeout=1.0) == (b"routine", 0)
+    with pytest.raises(shmring.WouldBlock):
+        rx.try_recv()
+    rx.select_priorities(0, 7)
+    assert rx.recv_priority(timeout=1.0) == (b"urgent", 7)
+    with pytest.raises(shmring.InvalidArgument, match="priority 8"):
+        tx.try_send_priority(b"x", 8)
+    plain = shmring.Ring.create(name + "-plain", capacity=4096)
+    try:
+        assert plain.lanes == 1
+        with pytest.raises(shmring.InvalidArgument, match="one lane"):
+            plain.producer().try_send_priority(b"x", 1)
+    finally:
+        plain.unlink()

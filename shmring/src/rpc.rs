@@ -343,14 +343,22 @@ impl Server {
     }
 
     /// Arms every connection's request ring for its readiness descriptor; `false` if one
-    /// has something to receive (or an end to report) now.
+    /// has something to receive (or an end to report) now. A connection that cannot be
+    /// armed is dropped (it could never wake the server).
     fn arm_all(&mut self) -> bool {
         let mut all = true;
-        for conn in self.connections.iter_mut().flatten() {
+        for index in 0..self.connections.len() {
+            let Some(conn) = self.connections[index].as_mut() else {
+                continue;
+            };
             match conn.requests.arm() {
                 Ok(true) => {}
-                // Something to receive, or an error the next look reports.
-                _ => all = false,
+                // Something to receive, or an end the next look reports.
+                Ok(false) => all = false,
+                Err(_) => {
+                    self.drop_connection(index);
+                    all = false;
+                }
             }
         }
         all
