@@ -574,6 +574,13 @@ fn rm_dead(dry_run: bool) -> Result<(), Failure> {
             Err(e) => eprintln!("shmring: {name}: {e}"),
         }
     }
+    // Doorbells (readiness sockets) of processes killed while armed.
+    let bells = any::remove_dead_doorbells(dry_run);
+    if bells > 0 {
+        let verb = if dry_run { "would remove" } else { "removed" };
+        println!("{verb} {bells} dead doorbell(s) in {SHM_DIR}/shmring-bells-*");
+        removed += 1;
+    }
     if removed == 0 {
         println!("nothing to remove");
     }

@@ -277,8 +277,13 @@ fn a_message_larger_than_the_ring_allows_is_an_error_in_words() {
     );
 }
 
+/// `rm --dead` acts on every ring and doorbell of the machine: the tests that run it take
+/// turns, so one never removes what the other is about to check.
+static RM_DEAD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn rm_dead_removes_only_what_dead_processes_left() {
+    let _turn = RM_DEAD.lock().unwrap_or_else(|e| e.into_inner());
     let live = Name::new("rm-live");
     let dead = Name::new("rm-dead");
     let clean = Name::new("rm-clean");
@@ -585,4 +590,35 @@ fn create_with_lanes_and_stat_shows_each_lane() {
     ]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("lanes 33"));
+}
+
+#[test]
+fn rm_dead_removes_doorbells_nobody_holds() {
+    let _turn = RM_DEAD.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = format!("/dev/shm/shmring-bells-clitest-{}", std::process::id());
+    std::fs::create_dir_all(&dir).unwrap();
+    let dead = format!("{dir}/c0");
+    // Bound, then closed: the socket file stays with nobody behind it (a process killed
+    // while armed leaves the same).
+    drop(std::os::unix::net::UnixDatagram::bind(&dead).unwrap());
+    let live_path = format!("{dir}/c1");
+    let live = std::os::unix::net::UnixDatagram::bind(&live_path).unwrap();
+    let dry = ok(shmring(&["rm", "--dead", "--dry-run"]));
+    assert!(
+        dry.contains("would remove") && dry.contains("dead doorbell"),
+        "{dry}"
+    );
+    assert!(std::path::Path::new(&dead).exists());
+    let out = ok(shmring(&["rm", "--dead"]));
+    assert!(out.contains("dead doorbell"), "{out}");
+    assert!(
+        !std::path::Path::new(&dead).exists(),
+        "the dead doorbell stayed"
+    );
+    assert!(
+        std::path::Path::new(&live_path).exists(),
+        "a live doorbell was removed"
+    );
+    drop(live);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

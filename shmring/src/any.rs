@@ -329,6 +329,20 @@ fn remove_in(location: &Location, only_if_dead: bool) -> Result<Removal> {
     }
 }
 
+/// Removes the readiness doorbells (socket files under `/dev/shm/shmring-bells-*`) that no
+/// process holds any more — left by processes killed while armed, rings of every kind,
+/// named or anonymous — and the directories that leaves empty; `dry_run`: only counts
+/// them. Live doorbells get an empty datagram (a spurious readiness) and stay. Returns how
+/// many dead doorbells there were. `shmring rm --dead` and `rpc::Server::bind` call it.
+///
+/// ```
+/// let dead = shmring::any::remove_dead_doorbells(true);
+/// # let _ = dead;
+/// ```
+pub fn remove_dead_doorbells(dry_run: bool) -> usize {
+    crate::os::remove_dead_doorbells(!dry_run)
+}
+
 impl Producer {
     /// See [`channel::Producer::try_send`].
     pub fn try_send(&mut self, msg: &[u8]) -> Result<()> {

@@ -558,10 +558,11 @@ pub(crate) fn remove_doorbells(dir: &Path) {
 }
 
 /// Removes doorbells whose socket nobody holds any more (left by processes killed while
-/// armed) and the doorbell directories that leaves empty, for every ring. A doorbell is
-/// dead when a datagram to it is refused; a live one gets an empty datagram (a spurious
-/// readiness, which its holder tolerates). Returns how many doorbells were removed.
-pub(crate) fn remove_dead_doorbells() -> usize {
+/// armed) and the doorbell directories that leaves empty, for every ring (`remove`
+/// false: only counts them). A doorbell is dead when a datagram to it is refused; a live
+/// one gets an empty datagram (a spurious readiness, which its holder tolerates). Returns
+/// how many dead doorbells there were.
+pub(crate) fn remove_dead_doorbells(remove: bool) -> usize {
     let Ok(entries) = fs::read_dir("/dev/shm") else {
         return 0;
     };
@@ -585,12 +586,14 @@ pub(crate) fn remove_dead_doorbells() -> usize {
                 sender.send_to(&[], bell.path()),
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused
             );
-            if refused && fs::remove_file(bell.path()).is_ok() {
+            if refused && (!remove || fs::remove_file(bell.path()).is_ok()) {
                 removed += 1;
             }
         }
-        // Fails while a live doorbell is in it.
-        let _ = fs::remove_dir(dir.path());
+        if remove {
+            // Fails while a live doorbell is in it.
+            let _ = fs::remove_dir(dir.path());
+        }
     }
     removed
 }

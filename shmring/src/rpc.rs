@@ -225,7 +225,7 @@ impl Server {
         Ring::<Spsc>::create_anonymous(&config.ring_config())?;
         // A server killed with -9 leaves its armed doorbells (files in /dev/shm) behind;
         // its successor removes them.
-        crate::os::remove_dead_doorbells();
+        crate::os::remove_dead_doorbells(true);
         let listener = crate::os::rpc_listen(service).map_err(|e| match e.kind() {
             std::io::ErrorKind::AddrInUse => Error::AlreadyExists {
                 name: format!("rpc service {service}"),
