@@ -1040,7 +1040,6 @@ pub(crate) fn recv_with_fds(
             cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
         }
     }
-    let _ = stream.as_raw_fd();
     Ok((got as usize, fds))
 }
 

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::ends::{AnyEnd, AnyRing, Kind, config};
+use common::ends::{AnyEnd, AnyRing, Kind, config_lanes};
 use common::{KillOnDrop, ShmName, piped, role, wait_bounded};
 use shmring::{Error, Role, WaitStrategy};
 
@@ -87,11 +87,12 @@ fn the_other(role: Role) -> Role {
 }
 
 /// One cell: the `victim`-role peer dies at `step`.
-fn killed_at(kind: Kind, victim: Role, step: &str) {
+fn killed_at(kind: Kind, lanes: u32, victim: Role, step: &str) {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let case = format!("{kind:?} {victim} killed at {step}");
+    let case = format!("{kind:?} ({lanes} lane(s)) {victim} killed at {step}");
     let name = ShmName::new("moment");
-    let ring = AnyRing::create(kind, name.as_str(), &config(kind, WaitStrategy::Futex));
+    let config = config_lanes(kind, WaitStrategy::Futex, lanes);
+    let ring = AnyRing::create(kind, name.as_str(), &config);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     // To catch the victim notifying, the survivor must be asleep when the victim makes
     // progress (no pacing); otherwise the survivor paces itself so the victim sleeps.
@@ -150,6 +151,10 @@ fn killed_at(kind: Kind, victim: Role, step: &str) {
 }
 
 fn every_moment(kind: Kind, victim: Role) {
+    every_moment_lanes(kind, 1, victim);
+}
+
+fn every_moment_lanes(kind: Kind, lanes: u32, victim: Role) {
     for step in [
         "attaching",
         "sleep-announced",
@@ -157,7 +162,7 @@ fn every_moment(kind: Kind, victim: Role) {
         "notifying",
         "closing",
     ] {
-        killed_at(kind, victim, step);
+        killed_at(kind, lanes, victim, step);
     }
 }
 
@@ -179,6 +184,16 @@ fn mpmc_consumer_killed_at_every_moment() {
 #[test]
 fn mpmc_producer_killed_at_every_moment() {
     every_moment(Kind::Mpmc, Role::Producer);
+}
+
+#[test]
+fn mpmc_lanes_consumer_killed_at_every_moment() {
+    every_moment_lanes(Kind::Mpmc, 4, Role::Consumer);
+}
+
+#[test]
+fn mpmc_lanes_producer_killed_at_every_moment() {
+    every_moment_lanes(Kind::Mpmc, 4, Role::Producer);
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use common::ends::{AnyRing, Kind, config};
+use common::ends::{AnyRing, Kind, config_lanes};
 use common::{KillOnDrop, ShmName, bounded, expect_line, kill9, role, spawn_piped, wait_bounded};
 use shmring::{Error, Role, WaitStrategy};
 
@@ -101,13 +101,13 @@ fn the_other(role: Role) -> Role {
 
 /// One cell of the matrix: a `victim`-role sleeper killed in its sleep, a second sleeper
 /// of the same role, and the survivor of the other role.
-fn killed_sleeper(kind: Kind, strategy: WaitStrategy, victim: Role) {
+fn killed_sleeper(kind: Kind, lanes: u32, strategy: WaitStrategy, victim: Role) {
     let _one = ONE_CASE_AT_A_TIME
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let case = format!("{kind:?} {strategy:?}, {victim} killed asleep");
+    let case = format!("{kind:?} ({lanes} lane(s)) {strategy:?}, {victim} killed asleep");
     let name = ShmName::new("killed-sleeper");
-    let ring = AnyRing::create(kind, name.as_str(), &config(kind, strategy));
+    let ring = AnyRing::create(kind, name.as_str(), &config_lanes(kind, strategy, lanes));
     let mut survivor = ring.attach(the_other(victim));
 
     let (mut first, _) = start_sleeper(&ring, name.as_str(), kind, victim, strategy);
@@ -190,8 +190,12 @@ fn killed_sleeper(kind: Kind, strategy: WaitStrategy, victim: Role) {
 }
 
 fn every_strategy(kind: Kind, victim: Role) {
+    every_strategy_lanes(kind, 1, victim);
+}
+
+fn every_strategy_lanes(kind: Kind, lanes: u32, victim: Role) {
     for strategy in STRATEGIES {
-        killed_sleeper(kind, strategy, victim);
+        killed_sleeper(kind, lanes, strategy, victim);
     }
 }
 
@@ -213,6 +217,16 @@ fn mpmc_consumer_killed_asleep() {
 #[test]
 fn mpmc_producer_killed_asleep() {
     every_strategy(Kind::Mpmc, Role::Producer);
+}
+
+#[test]
+fn mpmc_lanes_consumer_killed_asleep() {
+    every_strategy_lanes(Kind::Mpmc, 4, Role::Consumer);
+}
+
+#[test]
+fn mpmc_lanes_producer_killed_asleep() {
+    every_strategy_lanes(Kind::Mpmc, 4, Role::Producer);
 }
 
 #[test]

@@ -13,13 +13,19 @@ pub const MAX: usize = 32;
 pub type Kind = any::KindName;
 
 pub fn config(kind: Kind, strategy: WaitStrategy) -> Config {
+    config_lanes(kind, strategy, 1)
+}
+
+/// As [`config`], an MPMC ring with `lanes` priority lanes (the fault tests' traffic is
+/// priority 0, so sleepers wait in lane 0 while the ring has other lanes to look at).
+pub fn config_lanes(kind: Kind, strategy: WaitStrategy, lanes: u32) -> Config {
     let config = Config::new()
         .wait_strategy(strategy)
         .spin_before_sleep(Duration::ZERO)
         .max_message(MAX);
     match kind {
         Kind::Spsc => config.capacity(256),
-        Kind::Mpmc => config.slots(2).max_peers(4),
+        Kind::Mpmc => config.slots(2).max_peers(4).lanes(lanes),
         // Readers join at the live end: each sees what was sent after it attached.
         _ => config.capacity(256).max_readers(3),
     }
